@@ -1,0 +1,72 @@
+"""seglab command-line interface: parses arguments and calls library functions, nothing more."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from seglab import __version__
+from seglab.cli.app import app, err_console
+from seglab.errors import SeglabError
+
+# Each module registers its commands on `app` / `data_app` when imported.
+_COMMAND_MODULES = ("seglab.cli.models_cmd", "seglab.cli.data_cmd", "seglab.cli.data_tools_cmd",
+                    "seglab.cli.train_cmd", "seglab.cli.use_cmd")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"seglab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print version."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+) -> None:
+    """Image segmentation toolkit: check data, train, evaluate, predict, export."""
+    if debug:
+        os.environ["SEGLAB_DEBUG"] = "1"
+
+
+def _register() -> None:
+    for name in _COMMAND_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:  # a real missing dependency, not a command module not written yet
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors print one message and exit 2 (``--debug`` shows the traceback)."""
+    _register()
+    args = sys.argv[1:] if argv is None else argv
+    if "--debug" in args:
+        os.environ["SEGLAB_DEBUG"] = "1"
+    try:
+        app(args=args, standalone_mode=False)
+    except SeglabError as e:
+        if os.environ.get("SEGLAB_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return e.exit_code
+    except typer.Exit as e:
+        return e.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as e:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return 2
+        if isinstance(e, click.exceptions.Abort):
+            return 130
+        raise
+    return 0

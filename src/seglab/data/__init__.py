@@ -1,0 +1,1 @@
+"""Datasets, the dataset doctor, transforms, statistics, converters and synthetic data."""

@@ -1,0 +1,78 @@
+"""One registry of model builders: ``name -> builder(num_classes, **options) -> nn.Module``."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from seglab.errors import ModelError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its builder, task and the input size it is usually trained at."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    task: str = "semantic"
+    default_input: int = 512
+
+    def options(self) -> dict[str, object]:
+        """Keyword options of the builder and their defaults (``num_classes`` excluded)."""
+        sig = inspect.signature(self.builder)
+        return {k: p.default for k, p in sig.parameters.items() if k != "num_classes"}
+
+
+MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, task: str = "semantic", default_input: int = 512) -> Callable:
+    """Decorator registering ``builder`` under ``name``; duplicate names are a bug and raise."""
+
+    def deco(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        MODELS[name] = ModelEntry(name, builder, task, default_input)
+        return builder
+
+    return deco
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry for ``name``; unknown names list the valid ones and a close match."""
+    _load_all()
+    if name not in MODELS:
+        close = difflib.get_close_matches(name, MODELS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ModelError(f"unknown model {name!r}.{hint} Available: {', '.join(sorted(MODELS))}.")
+    return MODELS[name]
+
+
+def build_model(name: str, num_classes: int, **options: object) -> nn.Module:
+    """Build a registered model. Unknown options raise a ``ModelError`` listing the accepted ones."""
+    entry = get_entry(name)
+    accepted = entry.options()
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ModelError(
+            f"model {name!r} has no option(s) {', '.join(unknown)}. "
+            f"Accepted options: {', '.join(sorted(accepted)) or 'none'}."
+        )
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ModelError(f"Expected `num_classes` to be a positive integer, but got {num_classes!r}.")
+    return entry.builder(num_classes=num_classes, **options)
+
+
+def list_models() -> list[ModelEntry]:
+    """All registered models, sorted by name."""
+    _load_all()
+    return [MODELS[k] for k in sorted(MODELS)]
+
+
+def _load_all() -> None:
+    # Importing the model modules registers them; done lazily so `import seglab` stays cheap.
+    import seglab.models  # noqa: F401
