@@ -14,7 +14,7 @@ from seglab.errors import SeglabError
 
 # Each module registers its commands on `app` / `data_app` when imported.
 _COMMAND_MODULES = ("seglab.cli.models_cmd", "seglab.cli.data_cmd", "seglab.cli.data_tools_cmd",
-                    "seglab.cli.train_cmd", "seglab.cli.use_cmd")
+                    "seglab.cli.instance_cmd", "seglab.cli.train_cmd", "seglab.cli.use_cmd")
 
 
 def _version(value: bool) -> None:

@@ -14,6 +14,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Dataset tools: synth, check, stats, convert.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+convert_app = typer.Typer(help="Convert label formats (never overwrites the input).", no_args_is_help=True)
+data_app.add_typer(convert_app, name="convert")
 
 console = Console()
 err_console = Console(stderr=True)
