@@ -1,0 +1,249 @@
+"""Run configuration: one dataclass per area, YAML in and out, CLI overrides, strict validation.
+
+A YAML config has three sections whose keys are the CLI flag names with ``_`` for ``-``::
+
+    data:  {root: data/shapes, crop_size: 96, workers: 2}
+    model: {name: unet, options: {base_channels: 16}}
+    train: {epochs: 20, lr: 0.003, schedule: cosine, precision: bf16}
+
+Unknown keys and values of the wrong type or outside the allowed choices raise :class:`ConfigError`
+naming the key and what is accepted, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from seglab.errors import ConfigError
+
+Schedule = Literal["cosine", "poly", "step", "multistep", "plateau", "constant"]
+Optimizer = Literal["sgd", "adam", "adamw"]
+Precision = Literal["fp32", "bf16", "fp16"]
+Sampler = Literal["random", "balanced"]
+WeightMethod = Literal["inverse", "median"]
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how it is read and augmented."""
+
+    root: str = ""
+    train_split: str = "train"
+    val_split: str = "val"
+    num_classes: int | None = None
+    in_channels: int = 3
+    ignore_index: int = 255
+    crop_size: int = 256
+    scale: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    hflip: float = 0.5
+    rotate: float = 0.0
+    color_jitter: float = 0.2
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    workers: int = 2
+    sampler: Sampler = "random"
+    max_pixels: int = 178_956_970
+
+
+@dataclass
+class ModelConfig:
+    """Which registered model and its options (passed to ``build_model``)."""
+
+    name: str = "unet"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """Optimization, precision, checkpointing and logging."""
+
+    out: str = "runs/exp"
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    optimizer: Optimizer = "adamw"
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    schedule: Schedule = "cosine"
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.0
+    poly_power: float = 0.9
+    milestones: list[int] = field(default_factory=lambda: [30, 60, 90])
+    gamma: float = 0.1
+    plateau_patience: int = 5
+    plateau_factor: float = 0.5
+    loss: str = "ce"
+    class_weights: list[float] | None = None
+    weight_method: WeightMethod = "median"
+    precision: Precision = "fp32"
+    accum: int = 1
+    clip_grad: float | None = None
+    grad_checkpointing: bool = False
+    ema: float = 0.0
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    seed: int = 0
+    save_every: int = 0
+    eval_every: int = 1
+    monitor: str = "mean_iou"
+    early_stop: int = 0
+    skip_nonfinite: bool = False
+    num_samples: int = 4
+    tb: bool = False
+    device: str = "auto"
+    resume: bool = False
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs; ``config.yaml`` in a run directory is this, complete."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON-safe)."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        """YAML text that :func:`load_config` reads back to an equal config."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _choices(tp: Any) -> tuple | None:
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else None
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert harmless cases (int -> float)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(key, value, a)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"config key `{key}` got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"config key `{key}` must be one of {', '.join(map(str, args))}; got {value!r}.")
+        return value
+    if origin is list:
+        if isinstance(value, str):  # "0.5,2.0" from the command line
+            value = [v for v in value.split(",") if v.strip()]
+            value = [yaml.safe_load(v) for v in value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key `{key}` expects a list; got {value!r}.")
+        return [_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key `{key}` expects a mapping; got {value!r}.")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key `{key}` expects true or false; got {value!r}.")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key `{key}` expects an integer; got {value!r}.")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key `{key}` expects a number; got {value!r}.")
+    if tp is str:
+        if isinstance(value, (str, os.PathLike)):
+            return str(value)
+        raise ConfigError(f"config key `{key}` expects a string; got {value!r}.")
+    return value
+
+
+def _set(section_obj: Any, section: str, key: str, value: Any) -> None:
+    hints = typing.get_type_hints(type(section_obj))
+    if key not in hints:
+        raise ConfigError(f"unknown config key `{section}.{key}`. Valid keys in `{section}`: "
+                          f"{', '.join(hints)}.")
+    setattr(section_obj, key, _coerce(f"{section}.{key}", value, hints[key]))
+
+
+def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
+    """Build (or update ``base``) from a nested dict; unknown sections/keys raise ``ConfigError``."""
+    cfg = base or RunConfig()
+    if not isinstance(d, dict):
+        raise ConfigError(f"a config must be a mapping with sections {', '.join(SECTIONS)}; got {type(d).__name__}.")
+    for section, values in d.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section `{section}`. Valid sections: {', '.join(SECTIONS)}.")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section `{section}` must be a mapping; got {values!r}.")
+        for key, value in values.items():
+            _set(getattr(cfg, section), section, key, value)
+    return cfg
+
+
+def load_config(path: str | os.PathLike, base: RunConfig | None = None) -> RunConfig:
+    """Read a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found.")
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e}).") from e
+    try:
+        return config_from_dict(d, base)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.key=value`` strings (values parsed as YAML scalars), e.g. ``train.lr=0.01``.
+
+    A bare ``key=value`` is looked up in every section; it must name exactly one.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=0.01).")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        if "." in key:
+            section, name = key.split(".", 1)
+            if section not in SECTIONS:
+                raise ConfigError(f"unknown config section `{section}` in {item!r}. Valid: {', '.join(SECTIONS)}.")
+        else:
+            owners = [s for s, c in SECTIONS.items() if key in typing.get_type_hints(c)]
+            if len(owners) != 1:
+                raise ConfigError(f"unknown config key `{key}`. Use section.key, sections: {', '.join(SECTIONS)}.")
+            section, name = owners[0], key
+        _set(getattr(cfg, section), section, name, value)
+    return cfg
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """Parse ``--model-opt base_channels=32`` style items into a dict with YAML-typed values."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"model option {item!r} must look like name=value (e.g. base_channels=32).")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out

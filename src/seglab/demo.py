@@ -1,0 +1,62 @@
+"""`seglab demo`: the whole product in one command on generated data (no downloads, CPU friendly)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from seglab.config import RunConfig, config_from_dict
+from seglab.errors import ConfigError
+
+# A base-16 U-Net on 96 px shapes: reaches mIoU > 0.9 in about two minutes on a 2-core CPU with bf16.
+SEMANTIC_DEMO: dict[str, Any] = {
+    "data": {"crop_size": 96, "scale": [0.75, 1.25], "color_jitter": 0.1, "workers": 0},
+    "model": {"name": "unet", "options": {"base_channels": 16}},
+    "train": {"epochs": 12, "batch_size": 8, "lr": 0.004, "optimizer": "adamw", "schedule": "cosine",
+              "warmup_epochs": 0.5, "precision": "bf16", "loss": "ce", "num_samples": 4},
+}
+
+
+def semantic_demo_config(data: Path, out: Path, epochs: int | None, seed: int) -> RunConfig:
+    cfg = config_from_dict(SEMANTIC_DEMO)
+    cfg.data.root, cfg.train.out, cfg.train.seed = str(data), str(out), seed
+    if epochs is not None:
+        cfg.train.epochs = epochs
+    return cfg
+
+
+def run_demo(task: str, out: Path, epochs: int | None = None, seed: int = 0, console: Console | None = None) -> dict:
+    """Synthesize data, train, evaluate, and print what was produced. Returns the training summary."""
+    console = console or Console()
+    if task not in ("semantic", "instance"):
+        raise ConfigError(f"--task must be semantic or instance; got {task!r}.")
+    from seglab.data.synthetic import make_shapes
+
+    data = Path(out) / "data"
+    run = Path(out) / ("run" if task == "semantic" else "run_instance")
+    console.print(f"[bold]1/3[/] generating the shapes dataset in {data}")
+    make_shapes(data, n_train=240, n_val=60, size=96 if task == "semantic" else 128, seed=seed)
+    if task == "instance":
+        from seglab.engine.instance import instance_demo_config
+
+        cfg = instance_demo_config(data, run, epochs, seed)
+    else:
+        cfg = semantic_demo_config(data, run, epochs, seed)
+    console.print(f"[bold]2/3[/] training {cfg.model.name} for {cfg.train.epochs} epochs on the CPU "
+                  f"({cfg.train.precision})")
+    from seglab.engine.trainer import train
+
+    summary = train(cfg)
+    console.print("[bold]3/3[/] final validation metrics")
+    table = Table("metric", "value")
+    for k, v in summary["last"].items():
+        if isinstance(v, float) and k not in ("lr", "epoch_time_s", "images_per_s"):
+            table.add_row(k, f"{v:.4f}")
+    console.print(table)
+    console.print(f"Look at: {run}/report.md, {run}/curves.png, {run}/samples/, {run}/confusion.png\n"
+                  f"Next: seglab evaluate {run} --data {data}   |   seglab predict {run} {data}/images/val "
+                  f"--out {out}/predictions")
+    return summary

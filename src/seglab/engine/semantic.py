@@ -1,0 +1,192 @@
+"""The semantic-segmentation task adapter: datasets, loss, evaluation and sample panels for the trainer.
+
+The trainer (``trainer.py``) is task-agnostic; it asks an adapter for these pieces. The instance
+task provides the same methods with Mask R-CNN targets and COCO AP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from seglab.config import RunConfig
+from seglab.errors import ConfigError
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def default_norm(in_channels: int, mean: list[float] | None, std: list[float] | None) -> tuple[list, list]:
+    """The normalization a run uses: the configured one, else ImageNet's (RGB) or 0.5/0.25 (other)."""
+    if mean is not None and std is not None:
+        if len(mean) != in_channels or len(std) != in_channels:
+            raise ConfigError(f"data.mean/data.std need {in_channels} values (one per input channel); "
+                              f"got {len(mean)} and {len(std)}.")
+        return list(mean), list(std)
+    if in_channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return [0.5] * in_channels, [0.25] * in_channels
+
+
+def pad_collate(ignore_index: int):
+    """Batch images of different sizes by padding to the largest (image 0, mask ``ignore_index``)."""
+
+    def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        h = max(img.shape[-2] for img, _ in batch)
+        w = max(img.shape[-1] for img, _ in batch)
+        images = torch.zeros(len(batch), batch[0][0].shape[0], h, w, dtype=batch[0][0].dtype)
+        masks = torch.full((len(batch), h, w), ignore_index, dtype=torch.int64)
+        for i, (img, m) in enumerate(batch):
+            images[i, :, : img.shape[-2], : img.shape[-1]] = img
+            masks[i, : m.shape[-2], : m.shape[-1]] = m
+        return images, masks
+
+    return collate
+
+
+class SemanticTask:
+    """Adapter for per-pixel classification on the folder layout."""
+
+    name = "semantic"
+
+    def __init__(self, cfg: RunConfig) -> None:
+        from seglab.data.folder import SegmentationFolder
+        from seglab.data.transforms import build_eval_transforms, build_train_transforms
+
+        d = cfg.data
+        if not d.root:
+            raise ConfigError("no dataset given: pass --data DIR (a folder with images/ and labels/).")
+        self.mean, self.std = default_norm(d.in_channels, d.mean, d.std)
+        common = dict(in_channels=d.in_channels, ignore_index=d.ignore_index, num_classes=d.num_classes,
+                      max_pixels=d.max_pixels)
+        train_tf = build_train_transforms(d.crop_size, scale=tuple(d.scale), hflip=d.hflip, rotate=d.rotate,
+                                          color_jitter=d.color_jitter, mean=self.mean, std=self.std,
+                                          ignore_index=d.ignore_index)
+        self.train_set = SegmentationFolder(d.root, d.train_split, transforms=train_tf, **common)
+        self.val_set = SegmentationFolder(d.root, d.val_split, transforms=build_eval_transforms(self.mean, self.std),
+                                          **common)
+        self.num_classes = d.num_classes or self.train_set.num_classes or self._infer_classes()
+        self.classes = list(self.train_set.classes)[: self.num_classes]
+        if len(self.classes) < self.num_classes:
+            self.classes += [f"class_{i}" for i in range(len(self.classes), self.num_classes)]
+        self.ignore_index = d.ignore_index
+        self.palette = self.train_set.palette
+        self.cfg = cfg
+
+    def _infer_classes(self) -> int:
+        """Without classes.txt or --num-classes: the largest label value in the training split + 1."""
+        from seglab.data.io import read_label
+
+        top = 0
+        for _, label_path in self.train_set.samples:
+            lab = read_label(label_path)
+            valid = lab[lab != self.train_set.ignore_index]
+            top = max(top, int(valid.max(initial=0)))
+        return top + 1
+
+    # --- pieces the trainer asks for -------------------------------------------------------------
+    def collate(self):
+        return pad_collate(self.ignore_index)
+
+    def model_info(self) -> dict[str, Any]:
+        """What a checkpoint must carry so inference can rebuild the input pipeline."""
+        return {"task": "semantic", "classes": self.classes, "in_channels": self.cfg.data.in_channels,
+                "mean": self.mean, "std": self.std, "ignore_index": self.ignore_index,
+                "palette": None if self.palette is None else np.asarray(self.palette).tolist()}
+
+    def class_weights(self) -> list[float] | None:
+        """Configured weights, or computed from the training split when the loss needs them."""
+        t = self.cfg.train
+        if t.class_weights is not None:
+            if len(t.class_weights) != self.num_classes:
+                raise ConfigError(f"train.class_weights has {len(t.class_weights)} values but the data has "
+                                  f"{self.num_classes} classes.")
+            return list(t.class_weights)
+        if "wce" not in t.loss:
+            return None
+        from seglab.data.stats import class_weights
+
+        return list(class_weights(self.cfg.data.root, self.cfg.data.train_split, self.num_classes,
+                                  method=t.weight_method, ignore_index=self.ignore_index))
+
+    def sample_weights(self) -> torch.Tensor:
+        """Repeat-factor sampling weights (LVIS): images holding rare classes are drawn more often.
+
+        r_c = max(1, sqrt(t / f_c)) with f_c the fraction of training images containing class c and
+        t = 0.1 (LVIS's threshold); an image's weight is the largest r_c of the classes it contains.
+        """
+        from seglab.data.io import read_label
+
+        presence = np.zeros((len(self.train_set), self.num_classes), dtype=bool)
+        for i, (_, label_path) in enumerate(self.train_set.samples):
+            lab = read_label(label_path)
+            vals = np.unique(lab)
+            vals = vals[(vals != self.ignore_index) & (vals < self.num_classes)]
+            presence[i, vals] = True
+        frac = presence.mean(axis=0).clip(min=1e-12)
+        r_c = np.maximum(1.0, np.sqrt(0.1 / frac))
+        r_i = np.where(presence, r_c[None, :], 1.0).max(axis=1)
+        return torch.as_tensor(r_i, dtype=torch.float64)
+
+    def loss_inputs(self, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
+                    channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        images, masks = batch
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, masks.to(device, non_blocking=True)
+
+    def compute_loss(self, model: nn.Module, criterion: nn.Module, images: torch.Tensor,
+                     masks: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward + loss; an auxiliary head (PSPNet, DeepLab) adds 0.4 x its loss, as in PSPNet."""
+        out = model(images)
+        if isinstance(out, dict):
+            loss = criterion(out["out"], masks)
+            parts = dict(getattr(criterion, "last_components", {}))
+            aux = 0.4 * criterion(out["aux"], masks)
+            parts["loss_aux"] = aux.detach()
+            return loss + aux, parts
+        loss = criterion(out, masks)
+        return loss, dict(getattr(criterion, "last_components", {}))
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader, criterion: nn.Module, device: torch.device,
+                 autocast) -> tuple[dict[str, Any], float]:
+        """Dataset-level metrics from one confusion matrix (reduced over ranks) and the mean val loss."""
+        from seglab.engine.distributed import all_reduce_mean
+        from seglab.metrics import SegMetrics
+
+        metrics = SegMetrics(self.num_classes, ignore_index=self.ignore_index, device=device)
+        total, batches = 0.0, 0
+        for images, masks in loader:
+            images, masks = images.to(device), masks.to(device)
+            with autocast():
+                logits = model(images)
+            logits = logits.float()
+            if (masks != self.ignore_index).any():
+                total += float(criterion(logits, masks))
+                batches += 1
+            metrics.update(logits.argmax(1), masks)
+        metrics.reduce()
+        return metrics.compute(), all_reduce_mean(total / max(1, batches), device)
+
+    @torch.no_grad()
+    def save_samples(self, model: nn.Module, indices: list[int], path: Path, device: torch.device,
+                     autocast) -> None:
+        """input | truth | prediction | error panels for fixed validation images."""
+        from seglab import viz
+
+        rows = []
+        for i in indices:
+            image, mask = self.val_set[i]
+            with autocast():
+                logits = model(image[None].to(device))
+            pred = logits.float().argmax(1)[0].cpu().numpy()
+            rows.append((viz.to_uint8_image(image, self.mean, self.std), mask.numpy(), pred))
+        palette = self.palette if self.palette is not None else viz.default_palette(max(self.num_classes, 2))
+        viz.save_panels(path, rows, palette, class_names=self.classes, ignore_index=self.ignore_index,
+                        with_error=True, titles=[self.val_set.stems[i] for i in indices])

@@ -1,0 +1,52 @@
+"""LR schedules against their textbook formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from seglab.engine.schedules import LRSchedule
+
+
+def _lrs(schedule: str, steps: int, spe: int, **kw) -> list[float]:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    s = LRSchedule(opt, schedule, steps, spe, **kw)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        s.step_iter()
+    return out
+
+
+def test_warmup_then_cosine() -> None:
+    lrs = _lrs("cosine", 100, 10, warmup_epochs=1)
+    assert lrs[:3] == pytest.approx([0.01, 0.02, 0.03])
+    assert lrs[9] == pytest.approx(0.1)
+    s = 55
+    assert lrs[s] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * (s - 10) / 90)))
+
+
+def test_poly_matches_study_guide_formula() -> None:
+    lrs = _lrs("poly", 50, 10, poly_power=0.9)
+    for it in (0, 17, 49):
+        assert lrs[it] == pytest.approx(0.1 * (1 - it / 50) ** 0.9)
+
+
+def test_step_milestones_in_epochs() -> None:
+    lrs = _lrs("step", 40, 10, milestones=[1, 3], gamma=0.1)
+    assert lrs[9] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.01) and lrs[35] == pytest.approx(0.001)
+
+
+def test_plateau_halves_after_patience() -> None:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    s = LRSchedule(opt, "plateau", 100, 10, plateau_patience=1, plateau_factor=0.5)
+    for metric in (0.5, 0.6, 0.6, 0.6):
+        s.step_eval(metric)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+    s.step_iter()  # per-step updates must not undo the plateau reduction
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)

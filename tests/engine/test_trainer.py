@@ -1,0 +1,168 @@
+"""The training engine: run directory, accumulation equivalence, exact resume after SIGKILL, non-finite loss."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from seglab.engine.checkpoint import load_checkpoint, read_checkpoint
+from seglab.engine.trainer import NonFiniteLossError, Trainer, train
+from seglab.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    ck = read_checkpoint(path)
+    return ck.get("raw_model_state", ck["model_state"])
+
+
+def test_run_directory_is_complete(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
+    out = tmp_path / "run"
+    summary = train(tiny_config(tiny_data, out, epochs=2))
+    for name in ("config.yaml", "metrics.csv", "last.pt", "best.pt", "curves.png", "confusion.png", "report.md"):
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert 0.0 <= float(rows[-1]["mean_iou"]) <= 1.0
+    assert summary["epochs"] == 2 and summary["steps"] == 2 * (16 // 4)
+    model, info = load_checkpoint(out / "best.pt")
+    assert info["classes"] == ["background", "square", "disc"]
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+    report = (out / "report.md").read_text()
+    assert "mean_iou" in report and "| disc |" in report
+
+
+def test_config_yaml_reruns_identically(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
+    from seglab.config import load_config
+
+    cfg = tiny_config(tiny_data, tmp_path / "a", epochs=1)
+    train(cfg)
+    again = load_config(tmp_path / "a" / "config.yaml")
+    assert again == cfg
+
+
+def test_accumulation_equals_larger_batch(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
+    """accum=2 x batch 2 gives the same update as batch 4 (no BatchNorm, no ignore pixels, SGD)."""
+    common = dict(epochs=1, optimizer="sgd", schedule="constant", lr=0.05, num_samples=0)
+    a = tiny_config(tiny_data, tmp_path / "big", batch_size=4, accum=1, **common)
+    b = tiny_config(tiny_data, tmp_path / "acc", batch_size=2, accum=2, **common)
+    for cfg in (a, b):
+        cfg.model.options["norm"] = "none"
+        cfg.data.hflip = 0.0
+        train(cfg)
+    wa, wb = _weights(tmp_path / "big" / "last.pt"), _weights(tmp_path / "acc" / "last.pt")
+    assert read_checkpoint(tmp_path / "acc" / "last.pt")["step"] == 4
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    import seglab.engine.trainer as T
+    from seglab.config import load_config
+    orig = T.Trainer.save
+    def save(self, name="last.pt"):
+        orig(self, name)
+        if name == "last.pt" and self.state["step"] == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)  # as hard as a power cut: no cleanup
+    T.Trainer.save = save
+    T.train(load_config(sys.argv[1]))
+""")
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_exact(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
+    ref = tiny_config(tiny_data, tmp_path / "ref", epochs=2, save_every=1, num_samples=0)
+    train(ref)
+    cfg = tiny_config(tiny_data, tmp_path / "killed", epochs=2, save_every=1, num_samples=0)
+    cfg_path = tmp_path / "killed.yaml"
+    cfg_path.write_text(cfg.to_yaml())
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(cfg_path), "6"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    ck = read_checkpoint(tmp_path / "killed" / "last.pt")
+    assert ck["step"] == 6 and ck["epoch"] == 1 and ck["trainer"]["epoch_pos"] == 8  # mid-epoch 2
+    cfg.train.resume = True
+    train(cfg)
+    final, expected = _weights(tmp_path / "killed" / "last.pt"), _weights(tmp_path / "ref" / "last.pt")
+    assert final.keys() == expected.keys()
+    for k in expected:
+        assert torch.equal(final[k], expected[k]), k
+    rows = list(csv.DictReader((tmp_path / "killed" / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+
+
+class _NaNAt(torch.nn.Module):
+    """Wraps a loss and returns NaN on the n-th call."""
+
+    def __init__(self, inner: torch.nn.Module, n: int) -> None:
+        super().__init__()
+        self.inner, self.n, self.calls = inner, n, 0
+
+    def forward(self, logits, target):
+        self.calls += 1
+        loss = self.inner(logits, target)
+        return loss * float("nan") if self.calls == self.n else loss
+
+
+def test_nonfinite_loss_stops_with_step_and_keeps_last_good(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
+    trainer = Trainer(tiny_config(tiny_data, tmp_path / "nan", save_every=1, num_samples=0))
+    trainer.criterion = _NaNAt(trainer.criterion, 3)
+    with pytest.raises(NonFiniteLossError, match="step 3"):
+        trainer.fit()
+    ck = read_checkpoint(tmp_path / "nan" / "last.pt")
+    assert ck["step"] == 2
+    for k, v in trainer.raw_model.state_dict().items():
+        assert torch.equal(v, ck["model_state"][k]), k  # the bad step never touched the weights
+
+
+def test_skip_nonfinite_counts_skips(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
+    trainer = Trainer(tiny_config(tiny_data, tmp_path / "skip", skip_nonfinite=True, epochs=1, num_samples=0))
+    trainer.criterion = _NaNAt(trainer.criterion, 2)
+    summary = trainer.fit()
+    assert summary["skipped_steps"] == 1 and summary["steps"] == 4
+
+
+def test_fp16_on_cpu_is_a_clear_error(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: fp16 is allowed")
+    with pytest.raises(ConfigError, match="bf16"):
+        Trainer(tiny_config(tiny_data, tmp_path / "x", precision="fp16"))
+
+
+@pytest.mark.parametrize("extra", [dict(precision="bf16", channels_last=True), dict(ema=0.9, clip_grad=1.0),
+                                   dict(loss="wce", sampler=None), dict(schedule="plateau", optimizer="adam")])
+def test_training_options_run(tiny_data: Path, tmp_path: Path, extra: dict, tiny_config) -> None:
+    cfg = tiny_config(tiny_data, tmp_path / "opt", epochs=1, num_samples=0)
+    extra = dict(extra)
+    if "sampler" in extra:
+        extra.pop("sampler")
+        cfg.data.sampler = "balanced"
+    for k, v in extra.items():
+        setattr(cfg.train, k, v)
+    summary = train(cfg)
+    assert summary["steps"] == 4
+    assert torch.isfinite(torch.tensor(summary["last"]["train_loss"]))
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
+    from seglab.errors import SeglabError
+
+    with pytest.raises(SeglabError, match="nothing to resume"):
+        Trainer(tiny_config(tiny_data, tmp_path / "none", resume=True))
+
+
+def test_cli_train_bad_value_exits_2(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, "-m", "seglab", "train", "--data", str(tiny_data), "--optimizer",
+                           "rmsprop", "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert "train.optimizer" in proc.stderr and "adamw" in proc.stderr and "Traceback" not in proc.stderr
