@@ -1,0 +1,235 @@
+"""Semantic-segmentation metrics, all derived from one dataset-level confusion matrix.
+
+The matrix is accumulated on the tensors' device with a single ``torch.bincount`` per batch over the pair
+index ``target * (C + 1) + pred`` (int32). The row stride is ``C + 1`` rather than ``C`` so that column ``C``
+of row 0 is a bin no valid pair reaches: ignored pixels are sent there instead of being copied out with a
+boolean mask, and a target value ``>= C`` lands past the last row, so the length of bincount's output
+reveals bad labels without another pass over the data. Rows are truth, columns are prediction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from seglab.errors import ConfigError, DataError, SeglabError
+
+_NARROW = (torch.bool, torch.uint8, torch.int8, torch.int16)
+
+
+def _as_indices(pred: Tensor, target: Tensor, num_classes: int) -> tuple[Tensor, Tensor, bool]:
+    """Return (pred indices, target, whether pred came from scores) with a batch dim, shapes checked."""
+    if target.ndim == 2:
+        target, pred = target.unsqueeze(0), pred.unsqueeze(0)
+    if target.is_floating_point() or target.ndim != 3:
+        raise DataError(f"metrics: target must be (N, H, W) integer class indices, got {tuple(target.shape)} "
+                        f"{target.dtype}")
+    from_scores = pred.ndim == target.ndim + 1
+    if from_scores:
+        if pred.shape[1] != num_classes or pred.shape[:1] + pred.shape[2:] != target.shape:
+            raise DataError(f"metrics: scores {tuple(pred.shape)} do not fit target {tuple(target.shape)} "
+                            f"with num_classes={num_classes}; expected ({target.shape[0]}, {num_classes}, "
+                            f"{target.shape[1]}, {target.shape[2]})")
+        pred = pred.argmax(dim=1)
+    elif pred.shape != target.shape:
+        raise DataError(f"metrics: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape; "
+                        "pass class indices (N, H, W) or scores (N, C, H, W) for the same images")
+    elif pred.is_floating_point():
+        raise DataError(f"metrics: pred {tuple(pred.shape)} is {pred.dtype}; pass integer class indices "
+                        "(e.g. logits.argmax(1)) or the scores (N, C, H, W) themselves")
+    return pred, target, from_scores
+
+
+def _list_values(values: Tensor) -> str:
+    found = torch.unique(values).tolist()
+    return ", ".join(map(str, found[:10])) + (", ..." if len(found) > 10 else "")
+
+
+def _check_pred(pred: Tensor, num_classes: int) -> None:
+    low, high = torch.aminmax(pred)
+    if int(low) < 0 or int(high) >= num_classes:
+        bad = pred[(pred < 0) | (pred >= num_classes)]
+        raise DataError(f"metrics: pred holds class indices {_list_values(bad)} outside [0, {num_classes}); "
+                        "check the model's num_classes")
+
+
+def _bad_target(target: Tensor, num_classes: int, ignore_index: int) -> DataError:
+    bad = target[((target < 0) | (target >= num_classes)) & (target != ignore_index)]
+    return DataError(f"metrics: target holds values {_list_values(bad)} outside [0, {num_classes}) that are "
+                     f"not ignore_index={ignore_index}; fix the labels (seglab data check) or set "
+                     "num_classes / ignore_index to match them")
+
+
+def _pair_index(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int,
+                out: Tensor | None = None) -> Tensor:
+    """int32 ``target * (C + 1) + pred``, ignored pixels set to ``C``; written into ``out`` when given."""
+    if out is None or out.shape != target.shape or out.device != target.device:
+        out = torch.empty(target.shape, dtype=torch.int32, device=target.device)
+    if torch.promote_types(pred.dtype, target.dtype) in _NARROW:  # the sum would overflow before the cast
+        pred, target = pred.int(), target.int()
+    torch.add(pred, target, alpha=num_classes + 1, out=out)
+    return out.masked_fill_(target == ignore_index, num_classes)
+
+
+def _count(index: Tensor, bins: int, target: Tensor, num_classes: int, ignore_index: int) -> Tensor:
+    """bincount of ``index`` with exactly ``bins`` bins; more (or a negative index) means a bad target."""
+    try:
+        counts = torch.bincount(index.reshape(-1), minlength=bins)
+    except RuntimeError:  # negative values
+        raise _bad_target(target, num_classes, ignore_index) from None
+    if counts.numel() != bins:
+        raise _bad_target(target, num_classes, ignore_index)
+    return counts
+
+
+def _fold(counts: Tensor, num_classes: int) -> Tensor:
+    """(..., C * (C + 1)) counts -> (..., C, C) int64 matrix, dropping the ignore column."""
+    return counts.view(*counts.shape[:-1], num_classes, num_classes + 1)[..., :num_classes]
+
+
+def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+    """Confusion matrix of one batch, pixels equal to ``ignore_index`` in ``target`` left out.
+
+    Args:
+        pred: class indices (N, H, W) or scores (N, C, H, W) (argmax taken); (H, W) for one image.
+        target: truth (N, H, W) integer class indices.
+        num_classes: C.
+        ignore_index: target value to skip.
+
+    Returns:
+        int64 (C, C) tensor on the inputs' device, rows = truth, columns = prediction.
+    """
+    pred, target, from_scores = _as_indices(pred, target, num_classes)
+    if not from_scores:
+        _check_pred(pred, num_classes)
+    index = _pair_index(pred, target, num_classes, ignore_index)
+    return _fold(_count(index, num_classes * (num_classes + 1), target, num_classes, ignore_index), num_classes)
+
+
+def _nanmean(values: Tensor) -> float:
+    return float(torch.nanmean(values)) if values.numel() else math.nan
+
+
+def _iou(cm: Tensor) -> Tensor:
+    """Per-class IoU of (..., C, C) float64 matrices; NaN where a class is absent from truth and prediction."""
+    tp = cm.diagonal(dim1=-2, dim2=-1)
+    union = cm.sum(-1) + cm.sum(-2) - tp
+    return tp / union  # 0 / 0 -> NaN, the study guide's "class not there" marker
+
+
+def metrics_from_confusion(cm: Tensor) -> dict:
+    """Every semantic metric from a (C, C) confusion matrix (rows = truth, columns = prediction).
+
+    Undefined values are NaN: a class absent from truth and prediction has NaN IoU and Dice, a class absent
+    from truth has NaN accuracy, and means skip NaNs (as the study guide's mIoU does).
+    """
+    counts = cm.detach().to("cpu", torch.int64)
+    m = counts.double()
+    tp, truth, predicted = m.diagonal(), m.sum(1), m.sum(0)
+    total = m.sum()
+    iou = _iou(m)
+    dice = 2 * tp / (truth + predicted)  # = 2 IoU / (1 + IoU)
+    accuracy = tp / truth
+    present = truth > 0
+    fw_iou = float((truth[present] / total * iou[present]).sum()) if total > 0 else math.nan
+    return {
+        "pixel_accuracy": float(tp.sum() / total) if total > 0 else math.nan,
+        "mean_accuracy": _nanmean(accuracy),
+        "per_class_accuracy": accuracy.tolist(),
+        "per_class_iou": iou.tolist(),
+        "mean_iou": _nanmean(iou),
+        "per_class_dice": dice.tolist(),
+        "mean_dice": _nanmean(dice),
+        "fw_iou": fw_iou,
+        "confusion_matrix": counts,
+    }
+
+
+class SegMetrics:
+    """Accumulates a dataset-level confusion matrix batch by batch; ``compute()`` derives the metrics.
+
+    Dataset-level means each class's IoU is TP / (TP + FP + FN) summed over every pixel of every batch,
+    not an average of per-batch scores (see docs/metrics.md). ``per_image=True`` also reports
+    ``mean_iou_per_image``: the mean over images of each image's NaN-aware mIoU (fully ignored images skipped).
+
+    Under DDP, call :meth:`reduce` once on every rank after the last update and before :meth:`compute`.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str | None = None,
+                 per_image: bool = False) -> None:
+        """Set up empty counts; ``device`` (optional) is where inputs are moved and the matrix lives."""
+        if int(num_classes) < 1:
+            raise ConfigError(f"SegMetrics: num_classes must be >= 1, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.device = None if device is None else torch.device(device)
+        self.per_image = per_image
+        self._scratch: Tensor | None = None  # reused pair-index buffer: no page faults for a fresh one
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything accumulated so far."""
+        self._counts: Tensor | None = None
+        self._image_stats: Tensor | None = None  # float64 (sum of per-image mIoU, number of images)
+        self._reduced = False
+
+    def _state(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        if self._counts is None:
+            c = self.num_classes
+            self._counts = torch.zeros(c, c, dtype=torch.int64, device=device)
+            self._image_stats = torch.zeros(2, dtype=torch.float64, device=device)
+        return self._counts, self._image_stats
+
+    @torch.no_grad()
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """Add one batch: ``pred`` (N, H, W) class indices or (N, C, H, W) scores, ``target`` (N, H, W)."""
+        if self._reduced:
+            raise SeglabError("SegMetrics.update() after reduce(): the counts are already global; "
+                              "call reset() before accumulating a new evaluation")
+        device = self.device or (self._counts.device if self._counts is not None else target.device)
+        pred, target = pred.to(device, non_blocking=True), target.to(device, non_blocking=True)
+        c = self.num_classes
+        pred, target, from_scores = _as_indices(pred, target, c)
+        if not from_scores:
+            _check_pred(pred, c)
+        counts, image_stats = self._state(device)
+        self._scratch = index = _pair_index(pred, target, c, self.ignore_index, self._scratch)
+        bins = c * (c + 1)
+        if not self.per_image:
+            counts += _fold(_count(index, bins, target, c, self.ignore_index), c)
+            return
+        low, high = torch.aminmax(index)
+        if int(low) < 0 or int(high) >= bins:
+            raise _bad_target(target, c, self.ignore_index)
+        offsets = torch.arange(0, index.shape[0] * bins, bins, dtype=torch.int32, device=device)
+        per_image = _fold(torch.bincount((index + offsets.view(-1, 1, 1)).reshape(-1),
+                                         minlength=index.shape[0] * bins).view(-1, bins), c)
+        counts += per_image.sum(0)
+        image_miou = torch.nanmean(_iou(per_image.double()), dim=1)
+        seen = ~image_miou.isnan()
+        image_stats += torch.stack([image_miou[seen].sum(), seen.sum().double()])
+
+    def reduce(self) -> None:
+        """Sum the counts over DDP ranks (all_reduce); a no-op without torch.distributed or when done."""
+        if self._reduced or not (dist.is_available() and dist.is_initialized()):
+            return
+        if self._counts is None:  # a rank that saw no batch still has to join the collective
+            backend_device = torch.device("cuda", torch.cuda.current_device()) \
+                if dist.get_backend() == "nccl" else torch.device("cpu")
+            self._state(self.device or backend_device)
+        dist.all_reduce(self._counts, op=dist.ReduceOp.SUM)
+        if self.per_image:
+            dist.all_reduce(self._image_stats, op=dist.ReduceOp.SUM)
+        self._reduced = True
+
+    def compute(self) -> dict:
+        """The metrics dict (keys in :func:`metrics_from_confusion`, plus ``mean_iou_per_image`` if asked)."""
+        counts, image_stats = self._state(self.device or torch.device("cpu"))
+        result = metrics_from_confusion(counts)
+        if self.per_image:
+            total, images = image_stats.tolist()
+            result["mean_iou_per_image"] = total / images if images > 0 else math.nan
+        return result
