@@ -120,7 +120,7 @@ def test_nonfinite_loss_stops_with_step_and_keeps_last_good(tiny_data: Path, tmp
         trainer.fit()
     ck = read_checkpoint(tmp_path / "nan" / "last.pt")
     assert ck["step"] == 2
-    for k, v in trainer.raw_model.state_dict().items():
+    for k, v in trainer.raw_model.named_parameters():
         assert torch.equal(v, ck["model_state"][k]), k  # the bad step never touched the weights
 
 

@@ -52,7 +52,7 @@ class RunReporter:
 
     def log(self, msg: str) -> None:
         if self.enabled:
-            console.print(msg, highlight=False)
+            console.print(msg, highlight=False, soft_wrap=True)
 
     def start(self, trainer) -> None:
         self.t0 = time.perf_counter()

@@ -158,7 +158,7 @@ class SemanticTask:
                  autocast) -> tuple[dict[str, Any], float]:
         """Dataset-level metrics from one confusion matrix (reduced over ranks) and the mean val loss."""
         from seglab.engine.distributed import all_reduce_mean
-        from seglab.metrics import SegMetrics
+        from seglab.metrics.confusion import SegMetrics
 
         metrics = SegMetrics(self.num_classes, ignore_index=self.ignore_index, device=device)
         total, batches = 0.0, 0

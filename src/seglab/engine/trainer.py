@@ -286,12 +286,12 @@ class Trainer:
             self._nonfinite(loss, parts)
             return loss, parts
         self.scaler.scale(loss / self.t.accum).backward()
-        self.epoch_loss.append(float(loss))
+        self.epoch_loss.append(float(loss.detach()))
         self.last_parts = parts
         return loss, parts
 
     def _nonfinite(self, loss: torch.Tensor, parts: dict) -> None:
-        desc = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items()) or f"loss={float(loss)}"
+        desc = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items()) or f"loss={float(loss.detach())}"
         if not self.t.skip_nonfinite:
             raise NonFiniteLossError(
                 f"non-finite loss at epoch {self.state['epoch'] + 1}, step {self.state['step'] + 1} ({desc}). "
