@@ -1,0 +1,254 @@
+"""Semantic segmentation folder dataset: ``images/<split>/<stem>.<ext>`` + ``labels/<split>/<stem>.png``.
+
+The layout helpers here (listing a split, pairing by stem, ``classes.txt``, ``palette.txt``) are shared
+with the dataset doctor in :mod:`seglab.data.checks`, so the dataset and the doctor agree on which
+files make a sample.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+
+from seglab.data.io import DEFAULT_MAX_PIXELS, IMAGE_EXTS, LABEL_EXTS, read_image, read_label
+from seglab.errors import ConfigError, DataError
+
+Transforms = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple[torch.Tensor, torch.Tensor]]
+
+# How often each "layout" file is named in messages; kept in one place so the doctor says the same.
+CLASSES_FILE = "classes.txt"
+PALETTE_FILE = "palette.txt"
+
+
+def list_split(folder: Path) -> list[Path]:
+    """Files in ``folder`` with an image extension (hidden files skipped), sorted by name.
+
+    Broken symbolic links are kept (unlike ``Path.is_file``) so the doctor can report them.
+    """
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir()
+        if not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS and not p.is_dir()
+    )
+
+
+def group_by_stem(files: list[Path]) -> dict[str, list[Path]]:
+    """Map each stem to its files; more than one file per stem is a duplicate the doctor reports."""
+    groups: dict[str, list[Path]] = {}
+    for path in files:
+        groups.setdefault(path.stem, []).append(path)
+    return groups
+
+
+def pick_label(paths: list[Path]) -> Path:
+    """Choose the label among same-stem files: a PNG if there is one (labels must be PNG)."""
+    pngs = [p for p in paths if p.suffix.lower() in LABEL_EXTS]
+    return (pngs or paths)[0]
+
+
+def read_classes(root: Path) -> list[str] | None:
+    """Class names from ``root/classes.txt`` (one a line), or None when the file is absent.
+
+    Raises:
+        DataError: the file is unreadable or has a blank line between names.
+    """
+    path = root / CLASSES_FILE
+    if not path.is_file():
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read class names ({e}). Save it as UTF-8 text.") from e
+    while lines and not lines[-1].strip():
+        lines.pop()
+    names = [line.strip() for line in lines]
+    if "" in names:
+        raise DataError(
+            f"{path}: line {names.index('') + 1} is blank; line i must hold the name of class i. "
+            "Write a name on every line (or delete the blank line if it is a typo)."
+        )
+    return names
+
+
+def read_palette(root: Path) -> np.ndarray | None:
+    """Colors from ``root/palette.txt`` ("r g b" a line, 0-255) as (K, 3) uint8, or None when absent.
+
+    Raises:
+        DataError: a line is not three integers in 0..255.
+    """
+    path = root / PALETTE_FILE
+    if not path.is_file():
+        return None
+    rows = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read the palette ({e}). Save it as UTF-8 text.") from e
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.replace(",", " ").split()
+        try:
+            rgb = [int(v) for v in parts]
+        except ValueError:
+            rgb = []
+        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+            raise DataError(
+                f"{path}: line {n} is {line.strip()!r}; each line must be three integers 0-255 "
+                "('r g b'), one line per class index."
+            )
+        rows.append(rgb)
+    return np.asarray(rows, dtype=np.uint8).reshape(-1, 3)
+
+
+@contextlib.contextmanager
+def pil_pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Temporarily set Pillow's decompression-bomb limit (None: no limit, for reading headers only).
+
+    Pillow's limit is a process-wide global; seglab's ``--max-pixels`` must be able to lift it, and the
+    doctor must read the size of a huge file from its header to report it instead of crashing.
+    """
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+class SegmentationFolder(torch.utils.data.Dataset):
+    """Pairs of (image, class-index mask) from ``root/images/<split>`` and ``root/labels/<split>``.
+
+    Images may be PNG/JPEG/TIFF/BMP (gray, RGB, RGBA, 16-bit); labels are single-channel PNGs ('L',
+    'P' read as indices, or 16-bit). Samples are paired by file stem and sorted by stem.
+
+    With ``check=True`` (default) opening the dataset runs the doctor's fast path on this split
+    (every file's header, plus label values for an even sample of labels) so training never starts
+    on broken data; each mask's values are checked again when it is read (one cheap pass), which
+    covers labels the fast path did not decode.
+
+    Args:
+        root: dataset folder holding ``images/`` and ``labels/``.
+        split: sub-folder name, e.g. ``"train"``.
+        transforms: joint ``(image, mask) -> (image, mask)`` on ``tv_tensors.Image`` (uint8, C×H×W)
+            and ``tv_tensors.Mask`` (int64, H×W).
+        in_channels: 3 (gray promoted to RGB, alpha dropped) or 1 (converted to gray).
+        ignore_index: label value excluded from training and metrics.
+        num_classes: number of classes K; default ``len(classes.txt)`` when present, else unknown.
+        check: run the fast doctor when opening.
+        max_pixels: refuse images larger than this (decompression-bomb guard).
+
+    Raises:
+        DataError: a missing split folder or (with ``check``) any problem the doctor finds.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        transforms: Transforms | None = None,
+        in_channels: int = 3,
+        ignore_index: int = 255,
+        num_classes: int | None = None,
+        check: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        if in_channels not in (1, 3):
+            raise ConfigError(f"in_channels must be 1 (gray) or 3 (RGB), got {in_channels}.")
+        if num_classes is not None and num_classes < 1:
+            raise ConfigError(f"num_classes must be at least 1, got {num_classes}.")
+        self.root = Path(root)
+        self.split = split
+        self.transforms = transforms
+        self.in_channels = in_channels
+        self.ignore_index = ignore_index
+        self.max_pixels = max_pixels
+        if check:
+            self._run_doctor(num_classes)
+        names = read_classes(self.root)
+        self.num_classes: int | None = num_classes if num_classes is not None else (
+            len(names) if names is not None else None)
+        if names is not None and self.num_classes is not None and len(names) >= self.num_classes:
+            self.classes: list[str] = names[: self.num_classes]
+        elif self.num_classes is not None:
+            given = names or []
+            self.classes = given + [f"class_{i}" for i in range(len(given), self.num_classes)]
+        else:
+            self.classes = []
+        self.palette: np.ndarray | None = read_palette(self.root)
+        self.samples: list[tuple[Path, Path]] = self._pair()
+        self.stems: list[str] = [img.stem for img, _ in self.samples]
+
+    def _run_doctor(self, num_classes: int | None) -> None:
+        # checks.py imports the layout helpers above, so it is imported here, not at module level.
+        from seglab.data.checks import check_dataset, summarize_problems
+
+        problems = check_dataset(self.root, splits=[self.split], num_classes=num_classes,
+                                 ignore_index=self.ignore_index, max_pixels=self.max_pixels, fast=True)
+        if problems:
+            flags = f" --split {self.split}" + (f" --num-classes {num_classes}" if num_classes else "")
+            raise DataError(
+                f"{self.root} (split '{self.split}') has {len(problems)} problem(s):\n"
+                f"{summarize_problems(problems, limit=10)}\n"
+                f"Run `seglab data check {self.root}{flags}` for the full report with fixes."
+            )
+
+    def _pair(self) -> list[tuple[Path, Path]]:
+        image_dir, label_dir = self.root / "images" / self.split, self.root / "labels" / self.split
+        for folder in (image_dir, label_dir):
+            if not folder.is_dir():
+                raise DataError(f"{folder}: split folder not found. Expected images/{self.split}/ and "
+                                f"labels/{self.split}/ under {self.root}; "
+                                f"run `seglab data check {self.root}`.")
+        images, labels = group_by_stem(list_split(image_dir)), group_by_stem(list_split(label_dir))
+        stems = sorted(images.keys() & labels.keys())
+        if not stems:
+            raise DataError(f"{image_dir}: no image has a label of the same stem in {label_dir}; "
+                            f"run `seglab data check {self.root}`.")
+        return [(images[s][0], pick_label(labels[s])) for s in stems]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(image float32 (C, H, W), mask int64 (H, W))``; images in [0, 1] unless transformed."""
+        image_path, label_path = self.samples[i]
+        # Only touch Pillow's global limit when the user lifted it (--max-pixels); the doctor has
+        # already refused files above a lower limit from their headers.
+        lift = self.max_pixels > DEFAULT_MAX_PIXELS
+        with pil_pixel_limit(self.max_pixels) if lift else contextlib.nullcontext():
+            image = read_image(image_path, channels=self.in_channels)
+            label = read_label(label_path)
+        self._validate(image, label, image_path, label_path)
+        # np.array copies: Pillow arrays are read-only, and torch must not share a read-only buffer.
+        img = tv_tensors.Image(torch.from_numpy(np.array(image.transpose(2, 0, 1), order="C")))
+        mask = tv_tensors.Mask(torch.from_numpy(label.astype(np.int64)))
+        if self.transforms is not None:
+            img, mask = self.transforms(img, mask)
+        img = img.as_subclass(torch.Tensor)
+        img = img.float().div_(255.0) if img.dtype == torch.uint8 else img.float()
+        return img, mask.as_subclass(torch.Tensor).long()
+
+    def _validate(self, image: np.ndarray, label: np.ndarray, image_path: Path, label_path: Path) -> None:
+        if image.shape[:2] != label.shape:
+            raise DataError(f"{label_path}: label is {label.shape[1]}x{label.shape[0]} but its image "
+                            f"{image_path.name} is {image.shape[1]}x{image.shape[0]}; they must match. "
+                            f"Run `seglab data check {self.root}`.")
+        if self.num_classes is None:
+            return
+        bad = (label >= self.num_classes) & (label != self.ignore_index)
+        if bad.any():
+            found = np.unique(label[bad])[:8].tolist()
+            raise DataError(f"{label_path}: values {found} are >= num_classes={self.num_classes} and not the "
+                            f"ignore index {self.ignore_index}. Run `seglab data check {self.root}`.")
