@@ -6,6 +6,7 @@ import enum
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from seglab.cli.app import console, data_app, err_console
@@ -43,7 +44,7 @@ def check(
         problems, total = _check_semantic(root, splits, num_classes, ignore_index, max_pixels)
         scanned = f" ({total} files scanned)"
     if not problems:
-        console.print(f"[green]ok[/]: {root} is clean{scanned}.", highlight=False)
+        console.print(f"[green]ok[/]: {escape(str(root))} is clean{scanned}.", highlight=False, soft_wrap=True)
         return
     render_problems(problems, console, root=root)
     files = len({str(p.path) for p in problems})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,6 @@ FAST_LABEL_SAMPLE = 128  # labels decoded per split on the fast path (evenly spa
 _SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 _INDEX_MODES = {"L": 8, "P": 8, "1": 8, "I;16": 16, "I;16L": 16, "I;16B": 16, "I": 32}
 _EXIF_ORIENTATION = 0x0112
-_LabelInfo = tuple[tuple[int, int] | None, np.ndarray | None]  # (width, height), values present
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class _Scan:
     done: int = 0
     problems: list[Problem] = field(default_factory=list)
     max_value: tuple[int, Path] | None = None
+    map: Callable = map  # an executor's ordered map while scanning
 
     def add(self, path: Path | str, problem: str, fix: str) -> None:
         self.problems.append(Problem(path, problem, fix))
@@ -82,6 +83,7 @@ def check_dataset(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     fast: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> list[Problem]:
     """Scan a semantic folder dataset and return every problem found (empty list: clean).
 
@@ -92,7 +94,8 @@ def check_dataset(
         ignore_index: label value that is allowed at any K.
         max_pixels: larger images are reported as decompression bombs.
         fast: headers only, plus the values of at most ``FAST_LABEL_SAMPLE`` labels per split.
-        progress: called as ``progress(done, total)`` after each file.
+        progress: called as ``progress(done, total)`` after each file (in the calling thread).
+        workers: threads reading files (default ``min(8, cpu count)``; Pillow decodes outside the GIL).
 
     Raises:
         DataError: ``root`` is not a folder (there is nothing to scan).
@@ -109,7 +112,8 @@ def check_dataset(
     plan = [(s, list_split(root / "images" / s), list_split(root / "labels" / s)) for s in splits]
     scan.total = sum(len(images) + len(labels) for _, images, labels in plan)
     # Sizes are checked from headers before decoding, so Pillow's own bomb limit is lifted here.
-    with pil_pixel_limit(None):
+    with pil_pixel_limit(None), ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        scan.map = pool.map
         for split, images, labels in plan:
             _check_split(scan, split, images, labels)
     if names is not None and num_classes is None and scan.max_value and scan.max_value[0] >= len(names):
@@ -184,14 +188,17 @@ def _check_split(scan: _Scan, split: str, images: list[Path], labels: list[Path]
     for stem in sorted(label_groups.keys() - image_groups.keys()):
         scan.add(label_groups[stem][0], "label has no image", f"add images/{split}/{stem}.png (or .jpg/.tif) "
                  "or remove the label")
-    sizes = {p: _inspect_image(scan, p) for p in images}
     decode = _labels_to_decode(labels, scan.fast)
+    jobs = [(_inspect_image, p, not scan.fast) for p in images] + [(_inspect_label, p, p in decode) for p in labels]
+    sizes: dict[Path, tuple[int, int] | None] = {}
     seen: set[int] = set()
-    for path in labels:
-        size, values = _inspect_label(scan, path, decode=path in decode)
-        sizes[path] = size
-        if values is not None:
-            seen.update(values.tolist())
+    for found in scan.map(lambda job: job[0](job[1], job[2], scan.max_pixels), jobs):  # results in order
+        scan.problems.extend(found.problems)
+        sizes[found.path] = found.size
+        if found.values is not None:
+            seen.update(found.values.tolist())
+            _check_values(scan, found.path, found.values, found.wide)
+        scan.tick()
     for stem in sorted(image_groups.keys() & label_groups.keys()):
         image, label = image_groups[stem][0], pick_label(label_groups[stem])
         if sizes[image] and sizes[label] and sizes[image] != sizes[label]:
@@ -211,24 +218,37 @@ def _labels_to_decode(labels: list[Path], fast: bool) -> set[Path]:
     return {labels[i] for i in picks}
 
 
-def _inspect_image(scan: _Scan, path: Path) -> tuple[int, int] | None:
-    """Return the (width, height) the dataset will see (EXIF rotation applied), or None on a problem."""
+@dataclass
+class _Found:
+    """What inspecting one file found (built in a worker thread, merged in order by the caller)."""
+
+    path: Path
+    size: tuple[int, int] | None = None  # (width, height) as the dataset will see it
+    values: np.ndarray | None = None  # label values present, when decoded
+    wide: bool = False  # a 16/32-bit label
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, problem: str, fix: str) -> _Found:
+        self.problems.append(Problem(self.path, problem, fix))
+        return self
+
+
+def _inspect_image(path: Path, decode: bool, max_pixels: int) -> _Found:
+    """Read an image's header (and with ``decode`` its pixels); never raises."""
+    found = _Found(path)
     try:
         with Image.open(path) as im:
             w, h = im.size
-            if w * h > scan.max_pixels:
-                _add_bomb(scan, path, w, h)
-                return None
-            if not scan.fast:
+            if w * h > max_pixels:
+                return _bomb(found, w, h, max_pixels)
+            if decode:
                 im.load()  # decoding is the only way to find a truncated file
-            if _orientation(im, loaded=not scan.fast) in (5, 6, 7, 8):  # EXIF 90-degree turn, as read_image
+            if _orientation(im, loaded=decode) in (5, 6, 7, 8):  # EXIF 90-degree turn, as read_image does
                 w, h = h, w
     except Exception as e:  # any decoder failure is a finding about the file, never a crash
-        _add_unreadable(scan, path, e, "image")
-        return None
-    finally:
-        scan.tick()
-    return w, h
+        return _unreadable(found, e, "image")
+    found.size = (w, h)
+    return found
 
 
 def _orientation(im: Image.Image, loaded: bool) -> int:
@@ -239,44 +259,32 @@ def _orientation(im: Image.Image, loaded: bool) -> int:
     return int(im.getexif().get(_EXIF_ORIENTATION, 1))
 
 
-def _inspect_label(scan: _Scan, path: Path, decode: bool) -> _LabelInfo:
-    """Check one label's extension, format, mode and size; with ``decode`` also its values."""
-    try:
-        return _inspect_label_file(scan, path, decode)
-    except Exception as e:  # any decoder failure is a finding about the file, never a crash
-        _add_unreadable(scan, path, e, "label")
-        return None, None
-    finally:
-        scan.tick()
-
-
-def _inspect_label_file(scan: _Scan, path: Path, decode: bool) -> _LabelInfo:
+def _inspect_label(path: Path, decode: bool, max_pixels: int) -> _Found:
+    """Check a label's extension, format, mode and size (and with ``decode`` its values); never raises."""
+    found = _Found(path)
     jpeg_fix = "labels must be lossless: re-export the original class-index mask as PNG"
     if path.suffix.lower() in (".jpg", ".jpeg"):
-        scan.add(path, "JPEG label: compression changes class indices at edges", jpeg_fix)
-        return None, None
+        return found.add("JPEG label: compression changes class indices at edges", jpeg_fix)
     if path.suffix.lower() not in LABEL_EXTS:
-        scan.add(path, f"label is {path.suffix} (labels must be PNG)", "save it as a single-channel PNG")
-        return None, None
-    with Image.open(path) as im:
-        if im.format == "JPEG":
-            scan.add(path, "JPEG data with a .png name: compression changed class indices", jpeg_fix)
-            return None, None
-        if im.mode in ("RGB", "RGBA"):
-            _add_color_label(scan, path, im.mode)
-            return None, None
-        if im.mode not in _INDEX_MODES:
-            scan.add(path, f"label mode {im.mode} ({len(im.getbands())} band(s)) is not class indices",
-                     "save a single-channel 8-bit PNG (or 16-bit for more than 255 classes)")
-            return None, None
-        (w, h), bits = im.size, _INDEX_MODES[im.mode]
-        if w * h > scan.max_pixels:
-            _add_bomb(scan, path, w, h)
-            return None, None
-        values = _present_values(np.asarray(im)) if decode else None
-    if values is not None:
-        _check_values(scan, path, values, wide=bits > 8)
-    return (w, h), values
+        return found.add(f"label is {path.suffix} (labels must be PNG)", "save it as a single-channel PNG")
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                return found.add("JPEG data with a .png name: compression changed class indices", jpeg_fix)
+            if im.mode in ("RGB", "RGBA"):
+                return _color_label(found, im.mode)
+            if im.mode not in _INDEX_MODES:
+                return found.add(f"label mode {im.mode} ({len(im.getbands())} band(s)) is not class indices",
+                                 "save a single-channel 8-bit PNG (or 16-bit for more than 255 classes)")
+            w, h = im.size
+            if w * h > max_pixels:
+                return _bomb(found, w, h, max_pixels)
+            found.wide = _INDEX_MODES[im.mode] > 8
+            found.values = _present_values(np.asarray(im)) if decode else None
+    except Exception as e:  # any decoder failure is a finding about the file, never a crash
+        return _unreadable(found, e, "label")
+    found.size = (w, h)
+    return found
 
 
 def _present_values(label: np.ndarray) -> np.ndarray:
@@ -308,29 +316,27 @@ def _check_values(scan: _Scan, path: Path, values: np.ndarray, wide: bool) -> No
                  f"if they mean 'ignore' relabel them {scan.ignore_index} or pass --ignore-index")
 
 
-def _add_color_label(scan: _Scan, path: Path, mode: str) -> None:
-    root = scan.root
+def _color_label(found: _Found, mode: str) -> _Found:
+    root = found.path.parent.parent.parent  # labels/<split>/<file> -> the dataset root
     palette = root / PALETTE_FILE if (root / PALETTE_FILE).is_file() else Path(PALETTE_FILE)
-    scan.add(path, f"{mode} color label: labels must be single-channel class indices",
-             f"seglab data convert rgb-to-index {root} --palette {palette} --out {root}_index")
+    return found.add(f"{mode} color label: labels must be single-channel class indices",
+                     f"seglab data convert rgb-to-index {root} --palette {palette} --out {root}_index")
 
 
-def _add_bomb(scan: _Scan, path: Path, w: int, h: int) -> None:
-    scan.add(path, f"{w}x{h} = {w * h:,} pixels is above the {scan.max_pixels:,} limit "
-             "(decompression-bomb guard)", f"if the file is trusted, pass --max-pixels {w * h}")
+def _bomb(found: _Found, w: int, h: int, max_pixels: int) -> _Found:
+    return found.add(f"{w}x{h} = {w * h:,} pixels is above the {max_pixels:,} limit (decompression-bomb "
+                     "guard)", f"if the file is trusted, pass --max-pixels {w * h}")
 
 
-def _add_unreadable(scan: _Scan, path: Path, error: Exception, kind: str) -> None:
-    remove = f"re-export the {kind} or remove it"
+def _unreadable(found: _Found, error: Exception, kind: str) -> _Found:
+    path, remove = found.path, f"re-export the {kind} or remove it"
     if path.is_symlink() and not path.exists():
-        scan.add(path, f"broken symbolic link to {os.readlink(path)}",
-                 f"point the link at the file or {remove}")
-    elif isinstance(error, PermissionError):
-        scan.add(path, "cannot be read: permission denied", f"make it readable (chmod a+r {path})")
-    elif isinstance(error, UnidentifiedImageError):
-        scan.add(path, "not an image file Pillow can read (empty, corrupt or another format)", remove)
-    else:
-        scan.add(path, f"corrupt or truncated {kind} ({type(error).__name__}: {error})", remove)
+        return found.add(f"broken symbolic link to {os.readlink(path)}", f"point the link at the file or {remove}")
+    if isinstance(error, PermissionError):
+        return found.add("cannot be read: permission denied", f"make it readable (chmod a+r {path})")
+    if isinstance(error, UnidentifiedImageError):
+        return found.add("not an image file Pillow can read (empty, corrupt or another format)", remove)
+    return found.add(f"corrupt or truncated {kind} ({type(error).__name__}: {error})", remove)
 
 
 def summarize_problems(problems: list[Problem], limit: int = 10) -> str:
