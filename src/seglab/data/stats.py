@@ -1,0 +1,170 @@
+"""Dataset statistics: class pixel frequencies, class weights against imbalance, per-channel mean/std.
+
+Formulas (``n_c`` = labelled pixels of class ``c`` in the split, ignore pixels excluded; ``N = sum_c n_c``;
+``P`` = the set of classes with ``n_c > 0``, ``K' = |P|``):
+
+- ``frequencies[c] = n_c / N``.
+- ``weights_inverse[c] = N / (K' * n_c)``: inverse frequency normalised so that the pixel-weighted mean
+  weight ``sum_c f_c * w_c`` is 1 (scikit-learn's "balanced"), so a weighted loss keeps the scale of the
+  unweighted one.
+- ``weights_median[c] = median_{k in P}(freq_k) / freq_c`` with ``freq_c = n_c / T_c`` and ``T_c`` = the
+  labelled pixels of the images where ``c`` is present: median-frequency balancing (Eigen & Fergus 2015,
+  as used by SegNet, Badrinarayanan et al. 2017).
+- Classes absent from the split (``n_c = 0``) get weight 0 in both and are listed in ``absent_classes``.
+- ``mean``/``std``: per channel over every image pixel, values scaled to [0, 1] (the ``Normalize`` inputs).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from rich.console import Console
+from rich.progress import track
+
+from seglab.data.io import IMAGE_EXTS, LABEL_EXTS, list_files, read_image, read_label
+from seglab.errors import ConfigError, DataError
+
+_STDERR = Console(stderr=True)  # progress on stderr keeps stdout for results
+__all__ = ["compute_stats", "class_weights", "read_class_names", "pair_files"]
+
+
+def _track(items: Sequence[Any], what: str, progress: bool) -> Iterable[Any]:
+    """Iterate ``items`` with a transient progress bar on stderr when asked and stderr is a terminal."""
+    return track(items, description=what, disable=not (progress and _STDERR.is_terminal), console=_STDERR,
+                 transient=True)
+
+
+def read_class_names(root: str | os.PathLike, num_classes: int | None = None) -> list[str] | None:
+    """Names from ``root/classes.txt`` (one a line), or ``None`` when the file is absent."""
+    path = Path(root) / "classes.txt"
+    if not path.is_file():
+        return None
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if num_classes is not None and len(names) != num_classes:
+        raise ConfigError(f"{path}: lists {len(names)} classes but num_classes={num_classes}. "
+                          "Fix classes.txt or pass the matching --num-classes.")
+    return names
+
+
+def pair_files(root: str | os.PathLike, split: str) -> list[tuple[Path, Path]]:
+    """``(image, label)`` pairs of ``root/images/<split>`` and ``root/labels/<split>`` matched by stem."""
+    root = Path(root)
+    images = {p.stem: p for p in list_files(root / "images" / split, IMAGE_EXTS)}
+    labels = {p.stem: p for p in list_files(root / "labels" / split, LABEL_EXTS)}
+    if not images:
+        raise DataError(f"{root / 'images' / split}: no images found. Expected images/{split}/<stem>.png|jpg "
+                        "under the dataset root; check the path and --split.")
+    unmatched = sorted(set(images) ^ set(labels))
+    if unmatched:
+        raise DataError(f"{root}: {len(unmatched)} image/label stems in split '{split}' have no partner "
+                        f"(e.g. {', '.join(unmatched[:5])}). "
+                        f"Run `seglab data check {root}` for the full list.")
+    return [(images[s], labels[s]) for s in sorted(images)]
+
+
+def _count_classes(label: np.ndarray, path: Path, num_classes: int, ignore_index: int) -> np.ndarray:
+    flat = label.reshape(-1).astype(np.int64)
+    flat = flat[flat != ignore_index]
+    if flat.size and (flat.min() < 0 or flat.max() >= num_classes):
+        bad = sorted(set(np.unique(flat[(flat < 0) | (flat >= num_classes)]).tolist()))[:10]
+        raise DataError(f"{path}: label values {bad} are outside 0..{num_classes - 1} "
+                        f"(ignore={ignore_index}). Pass the right --num-classes / --ignore-index, "
+                        "or fix the label.")
+    return np.bincount(flat, minlength=num_classes)
+
+
+def _infer_num_classes(pairs: list[tuple[Path, Path]], ignore_index: int) -> int:
+    top = -1
+    for _, lab in pairs:
+        values = np.unique(read_label(lab))
+        values = values[values != ignore_index]
+        top = max(top, int(values.max()) if values.size else -1)
+    return top + 1
+
+
+def _image_channels(path: Path) -> int:
+    with Image.open(path) as im:
+        return 1 if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F") else 3
+
+
+def _weights(counts: np.ndarray, present_totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    present = counts > 0
+    inverse = np.zeros(len(counts))
+    median = np.zeros(len(counts))
+    if present.any():
+        inverse[present] = counts.sum() / (present.sum() * counts[present])
+        freq = counts[present] / present_totals[present]
+        median[present] = np.median(freq) / freq
+    return inverse, median
+
+
+def compute_stats(root: str | os.PathLike, split: str = "train", num_classes: int | None = None,
+                  ignore_index: int = 255, progress: bool = False, images: bool = True) -> dict:
+    """Class statistics and normalisation values of ``root``'s ``split`` (formulas in the module docstring).
+
+    ``num_classes`` defaults to the length of ``classes.txt``, else the largest label value + 1. With
+    ``images=False`` the images are not read (no ``mean``/``std``), which is all class weights need.
+
+    Returns:
+        dict with ``num_images``, ``num_classes``, ``classes``, ``pixel_counts``, ``ignored_pixels``,
+        ``frequencies``, ``images_per_class``, ``weights_inverse``, ``weights_median``,
+        ``absent_classes`` and, with ``images``, ``mean`` / ``std`` (one value per channel).
+    """
+    root = Path(root)
+    pairs = pair_files(root, split)
+    names = read_class_names(root, num_classes)
+    if num_classes is None:
+        num_classes = len(names) if names else _infer_num_classes(pairs, ignore_index)
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}.")
+    names = names or [f"class_{i}" for i in range(num_classes)]
+    counts = np.zeros(num_classes, np.int64)
+    present_totals = np.zeros(num_classes, np.int64)  # T_c: labelled pixels of images containing c
+    images_per_class = np.zeros(num_classes, np.int64)
+    ignored = 0
+    channels = _image_channels(pairs[0][0])
+    sums, sq_sums, n_pix = np.zeros(channels), np.zeros(channels), 0
+    rows = _track(pairs, f"stats {split}", progress)
+    for img_path, lab_path in rows:
+        label = read_label(lab_path)
+        c = _count_classes(label, lab_path, num_classes, ignore_index)
+        counts += c
+        present_totals += (c > 0) * c.sum()
+        images_per_class += c > 0
+        ignored += label.size - int(c.sum())
+        if images:
+            x = read_image(img_path, channels=channels).reshape(-1, channels).astype(np.float64) / 255.0
+            sums += x.sum(0)
+            sq_sums += (x * x).sum(0)
+            n_pix += x.shape[0]
+    inverse, median = _weights(counts, present_totals)
+    total = max(int(counts.sum()), 1)
+    out = {
+        "root": str(root), "split": split, "num_images": len(pairs), "num_classes": num_classes,
+        "classes": names, "ignore_index": ignore_index, "pixel_counts": counts.tolist(),
+        "ignored_pixels": ignored, "frequencies": (counts / total).tolist(),
+        "images_per_class": images_per_class.tolist(), "weights_inverse": inverse.tolist(),
+        "weights_median": median.tolist(), "absent_classes": [names[i] for i in np.flatnonzero(counts == 0)],
+    }
+    if images:
+        mean = sums / n_pix
+        out["mean"] = mean.tolist()
+        out["std"] = np.sqrt(np.maximum(sq_sums / n_pix - mean * mean, 0.0)).tolist()
+    return out
+
+
+def class_weights(root: str | os.PathLike, split: str = "train", num_classes: int | None = None,
+                  method: str = "inverse", ignore_index: int = 255) -> list[float]:
+    """Per-class loss weights for ``CrossEntropyLoss(weight=...)``: ``"inverse"`` or ``"median"`` frequency.
+
+    Absent classes get 0 (see the module docstring for the formulas).
+    """
+    if method not in ("inverse", "median"):
+        raise ConfigError(f"class weight method: expected 'inverse' or 'median', got {method!r}.")
+    stats = compute_stats(root, split, num_classes, ignore_index, images=False)
+    return stats["weights_inverse" if method == "inverse" else "weights_median"]
