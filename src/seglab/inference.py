@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +125,63 @@ def predict(
         labels, probs = _sliding(model, src, (th, tw), _check_overlap(overlap), _check_blend(blend), tta,
                                  dev, batch_size, return_probs)
     return (labels, probs) if return_probs else labels
+
+
+def predict_many(
+    model: nn.Module,
+    items: Iterable[tuple[Any, ImageLike]],
+    *,
+    batch_size: int = 4,
+    tile: int | tuple[int, int] | None = None,
+    overlap: float = 0.25,
+    blend: str = "gaussian",
+    tta: str | TTA | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    device: str | torch.device | None = None,
+    return_probs: bool = False,
+) -> Iterator[tuple[Any, ImageLike, torch.Tensor, torch.Tensor | None]]:
+    """Stream predictions for ``(key, image)`` pairs: yields ``(key, image, labels, probs or None)``.
+
+    Consecutive images of the same size are stacked into batches of ``batch_size`` (whole-image
+    mode); with ``tile`` each image is tiled on its own. Only one batch of images is held at a
+    time, so thousands of files stream in bounded memory. Arguments as in :func:`predict`.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"Expected `batch_size` >= 1, but got {batch_size}.")
+    common = dict(overlap=overlap, blend=blend, tta=tta, mean=mean, std=std, device=device)
+    if tile is not None:
+        for key, image in items:
+            labels, probs = predict(model, image, tile=tile, batch_size=batch_size, return_probs=True, **common)
+            yield key, image, labels, probs if return_probs else None
+        return
+    tta = parse_tta(tta)
+    dev = _device(model, device)
+    channels = _in_channels(model)
+    pending: list[tuple[Any, ImageLike, torch.Tensor]] = []
+
+    def flush() -> Iterator[tuple[Any, ImageLike, torch.Tensor, torch.Tensor | None]]:
+        with torch.inference_mode(), eval_mode(model):
+            p = predict_batch(model, torch.stack([x for _, _, x in pending]).to(dev), tta=tta)
+        labels = p.argmax(1).cpu()
+        for j, (key, image, _) in enumerate(pending):
+            yield key, image, labels[j], p[j].cpu() if return_probs else None
+        pending.clear()
+
+    for key, image in items:
+        x = prepare_image(image, mean=mean, std=std, in_channels=channels)
+        if pending and (x.shape != pending[0][2].shape or len(pending) >= batch_size):
+            yield from flush()
+        pending.append((key, image, x))
+    if pending:
+        yield from flush()
+
+
+def prepare_image(image: ImageLike, *, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                  in_channels: int | None = None) -> torch.Tensor:
+    """The normalized float32 ``(C, H, W)`` tensor the model sees for ``image`` (see :func:`predict`)."""
+    src = _Source(image, in_channels, mean, std)
+    return src.read(0, 0, src.height, src.width)
 
 
 def predict_batch(model: nn.Module, images: torch.Tensor, *, tta: str | TTA | None = None) -> torch.Tensor:

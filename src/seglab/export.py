@@ -1,0 +1,242 @@
+"""Ship a trained model: ONNX (dynamic batch/height/width) or TorchScript, with seglab metadata inside.
+
+The exported graph takes a normalized ``image`` ``(N, C, H, W)`` float32 and returns ``logits``
+``(N, K, H, W)``; softmax/argmax over dim 1 give probabilities and labels. Class names, mean/std,
+the training input size and the model spec travel in the file (ONNX ``metadata_props``, a
+``seglab.json`` extra file in TorchScript), so a deployment needs nothing else.
+See docs/export.md for which models export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from seglab.errors import ConfigError, ModelError
+from seglab.fileio import atomic_path
+from seglab.inference import model_output
+
+FORMATS = ("onnx", "torchscript")
+SAMPLE_SIZE = (64, 96)
+# A second, deliberately odd shape (and batch 2): a graph that baked the sample's shape in fails here.
+PROBE_SIZE = (2, 61, 83)
+DOCS = "docs/export.md"
+
+
+class ExportWrapper(nn.Module):
+    """Logits only, with the input padded to the model's stride *inside the graph*.
+
+    The models pad to their stride with a Python ``if`` on the shape; tracing/exporting freezes that
+    branch for the sample's size. Padding here, unconditionally and symbolically, means every input
+    reaches the model at a multiple of its stride, so the frozen branch is right for all sizes.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.stride = int(getattr(model, "stride", 1) or 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` normalized image -> ``(N, K, H, W)`` logits."""
+        h, w = image.shape[-2], image.shape[-1]
+        s = self.stride
+        x = F.pad(image, (0, (s - w % s) % s, 0, (s - h % s) % s))
+        return model_output(self.model(x))[..., :h, :w]
+
+
+@dataclass
+class ExportResult:
+    """Where the file went and, when checked, the largest |exported - PyTorch| logit difference."""
+
+    path: Path
+    format: str
+    max_abs_diff: float | None = None
+
+
+def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "onnx", in_channels: int = 3,
+                 metadata: dict[str, Any] | None = None, model_name: str | None = None,
+                 task: str = "semantic", check: bool = False, tolerance: float | None = None) -> ExportResult:
+    """Export ``model`` to ``path`` (written atomically) and optionally check it against PyTorch.
+
+    With ``check`` the file is run (onnxruntime / TorchScript) on two input shapes and compared with
+    PyTorch; a difference above ``tolerance`` raises before the file replaces ``path``.
+
+    Raises:
+        ConfigError: unknown ``format``.
+        ModelError: the model cannot be exported (instance models, unsupported operators); the message
+            names the model and the reason.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"Expected --format to be one of {', '.join(FORMATS)}, but got {format!r}.")
+    name = model_name or type(model).__name__
+    if task != "semantic":
+        raise ModelError(f"model {name!r} is a {task} model; only semantic models export (detection "
+                         f"heads return variable-length box lists). See {DOCS}.")
+    wrapper = ExportWrapper(model).eval()
+    sample = torch.rand(1, in_channels, *SAMPLE_SIZE, generator=torch.Generator().manual_seed(0))
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    path = Path(path)
+    export = _export_onnx if format == "onnx" else _export_torchscript
+    with atomic_path(path) as tmp:
+        export(wrapper, sample, tmp, meta, name)
+        diff = check_export(tmp, wrapper, format=format, in_channels=in_channels) if check else None
+        if diff is not None and tolerance is not None and not diff <= tolerance:
+            raise ModelError(f"{path}: exported {name!r} differs from PyTorch by up to {diff:.3g} (tolerance "
+                             f"{tolerance:g}); the file was not written. See {DOCS} for known issues.")
+    return ExportResult(path, format, diff)
+
+
+def check_export(path: str | os.PathLike, model: nn.Module, *, format: str = "onnx",
+                 in_channels: int = 3) -> float:
+    """Max |exported - PyTorch| over logits for a ``(1, C, 64, 96)`` sample and a ``(2, C, 61, 83)`` probe.
+
+    Two shapes because a graph that froze the sample's shape would pass a one-shape check.
+    """
+    g = torch.Generator().manual_seed(1)
+    inputs = [torch.rand(1, in_channels, *SAMPLE_SIZE, generator=g),
+              torch.rand(PROBE_SIZE[0], in_channels, *PROBE_SIZE[1:], generator=g)]
+    run = _onnx_runner(path) if format == "onnx" else _torchscript_runner(path)
+    worst = 0.0
+    model.eval()
+    for x in inputs:
+        with torch.no_grad():
+            ref = model_output(model(x)).float()
+        try:
+            got = run(x)
+        except Exception as e:  # onnxruntime raises its own types
+            raise ModelError(f"{path}: the exported model fails on input {tuple(x.shape)} "
+                             f"({type(e).__name__}: {_first_line(e)}). See {DOCS}.") from e
+        if got.shape != ref.shape:
+            raise ModelError(f"{path}: exported output {tuple(got.shape)} != PyTorch {tuple(ref.shape)} "
+                             f"for input {tuple(x.shape)}. See {DOCS}.")
+        worst = max(worst, float((got - ref).abs().max()))
+    return worst
+
+
+def checkpoint_metadata(info: dict[str, Any]) -> dict[str, Any]:
+    """The metadata a deployment needs, taken from a loaded checkpoint's ``info``."""
+    from seglab import __version__
+
+    spec = info.get("model", {})
+    return {
+        "seglab.version": __version__,
+        "seglab.model": spec,
+        "seglab.classes": list(info.get("classes", [])),
+        "seglab.mean": list(info.get("mean") or []),
+        "seglab.std": list(info.get("std") or []),
+        "seglab.in_channels": int(info.get("in_channels", 3)),
+        "seglab.ignore_index": int(info.get("ignore_index", 255)),
+        "seglab.input_size": input_size(info),
+        "seglab.input": "image (N, C, H, W) float32: pixels / 255, then (x - mean) / std",
+        "seglab.output": "logits (N, K, H, W); softmax / argmax over dim 1",
+    }
+
+
+def input_size(info: dict[str, Any]) -> list[int]:
+    """The ``[height, width]`` the model was trained at: the run config's crop size, else the registry's."""
+    config = info.get("config") or {}
+    for section in (config.get("data") or {}, config.get("train") or {}, config):
+        for key in ("crop_size", "input_size", "image_size", "size"):
+            v = section.get(key) if isinstance(section, dict) else None
+            if isinstance(v, int) and v > 0:
+                return [v, v]
+            if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(i, int) for i in v):
+                return [int(v[0]), int(v[1])]
+    from seglab.models.registry import get_entry
+
+    try:
+        size = get_entry(info.get("model", {}).get("name", "")).default_input
+    except ModelError:
+        size = 512
+    return [size, size]
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The seglab metadata stored in an exported ``.onnx`` or TorchScript file (JSON values decoded)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        raw = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    else:
+        files = {"seglab.json": ""}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+            torch.jit.load(str(path), _extra_files=files)
+        raw = json.loads(files["seglab.json"] or "{}")
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        try:
+            out[k] = json.loads(v)
+        except (TypeError, json.JSONDecodeError):
+            out[k] = v
+    return out
+
+
+def _export_onnx(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, meta: dict[str, str], name: str) -> None:
+    try:
+        import onnx
+    except ImportError as e:
+        raise ModelError("ONNX export needs the 'export' extra: pip install 'seglab[export]'.") from e
+    dyn = torch.export.Dim.DYNAMIC
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(wrapper, (sample,), None, input_names=["image"],
+                                        output_names=["logits"], dynamo=True,
+                                        dynamic_shapes={"image": {0: dyn, 2: dyn, 3: dyn}})
+    except Exception as e:  # the exporter raises many types; the user needs the model and the reason
+        raise ModelError(f"model {name!r} cannot be exported to ONNX: {type(e).__name__}: {_first_line(e)}. "
+                         f"See {DOCS} for the models that export.") from e
+    proto = program.model_proto
+    onnx.helper.set_model_props(proto, meta)
+    onnx.save(proto, str(tmp))
+
+
+def _export_torchscript(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, meta: dict[str, str],
+                        name: str) -> None:
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about frozen branches: checked by shape probes
+            traced = torch.jit.trace(wrapper, sample, check_trace=False)
+            torch.jit.save(traced, str(tmp), _extra_files={"seglab.json": json.dumps(meta)})
+    except Exception as e:
+        raise ModelError(f"model {name!r} cannot be traced to TorchScript: {type(e).__name__}: "
+                         f"{_first_line(e)}. Use --format onnx; see {DOCS}.") from e
+
+
+def _onnx_runner(path: str | os.PathLike):
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise ModelError("--check needs onnxruntime: pip install 'seglab[export]'.") from e
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+
+
+def _torchscript_runner(path: str | os.PathLike):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path))
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return module(x).float()
+
+    return run
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
