@@ -3,8 +3,9 @@
 Tiled inference walks the image in rows of tiles ("strips"). Overlapping tile probabilities are
 blended with a window (Gaussian, linear or flat) into an accumulator that only spans the rows
 still being written; once a strip is complete its rows are turned into labels and the buffer
-moves down. Memory is therefore the input, the output and about two strips of ``K`` float32
-planes, independent of the image height, and only ``batch_size`` tiles of logits exist at once.
+moves down. Memory is therefore the input, the output and one strip of ``K`` float32 planes
+(``tile_height x width x K``, plus one weight plane), independent of the image height, and only
+``batch_size`` tiles of logits exist at once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import nn
 from seglab.errors import ConfigError, DataError
 
 BLENDS = ("gaussian", "linear", "none")
+FINALIZE_ROWS = 64
 ImageLike = Image.Image | np.ndarray | torch.Tensor
 
 
@@ -310,10 +312,12 @@ def _sliding(model: nn.Module, src: _Source, tile: tuple[int, int], overlap: flo
             del p, batch
         done = (ys[i + 1] if i + 1 < len(ys) else height) - top  # rows no later tile touches
         assert acc is not None
-        final = acc[:, :done] / wsum[:done]
-        labels[top:top + done] = final.argmax(0).cpu()
-        if probs_out is not None:
-            probs_out[:, top:top + done] = final.cpu()
+        for r0 in range(0, done, FINALIZE_ROWS):  # in place, a few rows at a time: no strip-sized temporaries
+            r1 = min(done, r0 + FINALIZE_ROWS)
+            final = acc[:, r0:r1].div_(wsum[r0:r1])
+            labels[top + r0:top + r1] = final.argmax(0).cpu()
+            if probs_out is not None:
+                probs_out[:, top + r0:top + r1] = final.cpu()
         acc, wsum, top = acc[:, done:], wsum[done:], top + done
     return labels, probs_out
 
