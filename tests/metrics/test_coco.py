@@ -110,10 +110,11 @@ def test_hand_computed_ap(tmp_path: Path) -> None:
 
 def test_evaluate_is_silent_and_leaves_inputs_alone(capsys: pytest.CaptureFixture) -> None:
     gt, dets = random_coco(np.random.default_rng(5), 3)
-    before = copy.deepcopy(dets)
+    before = copy.deepcopy((gt, dets))
     evaluate(gt, dets)
+    evaluate(gt, dets, "bbox")
     out = capsys.readouterr()
-    assert out.out == "" and out.err == "" and dets == before
+    assert out.out == "" and out.err == "" and (gt, dets) == before
 
 
 def test_evaluate_errors(tmp_path: Path) -> None:

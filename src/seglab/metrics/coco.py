@@ -7,7 +7,6 @@ so evaluation during training needs no file on disk.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +31,14 @@ def _load(obj: Any) -> Any:
         from seglab.data.coco import read_json
 
         return read_json(Path(obj))
-    return copy.deepcopy(obj)  # faster-coco-eval writes ids and areas into the result dicts
+    # faster-coco-eval writes ids, areas and flags into the record dicts; copy those, not the (large)
+    # segmentations inside them, which it only reads (a deepcopy would cost more than the evaluation).
+    if isinstance(obj, dict):
+        return {k: [dict(r) if isinstance(r, dict) else r for r in v] if isinstance(v, list) else v
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [dict(r) if isinstance(r, dict) else r for r in obj]
+    return obj
 
 
 def evaluate(ground_truth: str | os.PathLike | dict, detections: str | os.PathLike | list[dict],
