@@ -221,3 +221,17 @@ def test_spec_errors() -> None:
         build_loss("wce", 3, class_weights=[1.0, 2.0])
     with pytest.raises(ConfigError, match="must be a finite number >= 0"):
         build_loss("-1*ce", 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_autocast_matches_float32(dtype: torch.dtype) -> None:
+    x = (torch.randn(2, 3, 8, 8) * 20).cuda()
+    t = torch.randint(0, 3, (2, 8, 8)).cuda()
+    t[0, 0] = IGN
+    spec = "ce+dice+focal+lovasz+tversky"
+    reference = build_loss(spec, 3)(x, t)
+    with torch.autocast("cuda", dtype=dtype):
+        loss = build_loss(spec, 3)(x.to(dtype), t)
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(reference.item(), rel=0.05)

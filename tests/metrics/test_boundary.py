@@ -119,3 +119,13 @@ def test_errors() -> None:
         boundary_iou(_square(1), _square(1), 2, band=0)
     with pytest.raises(DataError, match=r"target holds values 9"):
         boundary_f1(_square(1), torch.full((1, 6, 6), 9), 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu() -> None:
+    g = torch.Generator().manual_seed(4)
+    target = torch.randint(0, 3, (2, 12, 12), generator=g)
+    logits = torch.randn(2, 3, 12, 12, generator=g)
+    cpu = boundary.boundary_stats(logits, target, 3, band=2)
+    gpu = boundary.boundary_stats(logits.cuda(), target.cuda(), 3, band=2)
+    assert gpu.device.type == "cuda" and torch.equal(cpu, gpu.cpu())

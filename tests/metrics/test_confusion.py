@@ -124,10 +124,12 @@ def test_scores_equal_indices_and_narrow_dtypes() -> None:
     from_scores = confusion_matrix(logits, target, 5)
     assert torch.equal(from_scores, confusion_matrix(logits.argmax(1), target, 5))
     assert torch.equal(from_scores, confusion_matrix(logits.argmax(1).to(torch.uint8), target.to(torch.uint8), 5))
+    as_int32 = confusion_matrix(logits.argmax(1).int(), target.int(), 5)
+    assert torch.equal(from_scores, as_int32)
     assert torch.equal(from_scores, MulticlassConfusionMatrix(5, ignore_index=IGN)(logits.argmax(1), target).long())
 
 
-@pytest.mark.parametrize("ignore_index", [-1, 0, 1000])
+@pytest.mark.parametrize("ignore_index", [-1, 0, 3, 1000, 70000])
 def test_other_ignore_values(ignore_index: int) -> None:
     target = torch.tensor([[[0, 1, 2, ignore_index]]])
     pred = torch.tensor([[[0, 1, 1, 2]]])
@@ -213,6 +215,8 @@ def test_errors_name_the_problem() -> None:
     target = torch.tensor([[[0, 1], [7, IGN]]])
     with pytest.raises(DataError, match=r"target holds values 7 outside \[0, 3\)"):
         SegMetrics(3).update(torch.zeros(1, 2, 2, dtype=torch.long), target)
+    with pytest.raises(DataError, match=r"target holds values 3, 300 outside"):
+        confusion_matrix(torch.zeros(1, 1, 3, dtype=torch.long), torch.tensor([[[300, 3, IGN]]]), 3)
     with pytest.raises(DataError, match=r"target holds values -2 outside"):
         confusion_matrix(torch.zeros(1, 2, 2, dtype=torch.long), torch.tensor([[[0, -2], [1, 1]]]), 3)
     with pytest.raises(DataError, match=r"target holds values 3"):
@@ -236,3 +240,21 @@ def test_reduce_without_distributed_is_noop() -> None:
     m.update(torch.tensor([[[0, 1]]]), torch.tensor([[[0, 1]]]))
     m.reduce()
     assert m.compute()["confusion_matrix"].tolist() == [[1, 0], [0, 1]]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu() -> None:
+    pred, target = _random_batches(7, 6, batches=1)[0]
+    cpu = SegMetrics(6, per_image=True)
+    cpu.update(pred, target)
+    gpu = SegMetrics(6, per_image=True, device="cuda")
+    gpu.update(pred, target)
+    on_device = SegMetrics(6)
+    on_device.update(pred.cuda(), target.cuda())
+    assert on_device._counts.device.type == "cuda"
+    r_cpu, r_gpu = cpu.compute(), gpu.compute()
+    assert torch.equal(r_cpu["confusion_matrix"], r_gpu["confusion_matrix"])
+    assert torch.equal(r_cpu["confusion_matrix"], on_device.compute()["confusion_matrix"])
+    assert r_cpu["mean_iou_per_image"] == pytest.approx(r_gpu["mean_iou_per_image"], abs=1e-12)
+    with pytest.raises(DataError, match="target holds values 9"):
+        on_device.update(pred.cuda(), torch.full_like(target, 9).cuda())

@@ -1,10 +1,12 @@
 """Semantic-segmentation metrics, all derived from one dataset-level confusion matrix.
 
-The matrix is accumulated on the tensors' device with a single ``torch.bincount`` per batch over the pair
-index ``target * (C + 1) + pred`` (int32). The row stride is ``C + 1`` rather than ``C`` so that column ``C``
-of row 0 is a bin no valid pair reaches: ignored pixels are sent there instead of being copied out with a
-boolean mask, and a target value ``>= C`` lands past the last row, so the length of bincount's output
-reveals bad labels without another pass over the data. Rows are truth, columns are prediction.
+Each batch is counted in one pass over the pair index ``target * (C + 1) + pred``: ``torch.bincount`` on
+GPUs, ``index_add_`` of ones on CPU (same counts, no extra min/max passes). Rows are truth, columns are
+prediction. The row stride is ``C + 1`` rather than ``C`` so that column ``C`` is a bin no valid pair reaches.
+Ignored pixels are never copied out with a boolean mask: when ``ignore_index >= C`` (the usual 255) they
+simply fill their own row ``ignore_index`` of the counts, otherwise they are written to bin ``C``. A target
+value outside ``[0, C)`` then lands outside the counts or in a row between ``C`` and ``ignore_index``, so bad
+labels are caught without another pass over the data.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import Tensor
 
 from seglab.errors import ConfigError, DataError, SeglabError
 
-_NARROW = (torch.bool, torch.uint8, torch.int8, torch.int16)
+_RAW_BINS_LIMIT = 1 << 16  # ignored pixels keep their own row while the counts stay this small
 
 
 def _as_indices(pred: Tensor, target: Tensor, num_classes: int) -> tuple[Tensor, Tensor, bool]:
@@ -63,31 +65,66 @@ def _bad_target(target: Tensor, num_classes: int, ignore_index: int) -> DataErro
                      "num_classes / ignore_index to match them")
 
 
-def _pair_index(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int,
+def _layout(num_classes: int, ignore_index: int) -> tuple[int, bool]:
+    """(number of bins, whether ignored pixels keep their own row ``ignore_index``)."""
+    stride = num_classes + 1
+    if num_classes <= ignore_index and (ignore_index + 1) * stride <= _RAW_BINS_LIMIT:
+        return (ignore_index + 1) * stride, True
+    return num_classes * stride, False
+
+
+def _pair_index(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int, raw: bool,
                 out: Tensor | None = None) -> Tensor:
-    """int32 ``target * (C + 1) + pred``, ignored pixels set to ``C``; written into ``out`` when given."""
-    if out is None or out.shape != target.shape or out.device != target.device:
-        out = torch.empty(target.shape, dtype=torch.int32, device=target.device)
-    if torch.promote_types(pred.dtype, target.dtype) in _NARROW:  # the sum would overflow before the cast
-        pred, target = pred.int(), target.int()
+    """``target * (C + 1) + pred`` (into ``out`` when it fits); unless ``raw``, ignored pixels go to bin C."""
+    dtype = torch.promote_types(pred.dtype, target.dtype)
+    if dtype != torch.int64:  # narrower types would overflow; int32 is exact and needs no int64 temporary
+        dtype = torch.int32
+        pred, target = pred.to(dtype), target.to(dtype)
+    if out is None or out.shape != target.shape or out.device != target.device or out.dtype != dtype:
+        out = torch.empty(target.shape, dtype=dtype, device=target.device)
     torch.add(pred, target, alpha=num_classes + 1, out=out)
-    return out.masked_fill_(target == ignore_index, num_classes)
+    if not raw:
+        out.masked_fill_(target == ignore_index, num_classes)
+    return out
 
 
-def _count(index: Tensor, bins: int, target: Tensor, num_classes: int, ignore_index: int) -> Tensor:
-    """bincount of ``index`` with exactly ``bins`` bins; more (or a negative index) means a bad target."""
-    try:
-        counts = torch.bincount(index.reshape(-1), minlength=bins)
-    except RuntimeError:  # negative values
-        raise _bad_target(target, num_classes, ignore_index) from None
-    if counts.numel() != bins:
+def _count(index: Tensor, bins: int) -> Tensor | None:
+    """How often each value in [0, bins) occurs in ``index``; None if a value lies outside (a bad target)."""
+    flat = index.reshape(-1)
+    if flat.device.type == "cpu":
+        # index_add_ of ones counts in one pass and checks bounds on the way; torch.bincount adds a min
+        # and a max pass over the data first, which made it ~2x slower here (benchmarks/metrics.py).
+        ones = torch.ones(1, dtype=torch.int64).expand(flat.numel())
+        try:
+            return torch.zeros(bins, dtype=torch.int64).index_add_(0, flat, ones)
+        except IndexError:  # negative or too large
+            return None
+    # On GPUs an out-of-range index_add_ is a device assert, so bincount, which grows its output instead.
+    low, high = torch.aminmax(flat)
+    if int(low) < 0 or int(high) >= bins:
+        return None
+    return torch.bincount(flat, minlength=bins)
+
+
+def _fold(counts: Tensor, num_classes: int, raw: bool) -> Tensor | None:
+    """(..., bins) counts -> (..., C, C) int64 matrix, dropping the ignore bins; None if a bad row is hit."""
+    stride = num_classes + 1
+    if raw and bool(counts[..., num_classes * stride:-stride].any()):  # rows C .. ignore_index - 1
+        return None
+    valid = counts[..., :num_classes * stride]
+    return valid.reshape(*counts.shape[:-1], num_classes, stride)[..., :num_classes]
+
+
+def _batch_confusion(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int,
+                     out: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(C, C) matrix of a checked batch and the index buffer used (to reuse next time)."""
+    bins, raw = _layout(num_classes, ignore_index)
+    index = _pair_index(pred, target, num_classes, ignore_index, raw, out)
+    counts = _count(index, bins)
+    cm = None if counts is None else _fold(counts, num_classes, raw)
+    if cm is None:
         raise _bad_target(target, num_classes, ignore_index)
-    return counts
-
-
-def _fold(counts: Tensor, num_classes: int) -> Tensor:
-    """(..., C * (C + 1)) counts -> (..., C, C) int64 matrix, dropping the ignore column."""
-    return counts.view(*counts.shape[:-1], num_classes, num_classes + 1)[..., :num_classes]
+    return cm, index
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
@@ -105,8 +142,7 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_inde
     pred, target, from_scores = _as_indices(pred, target, num_classes)
     if not from_scores:
         _check_pred(pred, num_classes)
-    index = _pair_index(pred, target, num_classes, ignore_index)
-    return _fold(_count(index, num_classes * (num_classes + 1), target, num_classes, ignore_index), num_classes)
+    return _batch_confusion(pred, target, num_classes, ignore_index)[0]
 
 
 def _nanmean(values: Tensor) -> float:
@@ -196,21 +232,27 @@ class SegMetrics:
         if not from_scores:
             _check_pred(pred, c)
         counts, image_stats = self._state(device)
-        self._scratch = index = _pair_index(pred, target, c, self.ignore_index, self._scratch)
-        bins = c * (c + 1)
         if not self.per_image:
-            counts += _fold(_count(index, bins, target, c, self.ignore_index), c)
+            cm, self._scratch = _batch_confusion(pred, target, c, self.ignore_index, self._scratch)
+            counts += cm
             return
-        low, high = torch.aminmax(index)
-        if int(low) < 0 or int(high) >= bins:
-            raise _bad_target(target, c, self.ignore_index)
-        offsets = torch.arange(0, index.shape[0] * bins, bins, dtype=torch.int32, device=device)
-        per_image = _fold(torch.bincount((index + offsets.view(-1, 1, 1)).reshape(-1),
-                                         minlength=index.shape[0] * bins).view(-1, bins), c)
+        per_image = self._per_image_confusion(pred, target)
         counts += per_image.sum(0)
         image_miou = torch.nanmean(_iou(per_image.double()), dim=1)
         seen = ~image_miou.isnan()
         image_stats += torch.stack([image_miou[seen].sum(), seen.sum().double()])
+
+    def _per_image_confusion(self, pred: Tensor, target: Tensor) -> Tensor:
+        """(N, C, C): the image number offsets the pair index, so it is still one counting pass."""
+        c = self.num_classes
+        bins = c * (c + 1)
+        index = _pair_index(pred, target, c, self.ignore_index, raw=False).long()
+        low, high = torch.aminmax(index)
+        if int(low) < 0 or int(high) >= bins:  # checked here: offsets would hide it in the next image
+            raise _bad_target(target, c, self.ignore_index)
+        index += torch.arange(0, index.shape[0] * bins, bins, device=index.device).view(-1, 1, 1)
+        counts = _count(index, index.shape[0] * bins)
+        return _fold(counts.view(-1, bins), c, raw=False)
 
     def reduce(self) -> None:
         """Sum the counts over DDP ranks (all_reduce); a no-op without torch.distributed or when done."""
