@@ -91,6 +91,8 @@ def test_grayscale_images_give_one_channel(tmp_path: Path) -> None:
     Image.fromarray(np.array([[0, 1], [1, 1]], np.uint8)).save(tmp_path / "labels" / "train" / "g.png")
     s = compute_stats(tmp_path)
     assert s["mean"] == pytest.approx([0.75]) and s["std"] == pytest.approx([np.sqrt(0.75 * 0.25)])
+    rgb = compute_stats(tmp_path, channels=3)  # gray promoted to RGB, as a 3-channel model reads it
+    assert rgb["mean"] == pytest.approx([0.75] * 3)
 
 
 def test_cli_stats_json_and_weights(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -30,11 +30,13 @@ def stats(
     num_classes: int | None = typer.Option(None, "--num-classes", help="K (default: classes.txt or max+1)."),
     ignore_index: int = typer.Option(255, "--ignore-index", help="Label value that means 'ignore'."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write every number to this JSON file."),
+    channels: int | None = typer.Option(None, "--channels", help="Read images with 1 (gray) or 3 (RGB) "
+                                        "channels for mean/std, as the model's in_channels (default auto)."),
 ) -> None:
     """Per-class pixel counts, frequencies and class weights, plus per-channel mean/std for Normalize."""
     from seglab.data.stats import compute_stats
 
-    s = compute_stats(root, split, num_classes, ignore_index, progress=True)
+    s = compute_stats(root, split, num_classes, ignore_index, progress=True, channels=channels)
     title = f"{root} [{split}]: {s['num_images']} images, {s['ignored_pixels']} ignored pixels"
     table = Table(title=escape(title))
     for col in ("#", "class", "pixels", "frequency", "images", "inverse w", "median w"):

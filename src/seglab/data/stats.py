@@ -104,11 +104,14 @@ def _weights(counts: np.ndarray, present_totals: np.ndarray) -> tuple[np.ndarray
 
 
 def compute_stats(root: str | os.PathLike, split: str = "train", num_classes: int | None = None,
-                  ignore_index: int = 255, progress: bool = False, images: bool = True) -> dict:
+                  ignore_index: int = 255, progress: bool = False, images: bool = True,
+                  channels: int | None = None) -> dict:
     """Class statistics and normalisation values of ``root``'s ``split`` (formulas in the module docstring).
 
     ``num_classes`` defaults to the length of ``classes.txt``, else the largest label value + 1. With
     ``images=False`` the images are not read (no ``mean``/``std``), which is all class weights need.
+    ``channels`` (1 or 3) is how images are read for mean/std, as the model's ``in_channels`` will read
+    them; by default 1 for grayscale files and 3 otherwise.
 
     Returns:
         dict with ``num_images``, ``num_classes``, ``classes``, ``pixel_counts``, ``ignored_pixels``,
@@ -127,7 +130,9 @@ def compute_stats(root: str | os.PathLike, split: str = "train", num_classes: in
     present_totals = np.zeros(num_classes, np.int64)  # T_c: labelled pixels of images containing c
     images_per_class = np.zeros(num_classes, np.int64)
     ignored = 0
-    channels = _image_channels(pairs[0][0])
+    if channels not in (None, 1, 3):
+        raise ConfigError(f"channels must be 1 (gray) or 3 (RGB), got {channels}.")
+    channels = channels or _image_channels(pairs[0][0])
     sums, sq_sums, n_pix = np.zeros(channels), np.zeros(channels), 0
     rows = _track(pairs, f"stats {split}", progress)
     for img_path, lab_path in rows:
