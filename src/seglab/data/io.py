@@ -68,7 +68,7 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
                 raise DataError(
                     f"{path}: label has {len(im.getbands())} channels ({mode}); labels must be "
                     "single-channel class indices. Convert color-coded labels with "
-                    f"`seglab data convert rgb-to-index {path.parent.parent.parent} --palette palette.txt`."
+                    f"`seglab data convert rgb-to-index {path.parent.parent.parent} --palette palette.txt --out {path.parent.parent.parent}_index`."
                 )
             arr = np.asarray(im)
     except DataError:
