@@ -3,9 +3,9 @@
 Tiled inference walks the image in rows of tiles ("strips"). Overlapping tile probabilities are
 blended with a window (Gaussian, linear or flat) into an accumulator that only spans the rows
 still being written; once a strip is complete its rows are turned into labels and the buffer
-moves down. Memory is therefore the input, the output and one strip of ``K`` float32 planes
-(``tile_height x width x K``, plus one weight plane), independent of the image height, and only
-``batch_size`` tiles of logits exist at once.
+moves down. Memory is therefore the input, the output and one strip buffer of ``K`` float32
+planes (``tile_height x width x K``, plus one weight plane) allocated once, independent of the
+image height, and only ``batch_size`` tiles of logits exist at once.
 """
 
 from __future__ import annotations
@@ -290,36 +290,46 @@ def _sliding(model: nn.Module, src: _Source, tile: tuple[int, int], overlap: flo
     weight = _window(th, blend).to(dev)[:, None] * _window(tw, blend).to(dev)[None, :]
     labels = torch.empty((height, width), dtype=torch.int64)
     probs_out: torch.Tensor | None = None
-    acc: torch.Tensor | None = None  # (K, rows, W): rows [top, top + rows) still receiving tiles
-    wsum = torch.zeros((0, width), device=dev)
+    # One strip buffer, allocated once: rows [top, top + th) of the image. Each tile row starts at
+    # `top` (the rows above it are final), so every tile lands at buffer row 0.
+    acc: torch.Tensor | None = None  # (K, th, W) weighted probability sums
+    wsum = torch.zeros((th, width), device=dev)
     top = 0
     for i, y in enumerate(ys):
         for chunk in _chunks(xs, batch_size):
             batch = torch.stack([src.read(y, x, th, tw) for x in chunk]).to(dev)
             p = predict_batch(model, batch, tta=tta)
             if acc is None:
-                acc = torch.zeros((p.shape[1], 0, width), device=dev)
+                acc = torch.zeros((p.shape[1], th, width), device=dev)
                 if return_probs:
                     probs_out = torch.empty((p.shape[1], height, width), dtype=torch.float32)
-            if acc.shape[1] < y + th - top:  # grow the strip buffer down to this tile row's bottom
-                grow = y + th - top - acc.shape[1]
-                acc = torch.cat([acc, acc.new_zeros((acc.shape[0], grow, width))], dim=1)
-                wsum = torch.cat([wsum, wsum.new_zeros((grow, width))], dim=0)
-            r = y - top
             for j, x in enumerate(chunk):
-                acc[:, r:r + th, x:x + tw].addcmul_(p[j], weight)
-                wsum[r:r + th, x:x + tw].add_(weight)
+                acc[:, :, x:x + tw].addcmul_(p[j], weight)
+                wsum[:, x:x + tw].add_(weight)
             del p, batch
+        assert acc is not None and y == top
         done = (ys[i + 1] if i + 1 < len(ys) else height) - top  # rows no later tile touches
-        assert acc is not None
-        for r0 in range(0, done, FINALIZE_ROWS):  # in place, a few rows at a time: no strip-sized temporaries
-            r1 = min(done, r0 + FINALIZE_ROWS)
-            final = acc[:, r0:r1].div_(wsum[r0:r1])
-            labels[top + r0:top + r1] = final.argmax(0).cpu()
-            if probs_out is not None:
-                probs_out[:, top + r0:top + r1] = final.cpu()
-        acc, wsum, top = acc[:, done:], wsum[done:], top + done
+        _finalize(acc, wsum, done, labels[top:top + done],
+                  None if probs_out is None else probs_out[:, top:top + done])
+        keep = th - done  # the overlap with the next tile row moves to the top of the buffer
+        if keep > 0:
+            acc[:, :keep] = acc[:, done:].clone()
+            wsum[:keep] = wsum[done:].clone()
+        acc[:, keep:].zero_()
+        wsum[keep:].zero_()
+        top += done
     return labels, probs_out
+
+
+def _finalize(acc: torch.Tensor, wsum: torch.Tensor, rows: int, labels: torch.Tensor,
+              probs: torch.Tensor | None) -> None:
+    # In place, a few rows at a time: no strip-sized temporaries.
+    for r0 in range(0, rows, FINALIZE_ROWS):
+        r1 = min(rows, r0 + FINALIZE_ROWS)
+        final = acc[:, r0:r1].div_(wsum[r0:r1])
+        labels[r0:r1] = final.argmax(0).cpu()
+        if probs is not None:
+            probs[:, r0:r1] = final.cpu()
 
 
 class _Source:
