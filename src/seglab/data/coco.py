@@ -171,6 +171,10 @@ class CocoInstances(_InstanceDataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def image_categories(self) -> list[set[int]]:
+        """Category ids present in each image (non-crowd), without decoding anything (repeat-factor sampling)."""
+        return [{a["category_id"] for a in self._anns[im["id"]]} for im in self.images]
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
         info = self.images[i]
         image = read_image(self.root / "images" / self.split / info["file_name"])
@@ -214,6 +218,14 @@ class InstanceMaskFolder(_InstanceDataset):
 
     def __len__(self) -> int:
         return len(self.image_paths)
+
+    def image_categories(self) -> list[set[int]]:
+        """Category ids listed for each image (from its JSON; the single category when there is none)."""
+        out = []
+        for path in self.image_paths:
+            labels = self._labels(path, None)
+            out.append(set(labels) if labels is not None else {self.cat_ids[1]})
+        return out
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
         path = self.image_paths[i]

@@ -1,0 +1,279 @@
+"""The instance-segmentation task adapter: Mask R-CNN targets, model losses, COCO mask/box AP, overlays.
+
+It offers the trainer (``trainer.py``) the same pieces as :class:`~seglab.engine.semantic.SemanticTask`, so
+one loop trains both tasks. Differences worth knowing:
+
+- The losses come from the model: torchvision's Mask R-CNN returns ``loss_classifier, loss_box_reg,
+  loss_mask, loss_objectness, loss_rpn_box_reg`` in train mode; their sum is optimised, each is logged.
+- ``val_loss`` is NaN: in eval mode Mask R-CNN returns detections, not losses, and running it in train mode
+  on validation images would update the BatchNorm statistics of from-scratch backbones.
+- Validation scores are COCO mask and box AP (faster-coco-eval). Under DDP each rank predicts its shard;
+  the detections are gathered on rank 0, scored there against the whole split and the numbers broadcast,
+  so every rank takes the same LR-on-plateau / best-checkpoint decisions.
+- ``channels_last`` is not applied: the model batches (and pads) the image list itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from seglab.config import RunConfig, config_from_dict
+from seglab.errors import ConfigError
+
+STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+SAMPLE_SCORE = 0.5  # detections drawn in the sample panels (AP itself uses every detection)
+
+# The issue-9 CPU recipe: from-scratch ResNet-18 + 96-channel FPN, 64 RoIs per image, 2-layer mask head
+# (the maskrcnn_resnet18_fpn defaults), 128 px images, batch 8, SGD 0.02 with warm-up, cosine decay.
+INSTANCE_DEMO: dict[str, Any] = {
+    "data": {"crop_size": 128, "scale": [0.75, 1.25], "hflip": 0.5, "color_jitter": 0.1, "workers": 0},
+    "model": {"name": "maskrcnn_resnet18_fpn", "options": {"min_size": 128, "max_size": 128}},
+    "train": {"epochs": 8, "batch_size": 8, "lr": 0.02, "optimizer": "sgd", "momentum": 0.9,
+              "weight_decay": 1e-4, "schedule": "cosine", "warmup_epochs": 1.0, "precision": "fp32",
+              "clip_grad": 10.0, "monitor": "mask_AP", "eval_every": 2, "num_samples": 4},
+}
+
+
+def instance_demo_config(data: Path, out: Path, epochs: int | None, seed: int) -> RunConfig:
+    """The ``seglab demo --task instance`` run on the synthetic shapes in ``data`` (128 px)."""
+    cfg = config_from_dict(INSTANCE_DEMO)
+    cfg.data.root, cfg.train.out, cfg.train.seed = str(data), str(out), seed
+    if epochs is not None:
+        cfg.train.epochs = epochs
+    return cfg
+
+
+def open_instance_split(root: str | Path, split: str, transforms=None):
+    """COCO (``annotations/instances_<split>.json``) when present, else the instance-mask folder."""
+    from seglab.data.coco import CocoInstances, InstanceMaskFolder
+
+    if (Path(root) / "annotations" / f"instances_{split}.json").is_file():
+        return CocoInstances(root, split, transforms=transforms)
+    if not (Path(root) / "masks" / split).is_dir():
+        raise ConfigError(f"{root}: split {split!r} has no annotations/instances_{split}.json and no "
+                          f"masks/{split}/. Point --data at an instance dataset (see `seglab data check "
+                          f"--task instance {root}`).")
+    return InstanceMaskFolder(root, split, transforms=transforms)
+
+
+def repeat_factors(categories: Sequence[set[int]], threshold: float = 0.1) -> torch.Tensor:
+    """LVIS repeat-factor sampling weights (Gupta et al. 2019) from the categories in each image.
+
+    r_c = max(1, sqrt(t / f_c)) with f_c the fraction of images containing category c; an image's weight
+    is the largest r_c of its categories (1 for an image without instances).
+    """
+    n = max(1, len(categories))
+    freq: dict[int, float] = {}
+    for cats in categories:
+        for c in cats:
+            freq[c] = freq.get(c, 0.0) + 1.0 / n
+    r_c = {c: max(1.0, math.sqrt(threshold / f)) for c, f in freq.items()}
+    return torch.tensor([max((r_c[c] for c in cats), default=1.0) for cats in categories], dtype=torch.float64)
+
+
+class _ModelLosses(nn.Module):
+    """Placeholder criterion: Mask R-CNN computes its own losses (``compute_loss`` sums them)."""
+
+    def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(losses.values())  # type: ignore[return-value]
+
+
+class InstanceTask:
+    """Adapter for Mask R-CNN style instance segmentation on COCO or instance-mask folders."""
+
+    name = "instance"
+
+    def __init__(self, cfg: RunConfig) -> None:
+        from seglab.data.transforms import build_instance_train_transforms
+
+        d = cfg.data
+        if not d.root:
+            raise ConfigError("no dataset given: pass --data DIR (annotations/instances_<split>.json + "
+                              "images/<split>/, or masks/<split>/).")
+        if d.in_channels != 3:
+            raise ConfigError(f"data.in_channels={d.in_channels}: Mask R-CNN models read RGB images; use 3.")
+        train_tf = build_instance_train_transforms(d.crop_size, scale=tuple(d.scale), hflip=d.hflip,
+                                                   color_jitter=d.color_jitter)
+        self.train_set = open_instance_split(d.root, d.train_split, train_tf)
+        self.val_set = open_instance_split(d.root, d.val_split)
+        if list(self.val_set.cat_ids) != list(self.train_set.cat_ids):
+            raise ConfigError(f"{d.root}: the {d.train_split} and {d.val_split} splits have different categories "
+                              f"(ids {self.train_set.cat_ids[1:]} vs {self.val_set.cat_ids[1:]}). Give both "
+                              "splits the same category list.")
+        self.num_classes = self.train_set.num_classes
+        if d.num_classes is not None and d.num_classes != self.num_classes:
+            raise ConfigError(f"data.num_classes={d.num_classes}, but {d.root} has {self.num_classes - 1} "
+                              f"categories + background = {self.num_classes}. Drop --num-classes.")
+        self.classes = list(self.train_set.classes)
+        self.cat_ids = [int(c) for c in self.train_set.cat_ids]
+        self.ignore_index = 255  # unused: instance targets have no ignore label
+        self.palette = None
+        if cfg.train.monitor == "mean_iou":  # the semantic default; best.pt follows mask AP here
+            cfg.train.monitor = "mask_AP"
+        self.cfg = cfg
+        self._gt: dict | None = None
+
+    # --- pieces the trainer asks for -------------------------------------------------------------
+    def collate(self):
+        from seglab.data.coco import collate_instances
+
+        return collate_instances
+
+    def model_info(self) -> dict[str, Any]:
+        """What a checkpoint carries: images go in as [0, 1] RGB (the model normalises internally)."""
+        return {"task": "instance", "classes": self.classes, "cat_ids": self.cat_ids, "in_channels": 3,
+                "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "ignore_index": self.ignore_index,
+                "palette": None}
+
+    def build_criterion(self) -> nn.Module:
+        return _ModelLosses()
+
+    def sample_weights(self) -> torch.Tensor:
+        """Repeat-factor weights by category for ``--sampler balanced``."""
+        return repeat_factors(self.train_set.image_categories())
+
+    def loss_inputs(self, batch: tuple[list, list], device: torch.device,
+                    channels_last: bool) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+        images, targets = batch
+        images = [im.to(device, non_blocking=True) for im in images]
+        targets = [{k: torch.as_tensor(t[k]).as_subclass(torch.Tensor).to(device, non_blocking=True)
+                    for k in ("boxes", "labels", "masks")} for t in targets]
+        return images, targets
+
+    def compute_loss(self, model: nn.Module, criterion: nn.Module, images: list[torch.Tensor],
+                     targets: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The model's loss dict, summed; the parts (detached) are logged."""
+        losses = model(images, targets)
+        loss = criterion({k: v.float() for k, v in losses.items()})
+        return loss, {k: v.detach().float() for k, v in losses.items()}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader, criterion: nn.Module, device: torch.device,
+                 autocast) -> tuple[dict[str, Any], float]:
+        """COCO mask and box AP on the validation split (``mask_AP``, ``box_AP50``, ...); val loss NaN."""
+        from seglab.metrics.coco import predictions_to_coco
+
+        detections: list[dict] = []
+        for images, targets in loader:
+            with autocast():
+                outputs = model([im.to(device) for im in images])
+            detections += predictions_to_coco(outputs, [t["image_id"] for t in targets],
+                                              cat_ids=self.cat_ids)
+        return _score_on_rank0(detections, self.ground_truth), math.nan
+
+    def ground_truth(self) -> dict:
+        """The validation split as a COCO dict: the JSON itself (crowd regions kept) or built from masks."""
+        if self._gt is None:
+            from seglab.data.coco import CocoInstances, read_json
+            from seglab.metrics.coco import targets_to_coco
+
+            if isinstance(self.val_set, CocoInstances):
+                self._gt = read_json(self.val_set.ann_file)
+            else:
+                targets = [self.val_set[i][1] for i in range(len(self.val_set))]
+                self._gt = targets_to_coco(targets, self.classes, self.cat_ids)
+        return self._gt
+
+    @torch.no_grad()
+    def save_samples(self, model: nn.Module, indices: list[int], path: Path, device: torch.device,
+                     autocast) -> None:
+        """truth | prediction overlays (one colour per instance, class name and score) for fixed images."""
+        rows = []
+        for i in indices:
+            image, target = self.val_set[i]
+            with autocast():
+                out = model([image.to(device)])[0]
+            keep = out["scores"] >= SAMPLE_SCORE
+            pred = {"masks": out["masks"][keep, 0].float().cpu() > 0.5, "labels": out["labels"][keep].cpu(),
+                    "boxes": out["boxes"][keep].float().cpu(), "scores": out["scores"][keep].float().cpu()}
+            rows.append((image, target, pred))
+        save_instance_panels(path, rows, self.classes)
+
+
+def _score(detections: list[dict], gt: dict) -> dict[str, float]:
+    from seglab.metrics.coco import evaluate
+
+    metrics: dict[str, float] = {}
+    for prefix, iou_type in (("mask", "segm"), ("box", "bbox")):
+        stats = evaluate(gt, detections, iou_type)
+        # pycocotools writes -1 where a stat is undefined (no objects of that size): NaN says so in the CSV
+        metrics.update({f"{prefix}_{k}": stats[k] if stats[k] >= 0 else math.nan for k in STAT_KEYS})
+    return metrics
+
+
+def _score_on_rank0(detections: list[dict], ground_truth) -> dict[str, float]:
+    """Gather every rank's detections, score once on rank 0, share the numbers with all ranks."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return _score(detections, ground_truth())
+    shards: list[list[dict] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(shards, detections)
+    result: list[dict | None] = [None]
+    if dist.get_rank() == 0:
+        result[0] = _score([d for shard in shards for d in shard or []], ground_truth())
+    dist.broadcast_object_list(result, src=0)
+    return result[0]  # type: ignore[return-value]
+
+
+def save_instance_panels(path: str | Path, rows: Sequence[tuple[torch.Tensor, dict, dict | None]],
+                         class_names: Sequence[str], titles: Sequence[str] | None = None) -> Path:
+    """Save a truth | prediction figure, one row per image, instances coloured and labelled.
+
+    Args:
+        path: output image file (written atomically).
+        rows: ``(image (3, H, W) float [0, 1], truth, prediction)``; truth/prediction dicts hold ``masks``
+            (N, H, W) binary, ``labels`` (N,) contiguous, ``boxes`` (N, 4) XYXY and for predictions
+            ``scores`` (N,). A ``None`` truth leaves its cell empty.
+        class_names: name of each contiguous label (index 0 = background).
+        titles: optional row titles.
+    """
+    from matplotlib.figure import Figure
+
+    from seglab import viz
+    from seglab.fileio import atomic_path
+
+    fig = Figure(figsize=(6.0, 3.0 * len(rows)))
+    axes = fig.subplots(len(rows), 2, squeeze=False)
+    for r, (image, truth, pred) in enumerate(rows):
+        picture = viz.to_uint8_image(image)
+        for c, (name, inst) in enumerate((("truth", truth), ("prediction", pred))):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            title = name if titles is None else f"{titles[r]} {name}"
+            if inst is not None:
+                _draw_instances(ax, picture, inst, class_names)
+                title += f" ({len(inst['labels'])})"
+            ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=100)
+    return path
+
+
+def _draw_instances(ax, picture: np.ndarray, inst: dict, class_names: Sequence[str]) -> None:
+    """Overlay instance k in palette colour k (later ones on top) and label it at its box corner."""
+    from seglab import viz
+
+    masks = torch.as_tensor(inst["masks"]).bool().cpu().numpy()
+    ids = np.zeros(picture.shape[:2], np.int64)
+    for k, m in enumerate(masks, 1):
+        ids[m] = k
+    palette = viz.default_palette(len(masks) + 1, ignore_index=None)
+    ax.imshow(viz.overlay(picture, ids, palette, alpha=0.55, ignore_index=0), interpolation="nearest")
+    scores = inst.get("scores")
+    boxes = torch.as_tensor(inst["boxes"]).float().tolist()
+    for k, (label, box) in enumerate(zip(torch.as_tensor(inst["labels"]).tolist(), boxes, strict=True)):
+        text = class_names[label] if 0 <= label < len(class_names) else str(label)
+        if scores is not None:
+            text += f" {float(scores[k]):.2f}"
+        ax.text(box[0], box[1], text, fontsize=6, color="white", va="bottom",
+                bbox={"facecolor": tuple(palette[k + 1] / 255.0), "alpha": 0.8, "pad": 1, "edgecolor": "none"})
