@@ -188,3 +188,19 @@ def test_export_refuses_instance_checkpoints(setup, tmp_path, capsys) -> None:
     assert main(["export", str(ckpt), "--out", str(tmp_path / "x.onnx")]) == 2
     assert "instance" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_same_numbers_on_two_ddp_processes(setup, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    args = ["evaluate", str(setup["ckpt"]), "--data", str(setup["data"]), "--device", "cpu"]
+    assert main(args + ["--json", str(one)]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "seglab", *args, "--json", str(two)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = json.loads(one.read_text()), json.loads(two.read_text())
+    assert a["confusion_matrix"] == b["confusion_matrix"] and a["mean_iou"] == b["mean_iou"]
