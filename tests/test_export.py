@@ -31,8 +31,8 @@ TINY: dict[str, dict] = {
     "swin_unet": {"embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 2, 2), "base_channels": 8},
     "lraspp_mobilenet_v3": {"encoder": "mobilenetv3_small_050", "inter_channels": 16},
 }
-# Models whose ONNX export is known not to work, with the reason (kept in sync with docs/export.md).
-NO_ONNX: dict[str, str] = {}
+# Models whose ONNX export is known not to work (reasons in seglab.export.NO_ONNX and docs/export.md).
+NO_ONNX = {"pspnet", "swin_unet"}
 FAST = {"unet"}  # the default run; the rest of the registry is marked slow
 SEMANTIC = [e.name for e in list_models() if e.task == "semantic"]
 
@@ -74,6 +74,14 @@ def gray_unet_onnx(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model("unet", 2, in_channels=1, **TINY["unet"]).eval()
     return export_model(model, tmp_path_factory.mktemp("onnx") / "m.onnx", in_channels=1, metadata=META).path
+
+
+@pytest.mark.parametrize("name", sorted(NO_ONNX))
+def test_models_without_shape_general_onnx_are_refused(name: str, tmp_path) -> None:
+    model = build_model(name, 3, **TINY[name]).eval()
+    with pytest.raises(ModelError, match="cannot be exported to ONNX"):
+        export_model(model, tmp_path / "m.onnx", model_name=name)
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_onnx_metadata_and_dynamic_axes(gray_unet_onnx) -> None:

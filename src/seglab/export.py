@@ -31,6 +31,14 @@ SAMPLE_SIZE = (64, 96)
 # A second, deliberately odd shape (and batch 2): a graph that baked the sample's shape in fails here.
 PROBE_SIZE = (2, 61, 83)
 DOCS = "docs/export.md"
+# Models whose ONNX graph is not shape-general (the exporter bakes the example's feature-map size into
+# index/reshape constants); an export would fail on other input sizes, so it is refused up front.
+NO_ONNX = {
+    "pspnet": "its pyramid pooling (AdaptiveAvgPool2d with bins 1, 2, 3, 6) is lowered to index ops fixed "
+              "to the example's feature-map size",
+    "swin_unet": "Swin window partition/merge reshapes are exported with the example's window grid as "
+                 "constants",
+}
 
 
 class ExportWrapper(nn.Module):
@@ -68,8 +76,9 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
                  task: str = "semantic", check: bool = False, tolerance: float | None = None) -> ExportResult:
     """Export ``model`` to ``path`` (written atomically) and optionally check it against PyTorch.
 
-    With ``check`` the file is run (onnxruntime / TorchScript) on two input shapes and compared with
-    PyTorch; a difference above ``tolerance`` raises before the file replaces ``path``.
+    The written file is always run (onnxruntime / TorchScript) on two input shapes before it replaces
+    ``path``, so a graph that only works at the example's size is never shipped. ``check`` returns
+    the largest difference from PyTorch; above ``tolerance`` it raises.
 
     Raises:
         ConfigError: unknown ``format``.
@@ -82,6 +91,9 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
     if task != "semantic":
         raise ModelError(f"model {name!r} is a {task} model; only semantic models export (detection "
                          f"heads return variable-length box lists). See {DOCS}.")
+    if format == "onnx" and name in NO_ONNX:
+        raise ModelError(f"model {name!r} cannot be exported to ONNX with dynamic height/width: "
+                         f"{NO_ONNX[name]}. Try --format torchscript; see {DOCS}.")
     wrapper = ExportWrapper(model).eval()
     sample = torch.rand(1, in_channels, *SAMPLE_SIZE, generator=torch.Generator().manual_seed(0))
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
@@ -89,7 +101,10 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
     export = _export_onnx if format == "onnx" else _export_torchscript
     with atomic_path(path) as tmp:
         export(wrapper, sample, tmp, meta, name)
-        diff = check_export(tmp, wrapper, format=format, in_channels=in_channels) if check else None
+        diff = None
+        if check or _can_run(format):
+            diff = check_export(tmp, wrapper, format=format, in_channels=in_channels)
+        diff = diff if check else None
         if diff is not None and tolerance is not None and not diff <= tolerance:
             raise ModelError(f"{path}: exported {name!r} differs from PyTorch by up to {diff:.3g} (tolerance "
                              f"{tolerance:g}); the file was not written. See {DOCS} for known issues.")
@@ -214,6 +229,14 @@ def _export_torchscript(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, met
     except Exception as e:
         raise ModelError(f"model {name!r} cannot be traced to TorchScript: {type(e).__name__}: "
                          f"{_first_line(e)}. Use --format onnx; see {DOCS}.") from e
+
+
+def _can_run(format: str) -> bool:
+    if format != "onnx":
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def _onnx_runner(path: str | os.PathLike):
