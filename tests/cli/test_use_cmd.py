@@ -105,7 +105,7 @@ def test_predict_index_pngs_probs_and_csv(setup, tmp_path) -> None:
         with Image.open(out / src.name) as im:
             assert im.mode == "P" and im.size == Image.open(src).size
             assert im.getpalette()[3:6] == [250, 10, 10]  # the checkpoint's palette
-            got = torch.from_numpy(np.asarray(im)).long()
+            got = torch.from_numpy(np.array(im)).long()
         assert torch.equal(got, _direct(setup["model"], src))
         probs = np.load(out / f"{src.stem}_probs.npy")
         assert probs.dtype == np.float16 and probs.shape == (3, *got.shape)
@@ -190,7 +190,6 @@ def test_export_refuses_instance_checkpoints(setup, tmp_path, capsys) -> None:
     assert not (tmp_path / "x.onnx").exists()
 
 
-@pytest.mark.slow
 def test_evaluate_same_numbers_on_two_ddp_processes(setup, tmp_path) -> None:
     import subprocess
     import sys
