@@ -18,6 +18,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from seglab.data.io import read_palette
 from seglab.errors import DataError
 from seglab.fileio import atomic_path
 
@@ -47,34 +48,8 @@ def default_palette(n: int, ignore_index: int | None = 255) -> np.ndarray:
     return pal.astype(np.uint8)
 
 
-def load_palette(path: str | os.PathLike) -> np.ndarray:
-    """Read ``palette.txt``: one ``r g b`` or ``name r g b`` line per class (``#`` comments allowed).
-
-    Raises:
-        DataError: unreadable file, a line without three 0-255 integers, or no colors at all.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read palette ({e}). Pass a readable palette.txt.") from e
-    colors = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].replace(",", " ").strip()
-        if not line:
-            continue
-        parts = line.split()
-        try:
-            rgb = [int(v) for v in parts[-3:]]
-        except ValueError:
-            rgb = []
-        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-            raise DataError(f"{path}:{lineno}: expected 'r g b' or 'name r g b' with integers 0-255, "
-                            f"found {raw.strip()!r}. Fix or delete that line.")
-        colors.append(rgb)
-    if not colors:
-        raise DataError(f"{path}: palette has no colors. Write one 'r g b' line per class.")
-    return np.asarray(colors, dtype=np.uint8)
+# Kept under its old name: the one palette reader lives with the other file readers.
+load_palette = read_palette
 
 
 def colorize(mask: ArrayLike, palette: np.ndarray, ignore_index: int | None = 255,

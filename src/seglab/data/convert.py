@@ -20,7 +20,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import track
 
-from seglab.data.io import IMAGE_EXTS, LABEL_EXTS, list_files, read_image, read_label, write_label
+from seglab.data.io import IMAGE_EXTS, LABEL_EXTS, list_files, read_image, read_label, read_palette, write_label
 from seglab.errors import ConfigError, DataError
 from seglab.fileio import atomic_path
 
@@ -39,29 +39,21 @@ _COLOR_EXTS = tuple(e for e in IMAGE_EXTS if e not in (".jpg", ".jpeg"))  # loss
 
 
 def load_palette(path: str | os.PathLike) -> np.ndarray:
-    """Read a palette file as a ``(K, 3)`` uint8 array; line ``i`` is the color of class ``i``.
+    """Read a palette file (see :func:`seglab.data.io.read_palette`) whose colors must all differ.
 
-    Lines are ``r g b`` or ``name r g b`` (names may contain spaces; commas also separate); blank lines
-    and ``#`` comments are skipped.
+    Raises:
+        ConfigError: the file is missing or malformed, or two classes share a color. The palette is a
+            converter option (``--palette``), so its problems are option errors here.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: palette file not found. "
                           "Write one line 'r g b' (or 'name r g b') per class.")
-    colors = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        text = line.split("#", 1)[0].replace(",", " ").split()
-        if not text:
-            continue
-        try:
-            rgb = [int(v) for v in text[-3:]]
-        except ValueError:
-            rgb = []
-        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-            raise ConfigError(f"{path}:{n}: expected 'r g b' or 'name r g b' with values 0-255, "
-                              f"got {line!r}.")
-        colors.append(rgb)
-    return _check_palette(np.array(colors, dtype=np.int64).reshape(-1, 3), str(path))
+    try:
+        colors = read_palette(path)
+    except DataError as e:
+        raise ConfigError(str(e)) from e
+    return _check_palette(colors.astype(np.int64), str(path))
 
 
 def _check_palette(palette: np.ndarray, where: str) -> np.ndarray:

@@ -19,6 +19,7 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from seglab.data.io import DEFAULT_MAX_PIXELS, IMAGE_EXTS, LABEL_EXTS, read_image, read_label
+from seglab.data.io import read_palette as read_palette_file
 from seglab.errors import ConfigError, DataError
 
 Transforms = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple[torch.Tensor, torch.Tensor]]
@@ -80,34 +81,15 @@ def read_classes(root: Path) -> list[str] | None:
 
 
 def read_palette(root: Path) -> np.ndarray | None:
-    """Colors from ``root/palette.txt`` ("r g b" a line, 0-255) as (K, 3) uint8, or None when absent.
+    """Colors from ``root/palette.txt`` as (K, 3) uint8 (see :func:`seglab.data.io.read_palette`), or None
+    when the file is absent.
 
     Raises:
-        DataError: a line is not three integers in 0..255.
+        DataError: the file is unreadable, a line is not ``[name] r g b`` with integers 0..255, or it
+            holds no colors.
     """
     path = root / PALETTE_FILE
-    if not path.is_file():
-        return None
-    rows = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read the palette ({e}). Save it as UTF-8 text.") from e
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.replace(",", " ").split()
-        try:
-            rgb = [int(v) for v in parts]
-        except ValueError:
-            rgb = []
-        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-            raise DataError(
-                f"{path}: line {n} is {line.strip()!r}; each line must be three integers 0-255 "
-                "('r g b'), one line per class index."
-            )
-        rows.append(rgb)
-    return np.asarray(rows, dtype=np.uint8).reshape(-1, 3)
+    return read_palette_file(path) if path.is_file() else None
 
 
 @contextlib.contextmanager

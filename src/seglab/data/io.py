@@ -1,4 +1,4 @@
-"""Reading images and label maps the same way everywhere (dataset, doctor, stats, predict)."""
+"""Reading images, label maps and palettes the same way everywhere (dataset, doctor, stats, predict)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
                 raise DataError(
                     f"{path}: label has {len(im.getbands())} channels ({mode}); labels must be "
                     "single-channel class indices. Convert color-coded labels with "
-                    f"`seglab data convert rgb-to-index {path.parent.parent.parent} --palette palette.txt --out {path.parent.parent.parent}_index`."
+                    f"`seglab data convert rgb-to-index {path.parent.parent.parent} --palette palette.txt "
+                    f"--out {path.parent.parent.parent}_index`."
                 )
             arr = np.asarray(im)
     except DataError:
@@ -78,6 +79,40 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     return arr.astype(np.int32) if arr.dtype.itemsize > 1 else arr
+
+
+def read_palette(path: str | os.PathLike) -> np.ndarray:
+    """Read a palette file as a ``(K, 3)`` uint8 array; line ``i`` is the color of class ``i``.
+
+    Lines are ``r g b`` or ``name r g b`` (names may contain spaces; commas also separate); blank
+    lines and ``#`` comments are skipped.
+
+    Raises:
+        DataError: unreadable file, a line without three integers 0-255 (naming file and line), or no
+            colors at all.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read the palette ({e}). Pass a readable UTF-8 palette.txt.") from e
+    colors = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        parts = raw.split("#", 1)[0].replace(",", " ").split()
+        if not parts:
+            continue
+        try:
+            rgb = [int(v) for v in parts[-3:]]
+        except ValueError:
+            rgb = []
+        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+            # "file:line" first for editors; the line again after ": " for the doctor, which drops the path.
+            raise DataError(f"{path}:{n}: line {n} is {raw.strip()!r}; expected 'r g b' or 'name r g b' "
+                            "with three integers 0-255. Fix or delete that line.")
+        colors.append(rgb)
+    if not colors:
+        raise DataError(f"{path}: palette has no colors. Write one 'r g b' line per class.")
+    return np.asarray(colors, dtype=np.uint8)
 
 
 def write_label(path: str | os.PathLike, label: np.ndarray, palette: np.ndarray | None = None) -> None:
