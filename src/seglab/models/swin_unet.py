@@ -10,23 +10,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seglab.models.blocks import SegmentationModel
 from seglab.models.encoders import build_encoder
 from seglab.models.registry import register_model
-from seglab.models.unet import UNetDecoder
+from seglab.models.unet import EncoderUNet, UNetDecoder
 
 
-class SwinUNet(SegmentationModel):
-    """Swin encoder -> ``UNetDecoder`` -> 1x1 classifier."""
-
-    def __init__(self, num_classes: int, encoder: nn.Module, decoder: UNetDecoder) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
-        self.head = nn.Conv2d(decoder.out_channels, num_classes, 1)
-        self.stride = max(encoder.strides)
+class SwinUNet(EncoderUNet):
+    """Swin encoder -> ``UNetDecoder`` -> 1x1 classifier (an :class:`EncoderUNet` with a Swin encoder)."""
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Unlike EncoderUNet, the decoder runs through self.run so gradient checkpointing covers it too.
         return self.head(self.run(self.decoder, self.encoder(x)))
 
 
