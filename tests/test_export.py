@@ -16,25 +16,16 @@ from seglab.models import build_model, list_models
 
 ort = pytest.importorskip("onnxruntime")
 
-# Small settings per model; exporting is the slow part (seconds per model on 2 cores).
-TINY: dict[str, dict] = {
-    "unet": {"base_channels": 8, "depth": 2},
-    "unet_resnet34": {"base_channels": 8},
-    "fcn32s": {"base_channels": 4, "fc_channels": 16},
-    "fcn16s": {"base_channels": 4, "fc_channels": 16},
-    "fcn8s": {"base_channels": 4, "fc_channels": 16},
-    "deeplabv3": {"encoder": "resnet18", "channels": 16},
-    "deeplabv3plus": {"encoder": "resnet18", "channels": 16, "low_channels": 8},
-    "pspnet": {"encoder": "resnet18", "channels": 16},
-    "hrnet_w18": {"encoder": "hrnet_w18_small"},
-    "hrnet_w18_small": {},
-    "swin_unet": {"embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 2, 2), "base_channels": 8},
-    "lraspp_mobilenet_v3": {"encoder": "mobilenetv3_small_050", "inter_channels": 16},
-}
 # Models whose ONNX export is known not to work (reasons in seglab.export.NO_ONNX and docs/export.md).
 NO_ONNX = {"pspnet", "swin_unet"}
 FAST = {"unet"}  # the default run; the rest of the registry is marked slow
 SEMANTIC = [e.name for e in list_models() if e.task == "semantic"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_semantic: dict[str, dict]) -> dict[str, dict]:
+    """The shared tiny model options with a 2-level U-Net: exporting is the slow part (seconds per model)."""
+    return {**tiny_semantic, "unet": {**tiny_semantic["unet"], "depth": 2}}
 
 
 def _params(names: list[str]) -> list:
@@ -48,9 +39,9 @@ def _logits(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", _params(SEMANTIC))
-def test_onnx_parity_every_semantic_model(name: str, tmp_path) -> None:
+def test_onnx_parity_every_semantic_model(name: str, tmp_path, tiny) -> None:
     torch.manual_seed(0)
-    model = build_model(name, 3, **TINY.get(name, {})).eval()
+    model = build_model(name, 3, **tiny.get(name, {})).eval()
     path = tmp_path / f"{name}.onnx"
     result = export_model(model, path, format="onnx", model_name=name, check=True,
                           metadata={"seglab.classes": ["a", "b", "c"]})
@@ -69,16 +60,16 @@ META = {"seglab.classes": ["bg", "cell"], "seglab.mean": [0.5], "seglab.std": [0
 
 
 @pytest.fixture(scope="module")
-def gray_unet_onnx(tmp_path_factory):
+def gray_unet_onnx(tmp_path_factory, tiny):
     """One export shared by the metadata and wrong-weights tests (exporting is the slow part)."""
     torch.manual_seed(0)
-    model = build_model("unet", 2, in_channels=1, **TINY["unet"]).eval()
+    model = build_model("unet", 2, in_channels=1, **tiny["unet"]).eval()
     return export_model(model, tmp_path_factory.mktemp("onnx") / "m.onnx", in_channels=1, metadata=META).path
 
 
 @pytest.mark.parametrize("name", sorted(NO_ONNX))
-def test_models_without_shape_general_onnx_are_refused(name: str, tmp_path) -> None:
-    model = build_model(name, 3, **TINY[name]).eval()
+def test_models_without_shape_general_onnx_are_refused(name: str, tmp_path, tiny) -> None:
+    model = build_model(name, 3, **tiny[name]).eval()
     with pytest.raises(ModelError, match="cannot be exported to ONNX"):
         export_model(model, tmp_path / "m.onnx", model_name=name)
     assert not (tmp_path / "m.onnx").exists()
@@ -93,9 +84,9 @@ def test_onnx_metadata_and_dynamic_axes(gray_unet_onnx) -> None:
     assert all(d.dim_param and not d.dim_value for i, d in enumerate(dims) if i != 1)  # N, H, W symbolic
 
 
-def test_torchscript_export_parity_and_metadata(tmp_path) -> None:
+def test_torchscript_export_parity_and_metadata(tmp_path, tiny) -> None:
     torch.manual_seed(0)
-    model = build_model("unet", 3, **TINY["unet"]).eval()
+    model = build_model("unet", 3, **tiny["unet"]).eval()
     result = export_model(model, tmp_path / "m.pt", format="torchscript", check=True,
                           metadata={"seglab.classes": ["a", "b", "c"]})
     assert result.max_abs_diff is not None and result.max_abs_diff < 1e-5
@@ -109,8 +100,8 @@ def test_torchscript_export_parity_and_metadata(tmp_path) -> None:
     np.testing.assert_allclose(loaded(x).detach().numpy(), _logits(model, x), rtol=0, atol=1e-5)
 
 
-def test_refusals_are_clear(tmp_path) -> None:
-    model = build_model("unet", 2, **TINY["unet"]).eval()
+def test_refusals_are_clear(tmp_path, tiny) -> None:
+    model = build_model("unet", 2, **tiny["unet"]).eval()
     with pytest.raises(ConfigError, match="--format"):
         export_model(model, tmp_path / "m.x", format="tflite")
     with pytest.raises(ModelError, match="instance"):
@@ -118,9 +109,9 @@ def test_refusals_are_clear(tmp_path) -> None:
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_check_detects_a_wrong_file(gray_unet_onnx, tmp_path) -> None:
+def test_check_detects_a_wrong_file(gray_unet_onnx, tmp_path, tiny) -> None:
     torch.manual_seed(5)
-    other = build_model("unet", 2, in_channels=1, **TINY["unet"]).eval()
+    other = build_model("unet", 2, in_channels=1, **tiny["unet"]).eval()
     assert check_export(gray_unet_onnx, other, in_channels=1) > 1e-3  # the file holds other weights
     with pytest.raises(ModelError, match="not written"):
         export_model(other, tmp_path / "b.pt", format="torchscript", in_channels=1, check=True, tolerance=-1.0)

@@ -17,14 +17,7 @@ from seglab.data.transforms import (
 )
 from seglab.errors import ConfigError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors: extra intra-op threads only contend on a shared 2-core machine (8x slower here).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small ops: extra threads only contend
 
 
 def _encoded_pair(h: int = 64, w: int = 80, block: int = 8) -> tuple[tv_tensors.Image, tv_tensors.Mask]:

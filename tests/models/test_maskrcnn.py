@@ -29,13 +29,7 @@ VARIANTS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Detection graphs are many small ops: on a shared 2-core machine one thread is the fastest.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small ops: extra threads only contend
 
 
 def _target() -> dict:

@@ -8,21 +8,6 @@ import torch
 from seglab.errors import ModelError
 from seglab.models import build_model, count_parameters, list_models
 
-# Small settings per model so the whole walk stays a few seconds on 2 cores.
-TINY: dict[str, dict] = {
-    "unet": {"base_channels": 8},
-    "unet_resnet34": {"base_channels": 8},
-    "fcn32s": {"base_channels": 4, "fc_channels": 16},
-    "fcn16s": {"base_channels": 4, "fc_channels": 16},
-    "fcn8s": {"base_channels": 4, "fc_channels": 16},
-    "deeplabv3": {"encoder": "resnet18", "channels": 16},
-    "deeplabv3plus": {"encoder": "resnet18", "channels": 16, "low_channels": 8},
-    "pspnet": {"encoder": "resnet18", "channels": 16},
-    "hrnet_w18": {"encoder": "hrnet_w18_small"},
-    "hrnet_w18_small": {},
-    "swin_unet": {"embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 2, 2), "base_channels": 8},
-    "lraspp_mobilenet_v3": {"encoder": "mobilenetv3_small_050", "inter_channels": 16},
-}
 SEMANTIC = [e.name for e in list_models() if e.task == "semantic"]
 
 
@@ -33,8 +18,8 @@ def test_contract_names_registered() -> None:
 
 
 @pytest.mark.parametrize("name", SEMANTIC)
-def test_build_forward_backward_count(name: str) -> None:
-    options = TINY.get(name, {})
+def test_build_forward_backward_count(name: str, tiny_semantic: dict[str, dict]) -> None:
+    options = tiny_semantic.get(name, {})
     model = build_model(name, 3, **options).train()
     x = torch.randn(2, 3, 64, 64)
     out = model(x)
@@ -53,19 +38,19 @@ def test_build_forward_backward_count(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SEMANTIC)
-def test_odd_size_single_channel(name: str) -> None:
-    model = build_model(name, 2, in_channels=1, **TINY.get(name, {})).eval()
+def test_odd_size_single_channel(name: str, tiny_semantic: dict[str, dict]) -> None:
+    model = build_model(name, 2, in_channels=1, **tiny_semantic.get(name, {})).eval()
     with torch.no_grad():
         y = model(torch.randn(1, 1, 97, 131))
     assert y.shape == (1, 2, 97, 131)
     assert torch.isfinite(y).all()
 
 
-def test_pspnet_aux_only_while_training() -> None:
-    model = build_model("pspnet", 2, **TINY["pspnet"]).train()
+def test_pspnet_aux_only_while_training(tiny_semantic: dict[str, dict]) -> None:
+    model = build_model("pspnet", 2, **tiny_semantic["pspnet"]).train()
     out = model(torch.randn(2, 3, 64, 64))
     assert set(out) == {"out", "aux"} and out["aux"].shape == (2, 2, 64, 64)
-    no_aux = build_model("pspnet", 2, aux=False, **TINY["pspnet"]).train()
+    no_aux = build_model("pspnet", 2, aux=False, **tiny_semantic["pspnet"]).train()
     assert isinstance(no_aux(torch.randn(2, 3, 64, 64)), torch.Tensor)
 
 
