@@ -11,11 +11,11 @@ from rich.table import Table
 from seglab.config import RunConfig, config_from_dict
 from seglab.errors import ConfigError
 
-# A base-16 U-Net on 96 px shapes: reaches mIoU > 0.9 in about two minutes on a 2-core CPU with bf16.
+# A base-16 U-Net on 96 px shapes: mIoU about 0.95 in 15 epochs (about 1.5 minutes on a 2-core CPU, bf16).
 SEMANTIC_DEMO: dict[str, Any] = {
     "data": {"crop_size": 96, "scale": [0.75, 1.25], "color_jitter": 0.1, "workers": 0},
     "model": {"name": "unet", "options": {"base_channels": 16}},
-    "train": {"epochs": 12, "batch_size": 8, "lr": 0.004, "optimizer": "adamw", "schedule": "cosine",
+    "train": {"epochs": 15, "batch_size": 8, "lr": 0.004, "optimizer": "adamw", "schedule": "cosine",
               "warmup_epochs": 0.5, "precision": "bf16", "loss": "ce", "num_samples": 4},
 }
 
@@ -56,7 +56,9 @@ def run_demo(task: str, out: Path, epochs: int | None = None, seed: int = 0, con
         if isinstance(v, float) and k not in ("lr", "epoch_time_s", "images_per_s"):
             table.add_row(k, f"{v:.4f}")
     console.print(table)
-    console.print(f"Look at: {run}/report.md, {run}/curves.png, {run}/samples/, {run}/confusion.png\n"
-                  f"Next: seglab evaluate {run} --data {data}   |   seglab predict {run} {data}/images/val "
-                  f"--out {out}/predictions")
+    console.print(f"Look at: {run}/report.md, {run}/curves.png, {run}/samples/"
+                  + (f", {run}/confusion.png" if task == "semantic" else ""))
+    if task == "semantic":
+        console.print(f"Next: seglab evaluate {run} --data {data}   |   seglab predict {run} {data}/images/val "
+                      f"--out {out}/predictions")
     return summary

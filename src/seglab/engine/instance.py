@@ -91,6 +91,7 @@ class InstanceTask:
     """Adapter for Mask R-CNN style instance segmentation on COCO or instance-mask folders."""
 
     name = "instance"
+    headline = (("mask_AP", "mask_AP"), ("mask_AP50", "AP50"), ("box_AP", "box_AP"))
 
     def __init__(self, cfg: RunConfig) -> None:
         from seglab.data.transforms import build_instance_train_transforms

@@ -18,6 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from seglab.fileio import atomic_path, atomic_write_text
 
 console = Console(stderr=True)
+# (metric key, short label) printed in each epoch line; a task adapter may define its own `headline`.
+HEADLINE = (("mean_iou", "mIoU"), ("pixel_accuracy", "pixel_acc"))
 
 
 class _EpochProgress:
@@ -84,8 +86,9 @@ class RunReporter:
         self.write_csv(trainer.state["history"])
         parts = [f"epoch {row['epoch']}/{self.cfg.train.epochs}", f"loss {row['train_loss']:.4f}"]
         if "val_loss" in row:
-            parts += [f"val_loss {row['val_loss']:.4f}", f"mIoU {row.get('mean_iou', math.nan):.4f}",
-                      f"pixel_acc {row.get('pixel_accuracy', math.nan):.4f}"]
+            parts.append(f"val_loss {row['val_loss']:.4f}")
+            parts += [f"{label} {row[key]:.4f}" for key, label in getattr(self.task, "headline", HEADLINE)
+                      if key in row]
         parts += [f"lr {row['lr']:.2e}", f"{row['images_per_s']:.1f} img/s"]
         self.log("  ".join(parts) + ("  [green]best[/]" if improved else ""))
         from seglab import viz
@@ -149,7 +152,9 @@ class RunReporter:
             lines += [f"| {name} | {iou:.4f} | {d:.4f} |"
                       for name, iou, d in zip(self.task.classes, m["per_class_iou"], dice, strict=False)]
         samples = sorted((self.out / "samples").glob("epoch_*.png"))
-        lines += ["", "## Pictures", "", "![curves](curves.png)", "", "![confusion](confusion.png)", ""]
+        lines += ["", "## Pictures", "", "![curves](curves.png)", ""]
+        if (self.out / "confusion.png").is_file():
+            lines += ["![confusion](confusion.png)", ""]
         if samples:
             lines += [f"![samples]({samples[-1].relative_to(self.out).as_posix()})", ""]
         return "\n".join(lines)

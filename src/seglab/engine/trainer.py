@@ -256,7 +256,8 @@ class Trainer:
         s, t = self.state, self.t
         self.model.train()
         self.sampler.set_epoch(s["epoch"], s["epoch_pos"])
-        micro, self.epoch_loss, self.epoch_images, start = 0, [], 0, time.perf_counter()
+        micro, self.epoch_loss, self.epoch_parts, self.epoch_images = 0, [], {}, 0
+        start = time.perf_counter()
         progress = self.reporter.epoch_progress(s["epoch"], len(self.train_loader))
         for batch in self.train_loader:
             images, masks = self.task.loss_inputs(batch, self.device, t.channels_last)
@@ -287,7 +288,8 @@ class Trainer:
             return loss, parts
         self.scaler.scale(loss / self.t.accum).backward()
         self.epoch_loss.append(float(loss.detach()))
-        self.last_parts = parts
+        for k, v in parts.items():  # loss terms (loss_ce, loss_mask, ...) averaged per epoch in metrics.csv
+            self.epoch_parts[k] = self.epoch_parts.get(k, 0.0) + float(v)
         return loss, parts
 
     def _nonfinite(self, loss: torch.Tensor, parts: dict) -> None:
@@ -325,6 +327,8 @@ class Trainer:
         row: dict[str, Any] = {"epoch": s["epoch"] + 1, "step": s["step"],
                                "train_loss": D.all_reduce_mean(float(np.mean(self.epoch_loss))
                                                                if self.epoch_loss else math.nan, self.device),
+                               **{f"train_{k}": D.all_reduce_mean(v / max(1, len(self.epoch_loss)), self.device)
+                                  for k, v in sorted(self.epoch_parts.items())},
                                "lr": self.optimizer.param_groups[0]["lr"],
                                "epoch_time_s": round(self.epoch_time, 2),
                                "images_per_s": round(self.epoch_images / max(1e-9, self.epoch_time), 2)}
