@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from seglab.fileio import atomic_path, atomic_write_text
+from seglab.fileio import atomic_write_text
 
 console = Console(stderr=True)
 # (metric key, short label) printed in each epoch line; a task adapter may define its own `headline`.
@@ -159,10 +159,3 @@ class RunReporter:
             lines += [f"![samples]({samples[-1].relative_to(self.out).as_posix()})", ""]
         return "\n".join(lines)
 
-
-def write_json(path: Path, data: dict) -> None:
-    """Atomic JSON write (used by evaluate --json and the demo)."""
-    import json
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")

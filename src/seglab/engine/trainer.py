@@ -121,6 +121,7 @@ class Trainer:
             self.t.plateau_patience, self.t.plateau_factor, self.monitor_mode)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.t.precision == "fp16")
         self.ema = None
+        self._skip_update = False  # set by a skipped non-finite step until the optimizer step is dropped
         if self.t.ema > 0:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -304,7 +305,7 @@ class Trainer:
 
     def optimizer_step(self, loss: torch.Tensor) -> None:
         """Unscale, clip, step, zero_grad, LR schedule, EMA: once per ``accum`` micro-batches."""
-        if getattr(self, "_skip_update", False):
+        if self._skip_update:
             self._skip_update = False
             self.optimizer.zero_grad(set_to_none=True)
         else:
