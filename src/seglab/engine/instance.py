@@ -37,7 +37,7 @@ SAMPLE_SCORE = 0.5  # detections drawn in the sample panels (AP itself uses ever
 INSTANCE_DEMO: dict[str, Any] = {
     "data": {"crop_size": 128, "scale": [0.75, 1.25], "hflip": 0.5, "color_jitter": 0.1, "workers": 0},
     "model": {"name": "maskrcnn_resnet18_fpn", "options": {"min_size": 128, "max_size": 128}},
-    "train": {"epochs": 12, "batch_size": 8, "lr": 0.001, "optimizer": "adamw", "weight_decay": 0.05,
+    "train": {"epochs": 7, "batch_size": 8, "lr": 0.001, "optimizer": "adamw", "weight_decay": 0.05,
               "schedule": "cosine", "warmup_epochs": 0.5, "precision": "bf16", "clip_grad": 10.0,
               "monitor": "mask_AP", "eval_every": 4, "num_samples": 4},
 }
