@@ -20,8 +20,9 @@ SEMANTIC_DEMO: dict[str, Any] = {
 }
 
 
-def semantic_demo_config(data: Path, out: Path, epochs: int | None, seed: int) -> RunConfig:
-    cfg = config_from_dict(SEMANTIC_DEMO)
+def demo_config(preset: dict[str, Any], data: Path, out: Path, epochs: int | None, seed: int) -> RunConfig:
+    """A demo preset pointed at ``data`` and ``out``, with the seed and an optional epoch override."""
+    cfg = config_from_dict(preset)
     cfg.data.root, cfg.train.out, cfg.train.seed = str(data), str(out), seed
     if epochs is not None:
         cfg.train.epochs = epochs
@@ -40,11 +41,11 @@ def run_demo(task: str, out: Path, epochs: int | None = None, seed: int = 0, con
     console.print(f"[bold]1/3[/] generating the shapes dataset in {data}")
     make_shapes(data, n_train=240, n_val=60, size=96 if task == "semantic" else 128, seed=seed)
     if task == "instance":
-        from seglab.engine.instance import instance_demo_config
+        from seglab.engine.instance import INSTANCE_DEMO
 
-        cfg = instance_demo_config(data, run, epochs, seed)
+        cfg = demo_config(INSTANCE_DEMO, data, run, epochs, seed)
     else:
-        cfg = semantic_demo_config(data, run, epochs, seed)
+        cfg = demo_config(SEMANTIC_DEMO, data, run, epochs, seed)
     console.print(f"[bold]2/3[/] training {cfg.model.name} for {cfg.train.epochs} epochs on the CPU "
                   f"({cfg.train.precision})")
     from seglab.engine.trainer import train

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from seglab.config import RunConfig, config_from_dict
+from seglab.config import RunConfig
 from seglab.errors import ConfigError
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
@@ -41,15 +41,6 @@ INSTANCE_DEMO: dict[str, Any] = {
               "schedule": "cosine", "warmup_epochs": 0.5, "precision": "bf16", "clip_grad": 10.0,
               "monitor": "mask_AP", "eval_every": 4, "num_samples": 4},
 }
-
-
-def instance_demo_config(data: Path, out: Path, epochs: int | None, seed: int) -> RunConfig:
-    """The ``seglab demo --task instance`` run on the synthetic shapes in ``data`` (128 px)."""
-    cfg = config_from_dict(INSTANCE_DEMO)
-    cfg.data.root, cfg.train.out, cfg.train.seed = str(data), str(out), seed
-    if epochs is not None:
-        cfg.train.epochs = epochs
-    return cfg
 
 
 def open_instance_split(root: str | Path, split: str, transforms=None):
