@@ -471,3 +471,95 @@ def _window(n: int, blend: str) -> torch.Tensor:
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for k in range(0, len(items), size):
         yield items[k:k + size]
+
+
+# --- instance segmentation (Mask R-CNN checkpoints) -----------------------------------------------------
+
+
+def is_instance_model(model: nn.Module) -> bool:
+    """True for torchvision-style detectors (Mask R-CNN): they take a list of images, return dicts."""
+    return hasattr(model, "roi_heads") and hasattr(model, "rpn")
+
+
+def predict_instances(
+    model: nn.Module,
+    items: Iterable[tuple[Any, ImageLike]],
+    *,
+    score_threshold: float = 0.5,
+    mask_threshold: float = 0.5,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+) -> Iterator[tuple[Any, ImageLike, dict[str, torch.Tensor]]]:
+    """Stream Mask R-CNN detections for ``(key, image)`` pairs: yields ``(key, image, instances)``.
+
+    ``image`` is a picture as read from disk (``(H, W, 3)`` uint8) or a ``(3, H, W)`` float tensor in
+    [0, 1]; the model resizes and normalizes internally. ``instances`` holds the detections scoring at
+    least ``score_threshold``, best first, on the CPU: ``boxes`` (N, 4) XYXY pixels, ``labels`` (N,)
+    contiguous class indices, ``scores`` (N,), ``masks`` (N, H, W) bool (probability > ``mask_threshold``)
+    and ``mask_probs`` (N, H, W) float. Images of any size mix freely in a batch of ``batch_size``.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"Expected `batch_size` >= 1, but got {batch_size}.")
+    for name, v in (("score_threshold", score_threshold), ("mask_threshold", mask_threshold)):
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"Expected `{name}` in [0, 1], but got {v}.")
+    dev = _device(model, device)
+    pending: list[tuple[Any, ImageLike, torch.Tensor]] = []
+
+    def flush() -> Iterator[tuple[Any, ImageLike, dict[str, torch.Tensor]]]:
+        with torch.inference_mode(), eval_mode(model):
+            outputs = model([x.to(dev) for _, _, x in pending])
+        for (key, image, _), out in zip(pending, outputs, strict=True):
+            yield key, image, _select(out, score_threshold, mask_threshold)
+        pending.clear()
+
+    for key, image in items:
+        pending.append((key, image, prepare_image(image, in_channels=3)))
+        if len(pending) >= batch_size:
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
+def detect_dataset(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    cat_ids: Sequence[int] | None = None,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    callback: Callable[[int, int], None] | None = None,
+) -> list[dict]:
+    """COCO-results detections of ``model`` on an instance dataset (items ``(image, target)``).
+
+    Every detection the model returns is kept (AP integrates over scores; thresholding would only
+    lower it). ``cat_ids[label]`` maps contiguous labels back to the dataset's category ids.
+    """
+    from seglab.metrics.coco import predictions_to_coco
+
+    total = len(dataset)
+
+    def items() -> Iterator[tuple[int, torch.Tensor]]:
+        for i in range(total):
+            image, target = dataset[i]
+            yield int(target["image_id"]), image
+
+    detections: list[dict] = []
+    for done, (image_id, _, inst) in enumerate(predict_instances(model, items(), score_threshold=0.0,
+                                                                 batch_size=batch_size, device=device), 1):
+        out = {"boxes": inst["boxes"], "labels": inst["labels"], "scores": inst["scores"],
+               "masks": inst["mask_probs"][:, None]}
+        detections += predictions_to_coco([out], [image_id], cat_ids=cat_ids)
+        if callback is not None:
+            callback(done, total)
+    return detections
+
+
+def _select(out: dict[str, torch.Tensor], score_threshold: float, mask_threshold: float) -> dict[str, torch.Tensor]:
+    scores = out["scores"].float().cpu()
+    keep = torch.nonzero(scores >= score_threshold).flatten()
+    keep = keep[scores[keep].argsort(descending=True, stable=True)]
+    probs = out["masks"][keep.to(out["masks"].device), 0].float().cpu()
+    return {"boxes": out["boxes"][keep.to(out["boxes"].device)].float().cpu(),
+            "labels": out["labels"][keep.to(out["labels"].device)].cpu(), "scores": scores[keep],
+            "masks": probs > mask_threshold, "mask_probs": probs}

@@ -20,9 +20,10 @@ from seglab.data.coco import collate_instances
 from seglab.data.synthetic import make_shapes
 from seglab.engine.checkpoint import load_checkpoint, read_checkpoint
 from seglab.engine.distributed import EpochSampler
-from seglab.engine.instance import InstanceTask, repeat_factors, save_instance_panels
+from seglab.engine.instance import InstanceTask, repeat_factors
 from seglab.engine.trainer import _Unseeded, build_task, train
 from seglab.errors import ConfigError
+from seglab.viz import save_instance_panels
 
 TINY = {"min_size": 64, "max_size": 64, "fpn_channels": 16, "box_batch_size_per_image": 16, "mask_head_layers": 1}
 LOSS_KEYS = {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}

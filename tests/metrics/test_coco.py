@@ -6,6 +6,7 @@ import contextlib
 import copy
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,25 @@ def test_matches_pycocotools(iou_type: str, seed: int) -> None:
     assert list(ours) == list(STAT_NAMES)
     np.testing.assert_allclose([ours[k] for k in STAT_NAMES], ref[:12], atol=1e-6, rtol=0)
     assert 0.05 < ours["AP50"] < 0.99  # a meaningful, non-degenerate case
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_per_class_ap_matches_pycocotools_one_category_at_a_time(iou_type: str) -> None:
+    gt, dets = random_coco(np.random.default_rng(3))
+    gt["categories"].append({"id": 7, "name": "never annotated"})
+    ours = evaluate(gt, dets, iou_type, per_class=True)["per_class_AP"]
+    assert sorted(ours) == [1, 2, 3, 7] and math.isnan(ours[7])
+    for cat in (1, 2, 3):  # pycocotools restricted to one category: its AP is that category's AP
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO()
+            coco.dataset = copy.deepcopy(gt)
+            coco.createIndex()
+            ev = COCOeval(coco, coco.loadRes(copy.deepcopy(dets)), iou_type)
+            ev.params.catIds = [cat]
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        assert ours[cat] == pytest.approx(ev.stats[0], abs=1e-6)
 
 
 def test_hand_computed_ap(tmp_path: Path) -> None:

@@ -26,44 +26,114 @@ FORMATS = ("index", "color", "overlay", "panel")
 @app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory (its best.pt) or a checkpoint file."),
-    data: Path = typer.Option(..., "--data", help="Dataset folder (images/<split>, labels/<split>)."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder (semantic: images/ + labels/; instance: "
+                              "annotations/instances_<split>.json or masks/<split>/)."),
     split: str = typer.Option("val", "--split", help="Which split to score."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
-    tta: str | None = typer.Option(None, "--tta", help="flip | flip,scales=0.75,1,1.25"),
-    tile: int | None = typer.Option(None, "--tile", help="Sliding-window tile size (pixels)."),
+    tta: str | None = typer.Option(None, "--tta", help="flip | flip,scales=0.75,1,1.25 (semantic)"),
+    tile: int | None = typer.Option(None, "--tile", help="Sliding-window tile size in pixels (semantic)."),
     overlap: float = typer.Option(0.25, "--overlap", help="Tile overlap fraction."),
+    detections: Path | None = typer.Option(None, "--detections", help="Instance checkpoints: also write the "
+                                           "scored detections as a COCO results JSON."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
-    """Score a checkpoint on a split at full resolution: pixel accuracy, mIoU, Dice, per class."""
-    from seglab.data.folder import SegmentationFolder
+    """Score a checkpoint on a split at full resolution.
+
+    Semantic: pixel accuracy, mIoU, Dice, per class. Instance: COCO mask and box AP, per class.
+    """
     from seglab.engine import distributed
     from seglab.engine.checkpoint import load_checkpoint
-    from seglab.inference import evaluate as run_eval
 
     dist = distributed.setup(device)
     try:
         model, info = load_checkpoint(run, device=dist.device)
-        _require_semantic(info)
-        classes = list(info["classes"])
-        ignore = int(info.get("ignore_index", 255))
-        dataset = SegmentationFolder(data, split, in_channels=int(info.get("in_channels", 3)),
-                                     ignore_index=ignore, num_classes=len(classes))
-        shard = _Shard(dataset, dist.rank, dist.world_size)
-        with _progress(f"evaluate {split}", len(shard), enabled=dist.is_main) as advance:
-            metrics = run_eval(model, shard, num_classes=len(classes), ignore_index=ignore, tta=tta, tile=tile,
-                               overlap=overlap, mean=info.get("mean"), std=info.get("std"), device=dist.device,
-                               callback=lambda done, total: advance())
-        if dist.is_main:
-            _print_metrics(metrics, classes, f"{info['path']} on {data} ({split}, {len(dataset)} images)")
-            if json_out is not None:
-                from seglab.fileio import atomic_write_text
-
-                record = {"checkpoint": info["path"], "data": str(data), "split": split,
-                          "num_images": len(dataset), "classes": classes, **_jsonable(metrics)}
-                atomic_write_text(json_out, json.dumps(record, indent=2) + "\n")
-                console.print(f"metrics written to {json_out}")
+        if _task(info) == "instance":
+            _refuse_for_instance(info, tta=tta, tile=tile)
+            _evaluate_instance(model, info, data, split, json_out, detections, dist)
+            return
+        if detections is not None:
+            raise ConfigError(f"--detections: {info['path']} is a semantic checkpoint; COCO detections come "
+                              "from instance checkpoints. Drop --detections.")
+        _evaluate_semantic(model, info, data, split, json_out, dict(tta=tta, tile=tile, overlap=overlap), dist)
     finally:
         distributed.cleanup()
+
+
+def _evaluate_semantic(model: Any, info: dict, data: Path, split: str, json_out: Path | None,
+                       options: dict[str, Any], dist: Any) -> None:
+    from seglab.data.folder import SegmentationFolder
+    from seglab.inference import evaluate as run_eval
+
+    classes = list(info["classes"])
+    ignore = int(info.get("ignore_index", 255))
+    dataset = SegmentationFolder(data, split, in_channels=int(info.get("in_channels", 3)),
+                                 ignore_index=ignore, num_classes=len(classes))
+    shard = _Shard(dataset, dist.rank, dist.world_size)
+    with _progress(f"evaluate {split}", len(shard), enabled=dist.is_main) as advance:
+        metrics = run_eval(model, shard, num_classes=len(classes), ignore_index=ignore, mean=info.get("mean"),
+                           std=info.get("std"), device=dist.device, callback=lambda done, total: advance(),
+                           **options)
+    if dist.is_main:
+        _print_metrics(metrics, classes, f"{info['path']} on {data} ({split}, {len(dataset)} images)")
+        _write_record(json_out, info, data, split, len(dataset), metrics)
+
+
+def _evaluate_instance(model: Any, info: dict, data: Path, split: str, json_out: Path | None,
+                       detections_out: Path | None, dist: Any) -> None:
+    from seglab.engine.instance import open_instance_split, score_detections, split_ground_truth
+    from seglab.inference import detect_dataset
+
+    dataset = open_instance_split(data, split)
+    classes, cat_ids = _instance_categories(info)
+    if list(dataset.cat_ids) != cat_ids:
+        have = {int(c): n for c, n in zip(dataset.cat_ids[1:], dataset.classes[1:], strict=True)}
+        want = {int(c): n for c, n in zip(cat_ids[1:], classes[1:], strict=True)}
+        raise ConfigError(f"{data} ({split}): categories {have} differ from the checkpoint's {want}. Evaluate "
+                          "on data with the categories the model was trained on.")
+    shard = _Shard(dataset, dist.rank, dist.world_size)
+    with _progress(f"evaluate {split}", len(shard), enabled=dist.is_main) as advance:
+        dets = detect_dataset(model, shard, cat_ids=cat_ids, device=dist.device,
+                              callback=lambda done, total: advance())
+    if detections_out is not None:
+        dets_all = _gather(dets)
+    with err_console.status("COCO evaluation...") if dist.is_main else contextlib.nullcontext():
+        metrics = score_detections(dets, lambda: split_ground_truth(dataset), per_class=True)
+    if not dist.is_main:
+        return
+    _print_instance_metrics(metrics, classes, cat_ids, f"{info['path']} on {data} ({split}, {len(dataset)} "
+                            "images)")
+    per_class = {name: {f"{kind}_AP": metrics[f"{kind}_per_class_AP"].get(cat) for kind in ("mask", "box")}
+                 for name, cat in zip(classes[1:], cat_ids[1:], strict=True)}
+    scalars = {k: v for k, v in metrics.items() if not k.endswith("per_class_AP")}
+    _write_record(json_out, info, data, split, len(dataset), {**scalars, "per_class": per_class})
+    if detections_out is not None:
+        from seglab.fileio import atomic_write_text
+
+        atomic_write_text(detections_out, json.dumps(dets_all) + "\n")
+        console.print(f"{len(dets_all)} detections written to {detections_out} (COCO results format)")
+
+
+def _gather(items: list) -> list:
+    """Every rank's list, concatenated in rank order (the list itself without DDP)."""
+    import torch.distributed as tdist
+
+    if not (tdist.is_available() and tdist.is_initialized()):
+        return items
+    shards: list[list | None] = [None] * tdist.get_world_size()
+    tdist.all_gather_object(shards, items)
+    return [x for shard in shards for x in shard or []]
+
+
+def _write_record(json_out: Path | None, info: dict, data: Path, split: str, num_images: int,
+                  metrics: dict[str, Any]) -> None:
+    if json_out is None:
+        return
+    from seglab.fileio import atomic_write_text
+
+    record = {"checkpoint": info["path"], "task": _task(info), "data": str(data), "split": split,
+              "num_images": num_images, "classes": list(info["classes"]), **_jsonable(metrics)}
+    atomic_write_text(json_out, json.dumps(record, indent=2) + "\n")
+    console.print(f"metrics written to {json_out}")
 
 
 @app.command()
@@ -72,30 +142,61 @@ def predict(
     inputs: list[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     format: str = typer.Option("index", "--format", help="index (palette PNG) | color | overlay | panel"),
-    tile: int | None = typer.Option(None, "--tile", help="Sliding-window tile size, e.g. 1024."),
+    tile: int | None = typer.Option(None, "--tile", help="Sliding-window tile size, e.g. 1024 (semantic)."),
     overlap: float = typer.Option(0.25, "--overlap", help="Tile overlap fraction."),
     blend: str = typer.Option("gaussian", "--blend", help="gaussian | linear | none"),
-    tta: str | None = typer.Option(None, "--tta", help="flip | flip,scales=0.75,1,1.25"),
+    tta: str | None = typer.Option(None, "--tta", help="flip | flip,scales=0.75,1,1.25 (semantic)"),
     probs: bool = typer.Option(False, "--probs", help="Also save class probabilities as <stem>_probs.npy."),
     features: str | None = typer.Option(None, "--features", help="Save a feature grid of this layer."),
+    score_threshold: float | None = typer.Option(None, "--score-threshold", help="Instance checkpoints: keep "
+                                                 "detections scoring at least this (default 0.5)."),
     alpha: float = typer.Option(0.5, "--alpha", help="Mask opacity for --format overlay."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images (or tiles) per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
-    """Predict masks for images; writes <stem>.png per input and predictions.csv (class pixel shares)."""
+    """Predict masks for images; writes <stem>.png per input and predictions.csv.
+
+    Semantic checkpoints: <stem>.png in --format, predictions.csv with class pixel shares. Instance
+    checkpoints: <stem>.png of instance ids (0 = background) + <stem>.json (category and score of each id),
+    <stem>_<format>.png pictures for color/overlay/panel, predictions.json (COCO results) and
+    predictions.csv (instances per class).
+    """
     from seglab.engine.checkpoint import load_checkpoint
 
     if format not in FORMATS:
         raise ConfigError(f"--format {format!r} is not one of {', '.join(FORMATS)}.")
     model, info = load_checkpoint(checkpoint, device=_device(device))
-    _require_semantic(info)
+    instance = _task(info) == "instance"
+    if instance:
+        _refuse_for_instance(info, tta=tta, tile=tile, probs=probs or None, features=features,
+                             blend=None if blend == "gaussian" else blend)
+    elif score_threshold is not None:
+        raise ConfigError(f"--score-threshold: {info['path']} is a semantic checkpoint (no detection scores). "
+                          "Drop --score-threshold.")
     paths, failures = _expand_inputs(inputs)
     if not paths and not failures:
         raise DataError(f"no images found in {', '.join(inputs)} (extensions: png, jpg, tif, bmp).")
-    writer = _Writer(out, info, format, alpha, probs, features, model)
-    n_ok = _run_predict(model, info, paths, failures, writer, dict(tile=tile, overlap=overlap, blend=blend,
-                        tta=tta, batch_size=batch_size, return_probs=probs))
-    console.print(f"{n_ok} prediction(s) written to {out} (summary: {out / 'predictions.csv'})")
+    if instance:
+        from seglab.inference import predict_instances
+
+        threshold = 0.5 if score_threshold is None else score_threshold
+        writer: Any = _InstanceWriter(out, info, format, alpha)
+
+        def run(items: Iterator[tuple[Path, np.ndarray]]) -> Iterator[tuple]:
+            return predict_instances(model, items, score_threshold=threshold, batch_size=batch_size)
+    else:
+        from seglab.inference import predict_many
+
+        writer = _Writer(out, info, format, alpha, probs, features, model)
+
+        def run(items: Iterator[tuple[Path, np.ndarray]]) -> Iterator[tuple]:
+            return predict_many(model, items, mean=info.get("mean"), std=info.get("std"), tile=tile,
+                                overlap=overlap, blend=blend, tta=tta, batch_size=batch_size,
+                                return_probs=probs)
+    channels = 1 if int(info.get("in_channels", 3)) == 1 else 3
+    n_ok = _run_predict(paths, failures, writer, run, channels, lookahead=2 * batch_size)
+    extra = f", detections: {out / 'predictions.json'}" if instance else ""
+    console.print(f"{n_ok} prediction(s) written to {out} (summary: {out / 'predictions.csv'}{extra})")
     if failures:
         lines = "\n".join(f"  {p}: {reason}" for p, reason in failures)
         raise DataError(f"{len(failures)} input(s) failed ({n_ok} others were written to {out}); "
@@ -144,6 +245,20 @@ class _Shard:
         return self.dataset[self.indices[i]]
 
 
+class _Names:
+    """Unique output stems: ``a.png`` and ``a.jpg`` from two folders become ``a`` and ``a-2``."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def __call__(self, path: Path) -> str:
+        stem, n = path.stem, 2
+        while stem in self.used:
+            stem, n = f"{path.stem}-{n}", n + 1
+        self.used.add(stem)
+        return stem
+
+
 class _Writer:
     """Writes one input's outputs (mask picture, probabilities, features) and its predictions.csv row."""
 
@@ -163,15 +278,8 @@ class _Writer:
             given = np.asarray(given, dtype=np.uint8).reshape(-1, 3)[:256]
             palette[: len(given)] = given
         self.palette = palette
-        self.used: set[str] = set()
-
-    def name(self, path: Path) -> str:
-        """A unique output stem: ``a.png`` and ``a.jpg`` from two folders become ``a`` and ``a-2``."""
-        stem, n = path.stem, 2
-        while stem in self.used:
-            stem, n = f"{path.stem}-{n}", n + 1
-        self.used.add(stem)
-        return stem
+        self.name = _Names()
+        self.columns = ["file", "output", "height", "width", "status"] + [f"share_{c}" for c in self.classes]
 
     def write(self, path: Path, image: np.ndarray, labels: Any, probs: Any) -> dict[str, Any]:
         from PIL import Image
@@ -203,6 +311,9 @@ class _Writer:
         return {"file": str(path), "output": target.name, "height": lab.shape[0], "width": lab.shape[1],
                 "status": "ok", **shares}
 
+    def finish(self) -> None:
+        """Nothing beyond predictions.csv for semantic checkpoints."""
+
     def _features(self, image: np.ndarray, target: Path) -> None:
         from seglab.inference import prepare_image
         from seglab.models.features import capture_features, save_feature_grid
@@ -212,24 +323,77 @@ class _Writer:
         save_feature_grid(capture_features(self.model, x[None].to(device), self.features), target)
 
 
-def _run_predict(model: Any, info: dict, paths: list[Path], failures: list[tuple[str, str]], writer: _Writer,
-                 options: dict[str, Any]) -> int:
-    from seglab.fileio import atomic_path
-    from seglab.inference import predict_many
+class _InstanceWriter:
+    """Writes one input's instance-id PNG + JSON (and picture), collects its COCO results."""
 
-    channels = 1 if int(info.get("in_channels", 3)) == 1 else 3
-    columns = ["file", "output", "height", "width", "status"] + [f"share_{c}" for c in writer.classes]
+    def __init__(self, out: Path, info: dict, format: str, alpha: float) -> None:
+        self.out, self.format, self.alpha = out, format, alpha
+        self.classes, self.cat_ids = _instance_categories(info)
+        self.name = _Names()
+        self.detections: list[dict] = []
+        self.image_id = 0
+        self.columns = ["file", "output", "image_id", "height", "width", "status", "instances"] + \
+            [f"count_{c}" for c in self.classes[1:]]
+
+    def write(self, path: Path, image: np.ndarray, inst: dict[str, Any]) -> dict[str, Any]:
+        import torch
+        from PIL import Image
+
+        from seglab import viz
+        from seglab.data.io import write_label
+        from seglab.fileio import atomic_path, atomic_write_text
+        from seglab.metrics.coco import predictions_to_coco
+
+        stem = self.name(path)
+        self.image_id += 1
+        ids, kept = viz.instance_ids(inst["masks"], inst["scores"])
+        palette = viz.default_palette(256, ignore_index=None)
+        write_label(self.out / f"{stem}.png", ids, palette=palette)
+        keep = torch.as_tensor(kept, dtype=torch.long)
+        labels = inst["labels"][keep].tolist()
+        record = {"labels": [self.cat_ids[c] for c in labels], "classes": [self.classes[c] for c in labels],
+                  "scores": [round(float(v), 4) for v in inst["scores"][keep]]}
+        atomic_write_text(self.out / f"{stem}.json", json.dumps(record) + "\n")
+        if self.format == "color":
+            with atomic_path(self.out / f"{stem}_color.png") as tmp:
+                Image.fromarray(viz.colorize(ids, palette, ignore_index=None)).save(tmp, format="PNG")
+        elif self.format == "overlay":
+            viz.save_instance_overlay(self.out / f"{stem}_overlay.png", image, inst, self.classes, self.alpha)
+        elif self.format == "panel":
+            viz.save_instance_panels(self.out / f"{stem}_panel.png", [(image, None, inst)], self.classes,
+                                     titles=[path.name])
+        out = {"boxes": inst["boxes"], "labels": inst["labels"], "scores": inst["scores"],
+               "masks": inst["mask_probs"][:, None]}
+        self.detections += predictions_to_coco([out], [self.image_id], cat_ids=self.cat_ids)
+        counts = np.bincount(np.asarray(inst["labels"].tolist(), dtype=np.int64), minlength=len(self.classes))
+        return {"file": str(path), "output": f"{stem}.png", "image_id": self.image_id, "height": ids.shape[0],
+                "width": ids.shape[1], "status": "ok", "instances": len(inst["labels"]),
+                **{f"count_{c}": int(counts[i]) for i, c in enumerate(self.classes) if i > 0}}
+
+    def finish(self) -> None:
+        """predictions.json: every kept detection (overlaps included) in COCO results format."""
+        from seglab.fileio import atomic_write_text
+
+        atomic_write_text(self.out / "predictions.json", json.dumps(self.detections) + "\n")
+
+
+def _run_predict(paths: list[Path], failures: list[tuple[str, str]], writer: Any,
+                 run: Callable[[Iterator[tuple[Path, np.ndarray]]], Iterator[tuple]], channels: int,
+                 lookahead: int) -> int:
+    """Stream ``paths`` through ``run`` (the model) into ``writer``; predictions.csv gets one row per input."""
+    from seglab.fileio import atomic_path
+
     ok = 0
     writer.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(writer.out / "predictions.csv") as tmp, open(tmp, "w", newline="") as fh, \
             _progress("predict", len(paths)) as advance:
-        table = csv.DictWriter(fh, fieldnames=columns, restval="")
+        table = csv.DictWriter(fh, fieldnames=writer.columns, restval="")
         table.writeheader()
         for p, reason in failures:
             table.writerow({"file": p, "status": f"error: {reason}"})
 
         def readable() -> Iterator[tuple[Path, np.ndarray]]:
-            for path, image in _read_ahead(paths, channels, lookahead=2 * options["batch_size"]):
+            for path, image in _read_ahead(paths, channels, lookahead=lookahead):
                 if isinstance(image, SeglabError):
                     failures.append((str(path), str(image)))
                     table.writerow({"file": str(path), "status": f"error: {image}"})
@@ -237,15 +401,15 @@ def _run_predict(model: Any, info: dict, paths: list[Path], failures: list[tuple
                     continue
                 yield path, image
 
-        for path, image, labels, probs in predict_many(model, readable(), mean=info.get("mean"),
-                                                       std=info.get("std"), **options):
+        for path, image, *result in run(readable()):
             try:
-                table.writerow(writer.write(path, image, labels, probs))
+                table.writerow(writer.write(path, image, *result))
                 ok += 1
             except (SeglabError, OSError) as e:
                 failures.append((str(path), str(e)))
                 table.writerow({"file": str(path), "status": f"error: {e}"})
             advance()
+        writer.finish()
     return ok
 
 
@@ -347,10 +511,51 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def _require_semantic(info: dict) -> None:
-    if info.get("task", "semantic") != "semantic":
-        raise ModelError(f"{info['path']}: a {info['task']} checkpoint; evaluate/predict/export here handle "
-                         "semantic models (instance models: see `seglab --help`).")
+def _task(info: dict) -> str:
+    """``semantic`` or ``instance``: the checkpoint's word, else the registry's for its model."""
+    if info.get("task"):
+        return str(info["task"])
+    from seglab.models.registry import get_entry
+
+    try:
+        return get_entry(info["model"]["name"]).task
+    except ModelError:
+        return "semantic"
+
+
+def _instance_categories(info: dict) -> tuple[list[str], list[int]]:
+    """Class names and COCO category ids by contiguous label (index 0 = background)."""
+    classes = list(info["classes"])
+    cat_ids = [int(c) for c in info.get("cat_ids") or range(len(classes))]
+    if len(cat_ids) != len(classes):
+        raise ModelError(f"{info['path']}: {len(classes)} class names but {len(cat_ids)} category ids; the "
+                         "checkpoint is inconsistent. Retrain or fix its 'cat_ids'.")
+    return classes, cat_ids
+
+
+def _refuse_for_instance(info: dict, **options: Any) -> None:
+    given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: {info['path']} is an instance checkpoint (Mask R-CNN); tiling, "
+                          "TTA, probabilities, blending and feature grids apply to semantic models. Drop "
+                          f"{' and '.join(given)}.")
+
+
+def _print_instance_metrics(metrics: dict[str, Any], classes: list[str], cat_ids: list[int], title: str) -> None:
+    from seglab.engine.instance import STAT_KEYS
+
+    summary = Table(title=title, show_header=True)
+    for col in ("metric", "mask", "box"):
+        summary.add_column(col, justify="left" if col == "metric" else "right")
+    for key in STAT_KEYS:
+        summary.add_row(key, _pct(metrics.get(f"mask_{key}")), _pct(metrics.get(f"box_{key}")))
+    console.print(summary)
+    per_class = Table(show_header=True)
+    for col in ("class", "mask AP", "box AP"):
+        per_class.add_column(col, justify="left" if col == "class" else "right")
+    for name, cat in zip(classes[1:], cat_ids[1:], strict=True):
+        per_class.add_row(name, *(_pct(metrics[f"{kind}_per_class_AP"].get(cat)) for kind in ("mask", "box")))
+    console.print(per_class)
 
 
 def _device(device: str) -> str:

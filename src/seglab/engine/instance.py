@@ -16,11 +16,10 @@ one loop trains both tasks. Differences worth knowing:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -160,19 +159,12 @@ class InstanceTask:
                 outputs = model([im.to(device) for im in images])
             detections += predictions_to_coco(outputs, [t["image_id"] for t in targets],
                                               cat_ids=self.cat_ids)
-        return _score_on_rank0(detections, self.ground_truth), math.nan
+        return score_detections(detections, self.ground_truth), math.nan
 
     def ground_truth(self) -> dict:
-        """The validation split as a COCO dict: the JSON itself (crowd regions kept) or built from masks."""
+        """The validation split as a COCO dict (built once)."""
         if self._gt is None:
-            from seglab.data.coco import CocoInstances, read_json
-            from seglab.metrics.coco import targets_to_coco
-
-            if isinstance(self.val_set, CocoInstances):
-                self._gt = read_json(self.val_set.ann_file)
-            else:
-                targets = [self.val_set[i][1] for i in range(len(self.val_set))]
-                self._gt = targets_to_coco(targets, self.classes, self.cat_ids)
+            self._gt = split_ground_truth(self.val_set)
         return self._gt
 
     @torch.no_grad()
@@ -188,86 +180,51 @@ class InstanceTask:
             pred = {"masks": out["masks"][keep, 0].float().cpu() > 0.5, "labels": out["labels"][keep].cpu(),
                     "boxes": out["boxes"][keep].float().cpu(), "scores": out["scores"][keep].float().cpu()}
             rows.append((image, target, pred))
+        from seglab.viz import save_instance_panels
+
         save_instance_panels(path, rows, self.classes)
 
 
-def _score(detections: list[dict], gt: dict) -> dict[str, float]:
-    from seglab.metrics.coco import evaluate
+def split_ground_truth(dataset: Any) -> dict:
+    """An instance split as a COCO dict: the JSON itself (crowd regions kept) or built from the masks."""
+    from seglab.data.coco import CocoInstances, read_json
+    from seglab.metrics.coco import targets_to_coco
 
-    metrics: dict[str, float] = {}
-    for prefix, iou_type in (("mask", "segm"), ("box", "bbox")):
-        stats = evaluate(gt, detections, iou_type)
-        # pycocotools writes -1 where a stat is undefined (no objects of that size): NaN says so in the CSV
-        metrics.update({f"{prefix}_{k}": stats[k] if stats[k] >= 0 else math.nan for k in STAT_KEYS})
-    return metrics
+    if isinstance(dataset, CocoInstances):
+        return read_json(dataset.ann_file)
+    targets = [dataset[i][1] for i in range(len(dataset))]
+    return targets_to_coco(targets, dataset.classes, dataset.cat_ids)
 
 
-def _score_on_rank0(detections: list[dict], ground_truth) -> dict[str, float]:
-    """Gather every rank's detections, score once on rank 0, share the numbers with all ranks."""
+def score_detections(detections: list[dict], ground_truth: Callable[[], dict],
+                     per_class: bool = False) -> dict[str, Any]:
+    """COCO mask and box AP (``mask_AP``, ``box_AP50``, ...) of ``detections``, DDP-aware.
+
+    Under DDP every rank passes its shard's detections; they are gathered and scored once on rank 0
+    (``ground_truth()`` is only called there) and the numbers are shared, so all ranks agree. With
+    ``per_class`` the result also holds ``mask_per_class_AP`` / ``box_per_class_AP`` by category id.
+    """
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
-        return _score(detections, ground_truth())
+        return _score(detections, ground_truth(), per_class)
     shards: list[list[dict] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(shards, detections)
     result: list[dict | None] = [None]
     if dist.get_rank() == 0:
-        result[0] = _score([d for shard in shards for d in shard or []], ground_truth())
+        result[0] = _score([d for shard in shards for d in shard or []], ground_truth(), per_class)
     dist.broadcast_object_list(result, src=0)
     return result[0]  # type: ignore[return-value]
 
 
-def save_instance_panels(path: str | Path, rows: Sequence[tuple[torch.Tensor, dict, dict | None]],
-                         class_names: Sequence[str], titles: Sequence[str] | None = None) -> Path:
-    """Save a truth | prediction figure, one row per image, instances coloured and labelled.
+def _score(detections: list[dict], gt: dict, per_class: bool = False) -> dict[str, Any]:
+    from seglab.metrics.coco import evaluate
 
-    Args:
-        path: output image file (written atomically).
-        rows: ``(image (3, H, W) float [0, 1], truth, prediction)``; truth/prediction dicts hold ``masks``
-            (N, H, W) binary, ``labels`` (N,) contiguous, ``boxes`` (N, 4) XYXY and for predictions
-            ``scores`` (N,). A ``None`` truth leaves its cell empty.
-        class_names: name of each contiguous label (index 0 = background).
-        titles: optional row titles.
-    """
-    from matplotlib.figure import Figure
-
-    from seglab import viz
-    from seglab.fileio import atomic_path
-
-    fig = Figure(figsize=(6.0, 3.0 * len(rows)))
-    axes = fig.subplots(len(rows), 2, squeeze=False)
-    for r, (image, truth, pred) in enumerate(rows):
-        picture = viz.to_uint8_image(image)
-        for c, (name, inst) in enumerate((("truth", truth), ("prediction", pred))):
-            ax = axes[r, c]
-            ax.set_axis_off()
-            title = name if titles is None else f"{titles[r]} {name}"
-            if inst is not None:
-                _draw_instances(ax, picture, inst, class_names)
-                title += f" ({len(inst['labels'])})"
-            ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=100)
-    return path
-
-
-def _draw_instances(ax, picture: np.ndarray, inst: dict, class_names: Sequence[str]) -> None:
-    """Overlay instance k in palette colour k (later ones on top) and label it at its box corner."""
-    from seglab import viz
-
-    masks = torch.as_tensor(inst["masks"]).bool().cpu().numpy()
-    ids = np.zeros(picture.shape[:2], np.int64)
-    for k, m in enumerate(masks, 1):
-        ids[m] = k
-    palette = viz.default_palette(len(masks) + 1, ignore_index=None)
-    ax.imshow(viz.overlay(picture, ids, palette, alpha=0.55, ignore_index=0), interpolation="nearest")
-    scores = inst.get("scores")
-    boxes = torch.as_tensor(inst["boxes"]).float().tolist()
-    for k, (label, box) in enumerate(zip(torch.as_tensor(inst["labels"]).tolist(), boxes, strict=True)):
-        text = class_names[label] if 0 <= label < len(class_names) else str(label)
-        if scores is not None:
-            text += f" {float(scores[k]):.2f}"
-        ax.text(box[0], box[1], text, fontsize=6, color="white", va="bottom",
-                bbox={"facecolor": tuple(palette[k + 1] / 255.0), "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+    metrics: dict[str, Any] = {}
+    for prefix, iou_type in (("mask", "segm"), ("box", "bbox")):
+        stats = evaluate(gt, detections, iou_type, per_class=per_class)
+        # pycocotools writes -1 where a stat is undefined (no objects of that size): NaN says so in the CSV
+        metrics.update({f"{prefix}_{k}": stats[k] if stats[k] >= 0 else math.nan for k in STAT_KEYS})
+        if per_class:
+            metrics[f"{prefix}_per_class_AP"] = stats["per_class_AP"]
+    return metrics

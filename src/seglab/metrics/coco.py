@@ -42,7 +42,7 @@ def _load(obj: Any) -> Any:
 
 
 def evaluate(ground_truth: str | os.PathLike | dict, detections: str | os.PathLike | list[dict],
-             iou_type: str = "segm") -> dict[str, float]:
+             iou_type: str = "segm", per_class: bool = False) -> dict[str, Any]:
     """COCO AP/AR of ``detections`` against ``ground_truth`` (nothing printed).
 
     Args:
@@ -50,6 +50,8 @@ def evaluate(ground_truth: str | os.PathLike | dict, detections: str | os.PathLi
         detections: COCO results JSON path or list of ``{"image_id", "category_id", "score", "bbox"
             and/or "segmentation" (compressed RLE)}``.
         iou_type: ``"segm"`` (mask AP) or ``"bbox"`` (box AP).
+        per_class: also return ``per_class_AP``: ``{category id: AP}`` (IoU 0.50:0.95, all areas, 100
+            detections; NaN for a category without ground truth), from the accumulated precision table.
 
     Returns:
         ``AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl`` as floats in [0, 1]; -1 where
@@ -80,7 +82,15 @@ def evaluate(ground_truth: str | os.PathLike | dict, detections: str | os.PathLi
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
-    return {k: float(v) for k, v in zip(STAT_NAMES, ev.stats[: len(STAT_NAMES)], strict=True)}
+    stats: dict[str, Any] = {k: float(v) for k, v in zip(STAT_NAMES, ev.stats[: len(STAT_NAMES)], strict=True)}
+    if per_class:
+        # precision: [IoU thresholds, recall points, categories, area ranges, max dets]; -1 = no ground truth
+        precision = np.asarray(ev.eval["precision"])[:, :, :, 0, -1]
+        stats["per_class_AP"] = {}
+        for k, cat in enumerate(ev.params.catIds):
+            p = precision[:, :, k]
+            stats["per_class_AP"][int(cat)] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+    return stats
 
 
 def _label_map(cat_ids: Sequence[int] | None, label: int) -> int:

@@ -1,0 +1,285 @@
+"""`seglab evaluate / predict` on instance checkpoints, checked against pycocotools and plain torch."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as pycoco_mask
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torch import nn
+
+from seglab.cli import main
+from seglab.data.synthetic import make_shapes
+from seglab.engine.checkpoint import save_checkpoint
+from seglab.models import build_model
+
+TINY = {"min_size": 64, "max_size": 64, "fpn_channels": 16, "box_batch_size_per_image": 16, "mask_head_layers": 1}
+CLASSES = ["background", "circle", "square", "triangle"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # detection graphs are many small ops: one thread is fastest on 2 shared cores
+    yield
+    torch.set_num_threads(n)
+
+
+def _info(path: Path, cat_ids: list[int] | None = None) -> dict:
+    return {"task": "instance", "model": {"name": "maskrcnn_resnet18_fpn", "num_classes": 4, "options": TINY},
+            "classes": CLASSES, "cat_ids": cat_ids or [0, 1, 2, 3], "in_channels": 3, "mean": [0.0] * 3,
+            "std": [1.0] * 3, "ignore_index": 255, "config": {}, "epoch": 1, "step": 1, "metrics": {},
+            "palette": None, "path": str(path)}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Shapes data (COCO + mask folders) and a tiny random-weight Mask R-CNN checkpoint."""
+    root = tmp_path_factory.mktemp("inst")
+    data = make_shapes(root / "data", n_train=2, n_val=5, size=64, seed=3)
+    torch.manual_seed(0)
+    model = build_model("maskrcnn_resnet18_fpn", 4, **TINY).eval()
+    model.roi_heads.score_thresh = 0.0  # random weights: keep every detection so there is something to check
+    ckpt = root / "run" / "best.pt"
+    info = _info(ckpt)
+    save_checkpoint(ckpt, {**{k: v for k, v in info.items() if k != "path"}, "model_state": model.state_dict()})
+    return {"root": root, "data": data, "ckpt": ckpt, "model": model}
+
+
+class Oracle(nn.Module):
+    """A stand-in detector answering from the ground truth with known flaws (non-trivial, known AP).
+
+    Per image, instance j of the COCO file is: j % 3 == 0 found exactly (score 0.9), j % 3 == 1 found
+    shifted by 3 px (score 0.6), j % 3 == 2 missed; plus one false-positive square (score 0.7).
+    """
+
+    def __init__(self, data: Path) -> None:
+        super().__init__()
+        self.rpn = self.roi_heads = nn.Identity()  # what torchvision detectors have
+        self.anchor = nn.Parameter(torch.zeros(1))
+        coco = json.loads((data / "annotations" / "instances_val.json").read_text())
+        self.cat_ids = sorted(c["id"] for c in coco["categories"])
+        self.answers = []
+        for im in coco["images"]:
+            pixels = np.asarray(Image.open(data / "images" / "val" / im["file_name"]).convert("RGB"))
+            anns = [a for a in coco["annotations"] if a["image_id"] == im["id"]]
+            self.answers.append((torch.from_numpy(pixels.copy()), self._answer(anns, im["height"], im["width"])))
+
+    def _answer(self, anns: list[dict], h: int, w: int) -> dict[str, torch.Tensor]:
+        masks, labels, scores = [], [], []
+        for j, a in enumerate(anns):
+            rle = pycoco_mask.frPyObjects(a["segmentation"], h, w) if isinstance(a["segmentation"], list) \
+                else a["segmentation"]
+            m = pycoco_mask.decode(pycoco_mask.merge(rle) if isinstance(rle, list) else rle).astype(bool)
+            if j % 3 == 2:
+                continue
+            if j % 3 == 1:
+                m = np.roll(m, 3, axis=1)
+            masks.append(m)
+            labels.append(self.cat_ids.index(a["category_id"]) + 1)
+            scores.append(0.9 if j % 3 == 0 else 0.6)
+        fp = np.zeros((h, w), bool)
+        fp[2:12, 2:12] = True
+        masks.append(fp)
+        labels.append(1)
+        scores.append(0.7)
+        m = torch.from_numpy(np.stack(masks))
+        boxes = []
+        for k in m:
+            ys, xs = torch.nonzero(k, as_tuple=True)
+            boxes.append([float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1])
+        boxes = torch.tensor(boxes)
+        return {"boxes": boxes, "labels": torch.tensor(labels), "scores": torch.tensor(scores),
+                "masks": m[:, None].float()}
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        out = []
+        for x in images:
+            pixels = (x * 255).round().to(torch.uint8).permute(1, 2, 0).cpu()
+            out.append(next(a for p, a in self.answers if torch.equal(p, pixels)))
+        return out
+
+
+def _reference_stats(data: Path, oracle: Oracle, iou_type: str) -> tuple[np.ndarray, dict[int, float]]:
+    """pycocotools on the COCO file and the oracle's answers encoded with pycocotools (no seglab code)."""
+    coco = json.loads((data / "annotations" / "instances_val.json").read_text())
+    by_name = {im["file_name"]: im["id"] for im in coco["images"]}
+    dets = []
+    for im, (_, ans) in zip(coco["images"], oracle.answers, strict=True):
+        for k in range(len(ans["labels"])):
+            m = np.asfortranarray(ans["masks"][k, 0].numpy().astype(np.uint8))
+            rle = pycoco_mask.encode(m)
+            rle["counts"] = rle["counts"].decode()
+            x1, y1, x2, y2 = ans["boxes"][k].tolist()
+            dets.append({"image_id": by_name[im["file_name"]], "score": float(ans["scores"][k]),
+                         "category_id": oracle.cat_ids[int(ans["labels"][k]) - 1], "segmentation": rle,
+                         "bbox": [x1, y1, x2 - x1, y2 - y1]})
+    per_class = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(data / "annotations" / "instances_val.json"))
+        ev = COCOeval(gt, gt.loadRes(copy.deepcopy(dets)), iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        for cat in oracle.cat_ids:
+            one = COCOeval(gt, gt.loadRes(copy.deepcopy(dets)), iou_type)
+            one.params.catIds = [cat]
+            one.evaluate()
+            one.accumulate()
+            one.summarize()
+            per_class[cat] = one.stats[0]
+    return ev.stats, per_class
+
+
+@pytest.mark.parametrize("layout", ["coco", "mask_folder"])
+def test_evaluate_matches_pycocotools(setup, tmp_path: Path, monkeypatch, capsys, layout: str) -> None:
+    data = setup["data"]
+    oracle = Oracle(data)
+    monkeypatch.setattr("seglab.engine.checkpoint.load_checkpoint",
+                        lambda path, device="cpu": (oracle, _info(Path(path))))
+    if layout == "mask_folder":  # same data without the COCO file: ground truth built from the PNGs
+        shutil.copytree(data, tmp_path / "d", ignore=shutil.ignore_patterns("annotations"))
+        data_arg = tmp_path / "d"
+    else:
+        data_arg = data
+    out, dets = tmp_path / "m.json", tmp_path / "dets.json"
+    assert main(["evaluate", "ckpt.pt", "--data", str(data_arg), "--json", str(out), "--detections",
+                 str(dets), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "mask AP" in printed and "triangle" in printed
+    record = json.loads(out.read_text())
+    assert record["task"] == "instance" and record["num_images"] == 5
+    names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"]
+    for prefix, iou_type in (("mask", "segm"), ("box", "bbox")):
+        ref, per_class = _reference_stats(data, oracle, iou_type)
+        for k in ("AP", "AP50", "AP75", "AR100"):
+            assert record[f"{prefix}_{k}"] == pytest.approx(ref[names.index(k)], abs=1e-6), (prefix, k)
+        for name, cat in zip(CLASSES[1:], oracle.cat_ids, strict=True):
+            assert record["per_class"][name][f"{prefix}_AP"] == pytest.approx(per_class[cat], abs=1e-6)
+    assert 0.2 < record["mask_AP"] < 0.8  # a non-degenerate case: hits, near misses, misses, a false positive
+    assert len(json.loads(dets.read_text())) == sum(len(a["labels"]) for _, a in oracle.answers)
+
+
+def test_evaluate_real_checkpoint(setup, tmp_path: Path) -> None:
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(setup["ckpt"].parent), "--data", str(setup["data"]), "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert 0.0 <= record["mask_AP"] <= 1.0 and set(record["per_class"]) == set(CLASSES[1:])
+
+
+def test_predict_writes_ids_json_and_coco_results(setup, tmp_path: Path) -> None:
+    images = sorted((setup["data"] / "images" / "val").iterdir())[:3]
+    out = tmp_path / "pred"
+    assert main(["predict", str(setup["ckpt"]), *map(str, images), "--out", str(out), "--score-threshold", "0.2",
+                 "--format", "overlay", "--batch-size", "1"]) == 0  # batch 1: bit-equal to the reference
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    results = json.loads((out / "predictions.json").read_text())
+    model = setup["model"]
+    total = 0
+    for i, (path, row) in enumerate(zip(images, rows, strict=True), 1):
+        assert row["status"] == "ok" and row["image_id"] == str(i)
+        x = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+        with torch.no_grad():
+            ref = model([x])[0]
+        keep = ref["scores"] >= 0.2
+        order = torch.argsort(ref["scores"][keep], descending=True, stable=True)
+        masks = (ref["masks"][keep][order, 0] > 0.5).numpy()
+        labels, scores = ref["labels"][keep][order], ref["scores"][keep][order]
+        assert int(row["instances"]) == len(labels) > 0
+        for c in (1, 2, 3):
+            assert int(row[f"count_{CLASSES[c]}"]) == int((labels == c).sum())
+        ids = np.asarray(Image.open(out / f"{path.stem}.png"))
+        record = json.loads((out / f"{path.stem}.json").read_text())
+        assert ids.max() == len(record["labels"]) == len(record["scores"])
+        # every painted pixel belongs to the highest-scoring detection covering it
+        covered = masks.any(0)
+        assert np.array_equal(ids > 0, covered)
+        winner = np.argmax(masks, axis=0)  # masks are sorted by score: the first True is the best
+        previous = -1
+        for k, score in enumerate(record["scores"], 1):
+            j = int(winner[ids == k][0])  # the detection id k stands for; ids follow the score order
+            assert j > previous and np.array_equal(ids == k, covered & (winner == j))
+            assert score == pytest.approx(float(scores[j]), abs=1e-4)
+            assert record["labels"][k - 1] == int(labels[j]) and record["classes"][k - 1] == CLASSES[int(labels[j])]
+            previous = j
+        mine = [r for r in results if r["image_id"] == i]
+        assert len(mine) == len(labels)
+        for r, m in zip(mine, masks, strict=True):
+            assert np.array_equal(pycoco_mask.decode(r["segmentation"]).astype(bool), m)
+        assert (out / f"{path.stem}_overlay.png").is_file()
+        total += len(labels)
+    assert len(results) == total
+
+
+def test_predicted_masks_read_back_as_an_instance_folder(setup, tmp_path: Path) -> None:
+    from seglab.data.coco import InstanceMaskFolder
+
+    out = tmp_path / "ds" / "masks" / "val"
+    assert main(["predict", str(setup["ckpt"]), str(setup["data"] / "images" / "val"), "--out", str(out),
+                 "--score-threshold", "0.25", "--format", "panel"]) == 0
+    shutil.copytree(setup["data"] / "images", tmp_path / "ds" / "images")
+    shutil.copy(setup["data"] / "classes.txt", tmp_path / "ds" / "classes.txt")
+    ds = InstanceMaskFolder(tmp_path / "ds", "val")
+    for i in range(len(ds)):
+        stem = ds.image_paths[i].stem
+        _, target = ds[i]
+        ids = np.asarray(Image.open(out / f"{stem}.png"))
+        assert len(target["labels"]) == ids.max()
+        assert (out / f"{stem}_panel.png").is_file()
+    for fmt in ("color", "index"):
+        assert main(["predict", str(setup["ckpt"]), str(ds.image_paths[0]), "--out", str(tmp_path / fmt),
+                     "--format", fmt]) == 0
+    assert (tmp_path / "color" / f"{ds.image_paths[0].stem}_color.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == sorted(
+        [f"{ds.image_paths[0].stem}.png", f"{ds.image_paths[0].stem}.json", "predictions.csv", "predictions.json"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["predict", "{ckpt}", "{image}", "--out", "{tmp}/p", "--tile", "32"], "--tile: .* instance checkpoint"),
+    (["predict", "{ckpt}", "{image}", "--out", "{tmp}/p", "--tta", "flip", "--probs"], "--tta, --probs"),
+    (["predict", "{ckpt}", "{image}", "--out", "{tmp}/p", "--score-threshold", "1.5"], "score_threshold"),
+    (["evaluate", "{ckpt}", "--data", "{data}", "--tile", "32"], "--tile: .* instance checkpoint"),
+    (["evaluate", "{ckpt}", "--data", "{data}", "--split", "test"], "instances_test.json"),
+])
+def test_instance_usage_errors(setup, tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    import re
+
+    image = sorted((setup["data"] / "images" / "val").iterdir())[0]
+    filled = [a.format(ckpt=setup["ckpt"], image=image, tmp=tmp_path, data=setup["data"]) for a in args]
+    assert main(filled) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, " ".join(err.split())), err
+    assert "Traceback" not in err
+
+
+def test_evaluate_refuses_other_categories(setup, tmp_path: Path, capsys) -> None:
+    ckpt = tmp_path / "other.pt"
+    state = torch.load(setup["ckpt"], weights_only=True)
+    state["cat_ids"] = [0, 5, 6, 7]
+    torch.save(state, ckpt)
+    assert main(["evaluate", str(ckpt), "--data", str(setup["data"])]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "differ from the checkpoint" in err and "5: 'circle'" in err
+
+
+def test_semantic_checkpoints_refuse_instance_options(tmp_path: Path, capsys) -> None:
+    model = build_model("unet", 2, base_channels=4, depth=2)
+    ckpt = tmp_path / "s.pt"
+    save_checkpoint(ckpt, {"task": "semantic", "model": {"name": "unet", "num_classes": 2,
+                                                         "options": {"base_channels": 4, "depth": 2}},
+                           "model_state": model.state_dict(), "classes": ["bg", "fg"], "in_channels": 3})
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    assert main(["predict", str(ckpt), str(image), "--out", str(tmp_path / "p"), "--score-threshold", "0.3"]) == 2
+    assert "semantic checkpoint" in capsys.readouterr().err
