@@ -104,9 +104,37 @@ def test_refusals_are_clear(tmp_path, tiny) -> None:
     model = build_model("unet", 2, **tiny["unet"]).eval()
     with pytest.raises(ConfigError, match="--format"):
         export_model(model, tmp_path / "m.x", format="tflite")
-    with pytest.raises(ModelError, match="instance"):
-        export_model(model, tmp_path / "m.onnx", task="instance", model_name="maskrcnn_resnet18_fpn")
-    assert not (tmp_path / "m.onnx").exists()
+    detector = build_model("maskrcnn_resnet18_fpn", 3, min_size=48, max_size=48, fpn_channels=16).eval()
+    with pytest.raises(ModelError, match="ONNX only"):
+        export_model(detector, tmp_path / "m.pt", format="torchscript", task="instance")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_instance_onnx_export_matches_pytorch(tmp_path) -> None:
+    """Mask R-CNN: fixed square input of the model's min_size, detections checked against plain PyTorch."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    model = build_model("maskrcnn_resnet18_fpn", 3, min_size=64, max_size=64, fpn_channels=16,
+                        box_batch_size_per_image=16, mask_head_layers=1).eval()
+    meta = {"seglab.classes": ["background", "a", "b"], "seglab.cat_ids": [0, 3, 9], "seglab.task": "instance"}
+    result = export_model(model, tmp_path / "d.onnx", task="instance", metadata=meta, check=True, tolerance=1e-3)
+    assert result.max_abs_diff is not None and result.max_abs_diff < 1e-3
+    stored = read_metadata(result.path)
+    assert stored["seglab.input_size"] == [64, 64] and stored["seglab.cat_ids"] == [0, 3, 9]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(result.path), options, providers=["CPUExecutionProvider"])
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 9, 9, generator=torch.Generator().manual_seed(7)),
+                                        size=(64, 64), mode="bilinear")[0]
+    boxes, labels, scores, masks = session.run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        ref = model([x])[0]
+    assert len(scores) == len(ref["scores"]) > 0
+    np.testing.assert_allclose(scores, ref["scores"].numpy(), atol=1e-4)
+    np.testing.assert_array_equal(labels, ref["labels"].numpy())
+    np.testing.assert_allclose(boxes, ref["boxes"].numpy(), atol=1e-2)
+    np.testing.assert_allclose(masks, ref["masks"].numpy(), atol=1e-3)
 
 
 def test_check_detects_a_wrong_file(gray_unet_onnx, tmp_path, tiny) -> None:

@@ -131,3 +131,21 @@ def test_plot_confusion_normalized_and_checks_names(tmp_path) -> None:
         plot_confusion(cm, ["only one"], tmp_path / "bad.png")
     with pytest.raises(DataError, match="square"):
         plot_confusion(np.zeros((2, 3)), None, tmp_path / "bad.png")
+
+
+def test_instance_ids_follow_scores_and_drop_hidden_instances() -> None:
+    from seglab.viz import instance_ids
+
+    masks = np.zeros((4, 3, 4), bool)
+    masks[0, 0, :2] = True                     # low score, partly under instance 1
+    masks[1, 0, 1:3] = True                    # best score
+    masks[2, 2, :] = True                      # middle score
+    masks[3, 2, 1] = True                      # lowest score, entirely under instance 2: dropped
+    ids, kept = instance_ids(masks, np.array([0.3, 0.9, 0.5, 0.1]))
+    expected = np.array([[3, 1, 1, 0],
+                         [0, 0, 0, 0],
+                         [2, 2, 2, 2]])
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_array_equal(kept, [1, 2, 0])
+    ids, kept = instance_ids(masks[:0])
+    assert ids.shape == (3, 4) and not ids.any() and len(kept) == 0

@@ -59,7 +59,7 @@ def run_demo(task: str, out: Path, epochs: int | None = None, seed: int = 0, con
     console.print(table)
     console.print(f"Look at: {run}/report.md, {run}/curves.png, {run}/samples/"
                   + (f", {run}/confusion.png" if task == "semantic" else ""))
-    if task == "semantic":
-        console.print(f"Next: seglab evaluate {run} --data {data}   |   seglab predict {run} {data}/images/val "
-                      f"--out {out}/predictions")
+    fmt = "" if task == "semantic" else " --format overlay"
+    console.print(f"Next: seglab evaluate {run} --data {data}   |   seglab predict {run} {data}/images/val "
+                  f"--out {out}/predictions{fmt}")
     return summary

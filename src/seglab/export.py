@@ -4,7 +4,8 @@ The exported graph takes a normalized ``image`` ``(N, C, H, W)`` float32 and ret
 ``(N, K, H, W)``; softmax/argmax over dim 1 give probabilities and labels. Class names, mean/std,
 the training input size and the model spec travel in the file (ONNX ``metadata_props``, a
 ``seglab.json`` extra file in TorchScript), so a deployment needs nothing else.
-See docs/export.md for which models export.
+Instance models (Mask R-CNN) export to ONNX for one fixed-size image and return boxes, labels, scores
+and masks. See docs/export.md for which models export.
 """
 
 from __future__ import annotations
@@ -88,9 +89,12 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
     if format not in FORMATS:
         raise ConfigError(f"Expected --format to be one of {', '.join(FORMATS)}, but got {format!r}.")
     name = model_name or type(model).__name__
+    if task == "instance":
+        return _export_instance(model, Path(path), format=format, metadata=metadata or {}, name=name, check=check,
+                                tolerance=tolerance)
     if task != "semantic":
-        raise ModelError(f"model {name!r} is a {task} model; only semantic models export (detection "
-                         f"heads return variable-length box lists). See {DOCS}.")
+        raise ModelError(f"model {name!r} is a {task} model; seglab exports semantic and instance models. "
+                         f"See {DOCS}.")
     if format == "onnx" and name in NO_ONNX:
         raise ModelError(f"model {name!r} cannot be exported to ONNX with dynamic height/width: "
                          f"{NO_ONNX[name]}. Try --format torchscript; see {DOCS}.")
@@ -138,6 +142,99 @@ def check_export(path: str | os.PathLike, model: nn.Module, *, format: str = "on
     return worst
 
 
+class InstanceExportWrapper(nn.Module):
+    """One image in, the detector's four outputs out (ONNX graphs take tensors, not lists of dicts)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(3, H, W)`` float in [0, 1] -> boxes (N, 4) XYXY, labels (N,), scores (N,), masks (N, 1, H, W)."""
+        out = self.model([image])[0]
+        return out["boxes"], out["labels"], out["scores"], out["masks"]
+
+
+INSTANCE_OUTPUTS = ("boxes", "labels", "scores", "masks")
+
+
+def _export_instance(model: nn.Module, path: Path, *, format: str, metadata: dict[str, Any], name: str,
+                     check: bool, tolerance: float | None) -> ExportResult:
+    """Mask R-CNN to ONNX for square inputs of the model's ``min_size`` (see docs/export.md).
+
+    Height and width are fixed because the model's internal resize did not export faithfully for every
+    size (61x83 and 78x83 inputs were resized differently by onnxruntime, measured; docs/export.md). At
+    the size the model resizes to, that resize is the identity and the graph matches PyTorch. Torch's
+    dynamo exporter fails on Mask R-CNN's data-dependent shapes, so the TorchScript-based exporter is used,
+    as torchvision tests it. The number of detections stays dynamic.
+    """
+    if format != "onnx":
+        raise ModelError(f"model {name!r}: instance models export to ONNX only (--format onnx). See {DOCS}.")
+    try:
+        import onnx
+    except ImportError as e:
+        raise ModelError("ONNX export needs the 'export' extra: pip install 'seglab[export]'.") from e
+    h = w = int(model.transform.min_size[0])  # a square of the short side: the model's resize is the identity
+    wrapper = InstanceExportWrapper(model).eval()
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in {**metadata, "seglab.input_size": [h, w]}.items()}
+    meta["seglab.input"] = f"image (3, {h}, {w}) float32: RGB pixels / 255 (resize images to {h}x{w} first)"
+    meta["seglab.output"] = ("boxes (N, 4) XYXY pixels, labels (N,) int64 class index (seglab.classes), "
+                             "scores (N,), masks (N, 1, H, W) probabilities; one image per call")
+    sample = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
+    dynamic = {k: {0: "detections"} for k in INSTANCE_OUTPUTS}
+    with atomic_path(path) as tmp:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # tracer warnings: the fixed-size check below covers them
+                torch.onnx.export(wrapper, (sample,), str(tmp), dynamo=False, opset_version=17,
+                                  input_names=["image"], output_names=list(INSTANCE_OUTPUTS),
+                                  dynamic_axes=dynamic)
+        except Exception as e:
+            raise ModelError(f"model {name!r} cannot be exported to ONNX: {type(e).__name__}: "
+                             f"{_first_line(e)}. See {DOCS}.") from e
+        proto = onnx.load(str(tmp))
+        onnx.helper.set_model_props(proto, meta)
+        onnx.save(proto, str(tmp))
+        diff = check_instance_export(tmp, wrapper, (h, w)) if check or _can_run("onnx") else None
+        diff = diff if check else None
+        if diff is not None and tolerance is not None and not diff <= tolerance:
+            raise ModelError(f"{path}: exported {name!r} differs from PyTorch by up to {diff:.3g} (tolerance "
+                             f"{tolerance:g}); the file was not written. See {DOCS} for known issues.")
+    return ExportResult(path, format, diff)
+
+
+def check_instance_export(path: str | os.PathLike, wrapper: nn.Module, size: tuple[int, int]) -> float:
+    """Max |onnxruntime - PyTorch| over scores, mask probabilities and box corners (pixels / 100).
+
+    Two inputs of the export size (smooth noise and its mirror image); the detection counts must match.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the graph's declared mask shape is (1, ...); N > 1 is right, not a warning
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(1)
+    x = F.interpolate(torch.rand(1, 3, size[0] // 8 + 1, size[1] // 8 + 1, generator=g), size=size,
+                      mode="bilinear", align_corners=False)[0]
+    worst = 0.0
+    for image in (x, x.flip(-1)):
+        with torch.no_grad():
+            ref = wrapper(image)
+        try:
+            got = session.run(None, {"image": image.numpy()})
+        except Exception as e:
+            raise ModelError(f"{path}: the exported model fails on input {tuple(image.shape)} "
+                             f"({type(e).__name__}: {_first_line(e)}). See {DOCS}.") from e
+        if got[0].shape[0] != ref[0].shape[0]:
+            raise ModelError(f"{path}: exported model finds {got[0].shape[0]} detections, PyTorch "
+                             f"{ref[0].shape[0]}. See {DOCS}.")
+        for name, a, b in zip(INSTANCE_OUTPUTS, got, ref, strict=True):
+            if a.size:
+                d = float((torch.from_numpy(a).double() - b.double()).abs().max())
+                worst = max(worst, d / 100 if name == "boxes" else d)
+    return worst
+
+
 def checkpoint_metadata(info: dict[str, Any]) -> dict[str, Any]:
     """The metadata a deployment needs, taken from a loaded checkpoint's ``info``."""
     from seglab import __version__
@@ -154,6 +251,8 @@ def checkpoint_metadata(info: dict[str, Any]) -> dict[str, Any]:
         "seglab.input_size": input_size(info),
         "seglab.input": "image (N, C, H, W) float32: pixels / 255, then (x - mean) / std",
         "seglab.output": "logits (N, K, H, W); softmax / argmax over dim 1",
+        **({"seglab.task": "instance", "seglab.cat_ids": [int(c) for c in info.get("cat_ids") or []]}
+           if info.get("task") == "instance" else {}),
     }
 
 

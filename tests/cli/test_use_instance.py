@@ -283,3 +283,14 @@ def test_semantic_checkpoints_refuse_instance_options(tmp_path: Path, capsys) ->
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
     assert main(["predict", str(ckpt), str(image), "--out", str(tmp_path / "p"), "--score-threshold", "0.3"]) == 2
     assert "semantic checkpoint" in capsys.readouterr().err
+
+
+def test_export_instance_checkpoint(setup, tmp_path: Path, capsys) -> None:
+    from seglab.export import read_metadata
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(setup["ckpt"]), "--out", str(out), "--check"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "one 64x64 RGB image per call" in printed and "check: max |onnx - pytorch|" in printed
+    meta = read_metadata(out)
+    assert meta["seglab.task"] == "instance" and meta["seglab.classes"] == CLASSES

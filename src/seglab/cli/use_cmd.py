@@ -214,22 +214,30 @@ def export(
     """Export a checkpoint to ONNX (dynamic batch/height/width) or TorchScript, with metadata inside."""
     from seglab.engine.checkpoint import load_checkpoint
     from seglab.export import checkpoint_metadata, export_model
-    from seglab.models.registry import get_entry
 
     model, info = load_checkpoint(checkpoint)
     name = info["model"]["name"]
-    task = info.get("task") or get_entry(name).task
+    task = _task(info)
     src = Path(info["path"])
     out = out or src.with_suffix(".onnx" if format == "onnx" else ".torchscript.pt")
     with console.status(f"exporting {name} to {format}..."):
         result = export_model(model, out, format=format, in_channels=int(info.get("in_channels", 3)),
                               metadata=checkpoint_metadata(info), model_name=name, task=task, check=check,
                               tolerance=tolerance if check else None)
-    console.print(f"exported {name} -> {result.path} ({format}, dynamic batch/height/width, "
-                  f"{result.path.stat().st_size / 1e6:.1f} MB)")
+    if task == "instance":
+        from seglab.export import read_metadata
+
+        h, w = read_metadata(result.path)["seglab.input_size"]
+        console.print(f"exported {name} -> {result.path} ({format}, one {h}x{w} RGB image per call, "
+                      f"{result.path.stat().st_size / 1e6:.1f} MB)")
+        probe = f"two {h}x{w} images"
+    else:
+        console.print(f"exported {name} -> {result.path} ({format}, dynamic batch/height/width, "
+                      f"{result.path.stat().st_size / 1e6:.1f} MB)")
+        probe = "inputs (1, C, 64, 96) and (2, C, 61, 83)"
     if result.max_abs_diff is not None:
-        console.print(f"check: max |{format} - pytorch| = {result.max_abs_diff:.3g} on inputs (1, C, 64, 96) "
-                      f"and (2, C, 61, 83) (tolerance {tolerance:g})")
+        console.print(f"check: max |{format} - pytorch| = {result.max_abs_diff:.3g} on {probe} "
+                      f"(tolerance {tolerance:g})")
 
 
 class _Shard:
@@ -544,7 +552,8 @@ def _refuse_for_instance(info: dict, **options: Any) -> None:
 def _print_instance_metrics(metrics: dict[str, Any], classes: list[str], cat_ids: list[int], title: str) -> None:
     from seglab.engine.instance import STAT_KEYS
 
-    summary = Table(title=title, show_header=True)
+    console.print(title, highlight=False)
+    summary = Table(show_header=True)
     for col in ("metric", "mask", "box"):
         summary.add_column(col, justify="left" if col == "metric" else "right")
     for key in STAT_KEYS:
