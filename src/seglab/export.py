@@ -168,6 +168,11 @@ def _export_instance(model: nn.Module, path: Path, *, format: str, metadata: dic
     dynamo exporter fails on Mask R-CNN's data-dependent shapes, so the TorchScript-based exporter is used,
     as torchvision tests it. The number of detections stays dynamic.
     """
+    from seglab.inference import is_instance_model
+
+    if not is_instance_model(model):
+        raise ModelError(f"model {name!r} is not a detector, but the checkpoint says task 'instance'; the "
+                         "checkpoint is inconsistent. Retrain, or export with task='semantic'.")
     if format != "onnx":
         raise ModelError(f"model {name!r}: instance models export to ONNX only (--format onnx). See {DOCS}.")
     try:

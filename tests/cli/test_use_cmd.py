@@ -182,11 +182,16 @@ def test_export_torchscript_default_path(setup, tmp_path) -> None:
     assert (tmp_path / "best.torchscript.pt").stat().st_size > 0
 
 
-def test_export_refuses_instance_checkpoints(setup, tmp_path, capsys) -> None:
+def test_inconsistent_instance_checkpoint_is_refused(setup, tmp_path, capsys) -> None:
     ckpt = tmp_path / "inst.pt"
-    save_checkpoint(ckpt, _state(setup["model"], task="instance"))
-    assert main(["export", str(ckpt), "--out", str(tmp_path / "x.onnx")]) == 2
-    assert "instance" in capsys.readouterr().err
+    save_checkpoint(ckpt, _state(setup["model"], task="instance"))  # a U-Net labelled as an instance model
+    image = sorted((setup["data"] / "images" / "val").iterdir())[0]
+    for args in (["export", str(ckpt), "--out", str(tmp_path / "x.onnx")],
+                 ["predict", str(ckpt), str(image), "--out", str(tmp_path / "p")],
+                 ["evaluate", str(ckpt), "--data", str(setup["data"])]):
+        assert main(args) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert "not a detector" in err and "inconsistent" in err, err
     assert not (tmp_path / "x.onnx").exists()
 
 

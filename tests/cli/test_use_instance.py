@@ -7,6 +7,7 @@ import copy
 import csv
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -294,3 +295,21 @@ def test_export_instance_checkpoint(setup, tmp_path: Path, capsys) -> None:
     assert "one 64x64 RGB image per call" in printed and "check: max |onnx - pytorch|" in printed
     meta = read_metadata(out)
     assert meta["seglab.task"] == "instance" and meta["seglab.classes"] == CLASSES
+
+
+def test_evaluate_same_numbers_on_two_ddp_processes(setup, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    args = ["evaluate", str(setup["ckpt"]), "--data", str(setup["data"]), "--device", "cpu"]
+    assert main(args + ["--json", str(one), "--detections", str(tmp_path / "d1.json")]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "seglab", *args, "--json", str(two), "--detections", str(tmp_path / "d2.json")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = json.loads(one.read_text()), json.loads(two.read_text())
+    assert a["mask_AP"] == pytest.approx(b["mask_AP"], abs=1e-9) and a["per_class"] == b["per_class"]
+    d1, d2 = (json.loads((tmp_path / f"d{i}.json").read_text()) for i in (1, 2))
+    assert sorted(d["image_id"] for d in d1) == sorted(d["image_id"] for d in d2)  # every image once, ids kept

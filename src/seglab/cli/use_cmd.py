@@ -49,6 +49,7 @@ def evaluate(
         model, info = load_checkpoint(run, device=dist.device)
         if _task(info) == "instance":
             _refuse_for_instance(info, tta=tta, tile=tile)
+            _require_detector(model, info)
             _evaluate_instance(model, info, data, split, json_out, detections, dist)
             return
         if detections is not None:
@@ -170,6 +171,7 @@ def predict(
     if instance:
         _refuse_for_instance(info, tta=tta, tile=tile, probs=probs or None, features=features,
                              blend=None if blend == "gaussian" else blend)
+        _require_detector(model, info)
     elif score_threshold is not None:
         raise ConfigError(f"--score-threshold: {info['path']} is a semantic checkpoint (no detection scores). "
                           "Drop --score-threshold.")
@@ -529,6 +531,14 @@ def _task(info: dict) -> str:
         return get_entry(info["model"]["name"]).task
     except ModelError:
         return "semantic"
+
+
+def _require_detector(model: Any, info: dict) -> None:
+    from seglab.inference import is_instance_model
+
+    if not is_instance_model(model):
+        raise ModelError(f"{info['path']}: says task 'instance' but holds {info['model']['name']!r}, not a "
+                         "detector; the checkpoint is inconsistent. Retrain or fix its 'task'.")
 
 
 def _instance_categories(info: dict) -> tuple[list[str], list[int]]:
