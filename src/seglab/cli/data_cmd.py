@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from seglab.cli.app import console, data_app, err_console
-from seglab.data.checks import Problem, check_dataset, render_problems
 from seglab.data.io import DEFAULT_MAX_PIXELS
-from seglab.errors import DataError, SeglabError
+from seglab.errors import DataError
+
+if TYPE_CHECKING:
+    from seglab.data.checks import Problem
 
 
 class Task(str, enum.Enum):
@@ -43,6 +46,8 @@ def check(
     else:
         problems, total = _check_semantic(root, splits, num_classes, ignore_index, max_pixels)
         scanned = f" ({total} files scanned)"
+    from seglab.data.checks import render_problems
+
     if not problems:
         console.print(f"[green]ok[/]: {escape(str(root))} is clean{scanned}.", highlight=False, soft_wrap=True)
         return
@@ -56,6 +61,8 @@ def check(
 def _check_semantic(root: Path, splits: list[str] | None, num_classes: int | None, ignore_index: int,
                     max_pixels: int) -> tuple[list[Problem], int]:
     """Run the full doctor with a progress bar (on stderr, so stdout stays the report)."""
+    from seglab.data.checks import check_dataset
+
     columns = (TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     seen = {"total": 0}
     with Progress(*columns, console=err_console, transient=True) as bar:
@@ -71,10 +78,6 @@ def _check_semantic(root: Path, splits: list[str] | None, num_classes: int | Non
 
 
 def _check_instance(root: Path, splits: list[str] | None, max_pixels: int) -> list[Problem]:
-    try:
-        from seglab.data.coco import check_instance_dataset
-    except ImportError as e:
-        raise SeglabError("instance dataset checks need seglab.data.coco (check_instance_dataset), which "
-                          f"is not available in this install ({e}). Use --task semantic for folder "
-                          "datasets.") from e
+    from seglab.data.coco import check_instance_dataset
+
     return check_instance_dataset(root, splits, max_pixels)

@@ -10,7 +10,6 @@ import typer
 from rich.progress import track
 
 from seglab.cli.app import console, convert_app, err_console
-from seglab.data.coco import coco_to_masks, masks_to_coco
 
 _ROOT = typer.Argument(..., help="Dataset root (images/<split>/ plus masks/<split>/ or annotations/).")
 _SPLIT = typer.Option("train", "--split", help="Split to convert.")
@@ -34,6 +33,8 @@ def masks_to_coco_cmd(
 ) -> None:
     """Instance-id PNGs + per-image label JSON -> one COCO instances JSON (compressed RLE)."""
     out = out or root / "annotations" / f"instances_{split}.json"
+    from seglab.data.coco import masks_to_coco
+
     n = masks_to_coco(root, split, out, overwrite=force, track=_bar(f"masks -> COCO ({split})"))
     console.print(f"[green]wrote[/] {out}: {n['images']} images, {n['instances']} instances", highlight=False)
 
@@ -48,6 +49,8 @@ def coco_to_masks_cmd(
 ) -> None:
     """A COCO instances JSON -> instance-id PNGs (k = instance k) + <stem>.json category lists."""
     out = out or root / "masks" / split
+    from seglab.data.coco import coco_to_masks
+
     n = coco_to_masks(root, split, out, overwrite=force, track=_bar(f"COCO -> masks ({split})"))
     notes = [f"{n['skipped_crowd']} crowd regions skipped"] if n["skipped_crowd"] else []
     notes += [f"{n['hidden']} instances hidden by later ones"] if n["hidden"] else []

@@ -7,7 +7,6 @@ import inspect
 from rich.table import Table
 
 from seglab.cli.app import app, console
-from seglab.models import count_parameters, list_models
 
 SEMANTIC_CLASSES = 21  # PASCAL VOC, the usual yardstick for published parameter counts
 INSTANCE_CLASSES = 91  # COCO category ids
@@ -27,6 +26,8 @@ def _format_count(n: int) -> str:
 @app.command("models")
 def models() -> None:
     """List every registered model with its parameter count (at default width) and options."""
+    from seglab.models import count_parameters, list_models  # imports timm: only when the command runs
+
     table = Table(title="seglab models", caption=f"parameters for {SEMANTIC_CLASSES} classes (semantic) or "
                   "the model's default class count (instance)")
     table.add_column("name", no_wrap=True)

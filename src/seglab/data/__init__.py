@@ -1,6 +1,22 @@
-"""Datasets, the dataset doctor, transforms, statistics, converters and synthetic data."""
+"""Datasets, the dataset doctor, transforms, statistics, converters and synthetic data.
 
-from seglab.data.checks import Problem, check_dataset, render_problems
-from seglab.data.folder import SegmentationFolder
+The names below load on first use: ``seglab.data.io`` or ``seglab.data.convert`` need no torch, and the
+CLI's ``--help`` should not wait for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {"Problem": "seglab.data.checks", "check_dataset": "seglab.data.checks",
+         "render_problems": "seglab.data.checks", "SegmentationFolder": "seglab.data.folder"}
 
 __all__ = ["Problem", "SegmentationFolder", "check_dataset", "render_problems"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'seglab.data' has no attribute {name!r}")
