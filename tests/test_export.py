@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from seglab.errors import ConfigError, ModelError
-from seglab.export import check_export, export_model, read_metadata
+from seglab.export import InstanceExportWrapper, check_export, check_instance_export, export_model, read_metadata
 from seglab.models import build_model, list_models
 
 ort = pytest.importorskip("onnxruntime")
@@ -135,6 +135,14 @@ def test_instance_onnx_export_matches_pytorch(tmp_path) -> None:
     np.testing.assert_array_equal(labels, ref["labels"].numpy())
     np.testing.assert_allclose(boxes, ref["boxes"].numpy(), atol=1e-2)
     np.testing.assert_allclose(masks, ref["masks"].numpy(), atol=1e-3)
+    torch.manual_seed(5)  # the check must see a file holding other weights
+    other = build_model("maskrcnn_resnet18_fpn", 3, min_size=64, max_size=64, fpn_channels=16,
+                        box_batch_size_per_image=16, mask_head_layers=1).eval()
+    try:
+        diff, compared = check_instance_export(result.path, InstanceExportWrapper(other), (64, 64))
+        assert diff > 1e-2 and compared > 0
+    except ModelError as e:
+        assert "detections" in str(e)
 
 
 def test_check_detects_a_wrong_file(gray_unet_onnx, tmp_path, tiny) -> None:

@@ -166,8 +166,10 @@ def test_evaluate_matches_pycocotools(setup, tmp_path: Path, monkeypatch, capsys
         ref, per_class = _reference_stats(data, oracle, iou_type)
         for k in ("AP", "AP50", "AP75", "AR100"):
             assert record[f"{prefix}_{k}"] == pytest.approx(ref[names.index(k)], abs=1e-6), (prefix, k)
-        for name, cat in zip(CLASSES[1:], oracle.cat_ids, strict=True):
-            assert record["per_class"][name][f"{prefix}_AP"] == pytest.approx(per_class[cat], abs=1e-6)
+        listed = [(c["category_id"], c["name"]) for c in record["per_class"]]
+        assert listed == list(zip(oracle.cat_ids, CLASSES[1:], strict=True))
+        for row in record["per_class"]:
+            assert row[f"{prefix}_AP"] == pytest.approx(per_class[row["category_id"]], abs=1e-6)
     assert 0.2 < record["mask_AP"] < 0.8  # a non-degenerate case: hits, near misses, misses, a false positive
     assert len(json.loads(dets.read_text())) == sum(len(a["labels"]) for _, a in oracle.answers)
 
@@ -176,7 +178,7 @@ def test_evaluate_real_checkpoint(setup, tmp_path: Path) -> None:
     out = tmp_path / "m.json"
     assert main(["evaluate", str(setup["ckpt"].parent), "--data", str(setup["data"]), "--json", str(out)]) == 0
     record = json.loads(out.read_text())
-    assert 0.0 <= record["mask_AP"] <= 1.0 and set(record["per_class"]) == set(CLASSES[1:])
+    assert 0.0 <= record["mask_AP"] <= 1.0 and [c["name"] for c in record["per_class"]] == CLASSES[1:]
 
 
 def test_predict_writes_ids_json_and_coco_results(setup, tmp_path: Path) -> None:
@@ -197,12 +199,12 @@ def test_predict_writes_ids_json_and_coco_results(setup, tmp_path: Path) -> None
         order = torch.argsort(ref["scores"][keep], descending=True, stable=True)
         masks = (ref["masks"][keep][order, 0] > 0.5).numpy()
         labels, scores = ref["labels"][keep][order], ref["scores"][keep][order]
-        assert int(row["instances"]) == len(labels) > 0
-        for c in (1, 2, 3):
-            assert int(row[f"count_{CLASSES[c]}"]) == int((labels == c).sum())
+        assert int(row["detections"]) == len(labels) > 0
         ids = np.asarray(Image.open(out / f"{path.stem}.png"))
         record = json.loads((out / f"{path.stem}.json").read_text())
-        assert ids.max() == len(record["labels"]) == len(record["scores"])
+        assert int(row["instances"]) == ids.max() == len(record["labels"]) == len(record["scores"])
+        for c in (1, 2, 3):  # cat ids equal labels here
+            assert int(row[f"count_{CLASSES[c]}"]) == record["labels"].count(c)
         # every painted pixel belongs to the highest-scoring detection covering it
         covered = masks.any(0)
         assert np.array_equal(ids > 0, covered)
@@ -250,6 +252,9 @@ def test_predicted_masks_read_back_as_an_instance_folder(setup, tmp_path: Path) 
     (["predict", "{ckpt}", "{image}", "--out", "{tmp}/p", "--tile", "32"], "--tile: .* instance checkpoint"),
     (["predict", "{ckpt}", "{image}", "--out", "{tmp}/p", "--tta", "flip", "--probs"], "--tta, --probs"),
     (["predict", "{ckpt}", "{image}", "--out", "{tmp}/p", "--score-threshold", "1.5"], "score_threshold"),
+    (["predict", "{ckpt}", "{image}", "--out", "{tmp}/p", "--overlap", "0.5", "--blend", "linear"],
+     "--overlap, --blend"),
+    (["export", "{ckpt}", "--format", "torchscript", "--out", "{tmp}/m.pt"], "ONNX only"),
     (["evaluate", "{ckpt}", "--data", "{data}", "--tile", "32"], "--tile: .* instance checkpoint"),
     (["evaluate", "{ckpt}", "--data", "{data}", "--split", "test"], "instances_test.json"),
 ])
@@ -313,3 +318,67 @@ def test_evaluate_same_numbers_on_two_ddp_processes(setup, tmp_path: Path) -> No
     assert a["mask_AP"] == pytest.approx(b["mask_AP"], abs=1e-9) and a["per_class"] == b["per_class"]
     d1, d2 = (json.loads((tmp_path / f"d{i}.json").read_text()) for i in (1, 2))
     assert sorted(d["image_id"] for d in d1) == sorted(d["image_id"] for d in d2)  # every image once, ids kept
+
+
+def test_no_detections_and_empty_images(setup, tmp_path: Path, monkeypatch) -> None:
+    """A model that finds nothing scores 0 (not a crash); an image without instances is scored and written."""
+    from seglab.data.coco import InstanceMaskFolder
+
+    data = tmp_path / "d"
+    shutil.copytree(setup["data"], data, ignore=shutil.ignore_patterns("annotations"))
+    first = sorted((data / "masks" / "val").glob("*.png"))[0]
+    Image.fromarray(np.zeros(np.asarray(Image.open(first)).shape, np.uint8)).save(first)
+    first.with_suffix(".json").write_text('{"labels": []}')
+    assert len(InstanceMaskFolder(data, "val")[0][1]["labels"]) == 0
+
+    class Blind(nn.Module):
+        rpn = roi_heads = None
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.anchor = nn.Parameter(torch.zeros(1))
+
+        def forward(self, images):
+            return [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                     "scores": torch.zeros(0), "masks": torch.zeros(0, 1, *x.shape[-2:])} for x in images]
+
+    monkeypatch.setattr("seglab.engine.checkpoint.load_checkpoint",
+                        lambda path, device="cpu": (Blind(), _info(Path(path))))
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "ckpt.pt", "--data", str(data), "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["mask_AP"] == 0.0 and record["box_AP"] == 0.0
+    pred = tmp_path / "p"
+    assert main(["predict", "ckpt.pt", str(data / "images" / "val"), "--out", str(pred), "--format", "overlay"]) == 0
+    assert json.loads((pred / "predictions.json").read_text()) == []
+    ids = np.asarray(Image.open(pred / first.name))
+    assert not ids.any() and json.loads(first.with_name(first.stem + ".json").read_text()) == {"labels": []}
+    assert json.loads((pred / f"{first.stem}.json").read_text())["labels"] == []
+
+
+def test_predict_reports_unreadable_inputs_and_writes_the_rest(setup, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    good = sorted((setup["data"] / "images" / "val").iterdir())[0]
+    out = tmp_path / "p"
+    assert main(["predict", str(setup["ckpt"]), str(bad), str(good), "--out", str(out)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "broken.png" in err and "1 input(s) failed" in err and "Traceback" not in err
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(open(out / "predictions.csv"))}
+    assert rows["broken.png"]["status"].startswith("error") and rows[good.name]["status"] == "ok"
+    assert {r["image_id"] for r in json.loads((out / "predictions.json").read_text())} <= {1}
+    assert rows[good.name]["image_id"] == "1"
+
+
+def test_export_check_on_real_images_and_small_max_size(setup, tmp_path: Path, capsys) -> None:
+    from seglab.export import export_model
+
+    image = sorted((setup["data"] / "images" / "val").iterdir())[0]
+    assert main(["export", str(setup["ckpt"]), "--out", str(tmp_path / "a.onnx"), "--check", "--check-image",
+                 str(image)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "1 image(s) at 64x64" in printed and "detections compared" in printed
+    torch.manual_seed(0)  # max_size below min_size: the side that passes the resize unchanged is max_size
+    model = build_model("maskrcnn_resnet18_fpn", 4, **{**TINY, "min_size": 64, "max_size": 40}).eval()
+    result = export_model(model, tmp_path / "b.onnx", task="instance", check=True, tolerance=1e-3)
+    assert result.max_abs_diff < 1e-3 and result.detections_compared > 0

@@ -32,7 +32,7 @@ def evaluate(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
     tta: str | None = typer.Option(None, "--tta", help="flip | flip,scales=0.75,1,1.25 (semantic)"),
     tile: int | None = typer.Option(None, "--tile", help="Sliding-window tile size in pixels (semantic)."),
-    overlap: float = typer.Option(0.25, "--overlap", help="Tile overlap fraction."),
+    overlap: float | None = typer.Option(None, "--overlap", help="Tile overlap fraction (default 0.25)."),
     detections: Path | None = typer.Option(None, "--detections", help="Instance checkpoints: also write the "
                                            "scored detections as a COCO results JSON."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
@@ -48,14 +48,15 @@ def evaluate(
     try:
         model, info = load_checkpoint(run, device=dist.device)
         if _task(info) == "instance":
-            _refuse_for_instance(info, tta=tta, tile=tile)
+            _refuse_for_instance(info, tta=tta, tile=tile, overlap=overlap)
             _require_detector(model, info)
             _evaluate_instance(model, info, data, split, json_out, detections, dist)
             return
         if detections is not None:
             raise ConfigError(f"--detections: {info['path']} is a semantic checkpoint; COCO detections come "
                               "from instance checkpoints. Drop --detections.")
-        _evaluate_semantic(model, info, data, split, json_out, dict(tta=tta, tile=tile, overlap=overlap), dist)
+        _evaluate_semantic(model, info, data, split, json_out,
+                           dict(tta=tta, tile=tile, overlap=0.25 if overlap is None else overlap), dist)
     finally:
         distributed.cleanup()
 
@@ -103,8 +104,9 @@ def _evaluate_instance(model: Any, info: dict, data: Path, split: str, json_out:
         return
     _print_instance_metrics(metrics, classes, cat_ids, f"{info['path']} on {data} ({split}, {len(dataset)} "
                             "images)")
-    per_class = {name: {f"{kind}_AP": metrics[f"{kind}_per_class_AP"].get(cat) for kind in ("mask", "box")}
-                 for name, cat in zip(classes[1:], cat_ids[1:], strict=True)}
+    per_class = [{"category_id": cat, "name": name,
+                  **{f"{kind}_AP": metrics[f"{kind}_per_class_AP"].get(cat) for kind in ("mask", "box")}}
+                 for name, cat in zip(classes[1:], cat_ids[1:], strict=True)]
     scalars = {k: v for k, v in metrics.items() if not k.endswith("per_class_AP")}
     _write_record(json_out, info, data, split, len(dataset), {**scalars, "per_class": per_class})
     if detections_out is not None:
@@ -144,8 +146,8 @@ def predict(
     out: Path = typer.Option(..., "--out", help="Output folder."),
     format: str = typer.Option("index", "--format", help="index (palette PNG) | color | overlay | panel"),
     tile: int | None = typer.Option(None, "--tile", help="Sliding-window tile size, e.g. 1024 (semantic)."),
-    overlap: float = typer.Option(0.25, "--overlap", help="Tile overlap fraction."),
-    blend: str = typer.Option("gaussian", "--blend", help="gaussian | linear | none"),
+    overlap: float | None = typer.Option(None, "--overlap", help="Tile overlap fraction (default 0.25)."),
+    blend: str | None = typer.Option(None, "--blend", help="gaussian (default) | linear | none"),
     tta: str | None = typer.Option(None, "--tta", help="flip | flip,scales=0.75,1,1.25 (semantic)"),
     probs: bool = typer.Option(False, "--probs", help="Also save class probabilities as <stem>_probs.npy."),
     features: str | None = typer.Option(None, "--features", help="Save a feature grid of this layer."),
@@ -169,8 +171,8 @@ def predict(
     model, info = load_checkpoint(checkpoint, device=_device(device))
     instance = _task(info) == "instance"
     if instance:
-        _refuse_for_instance(info, tta=tta, tile=tile, probs=probs or None, features=features,
-                             blend=None if blend == "gaussian" else blend)
+        _refuse_for_instance(info, tta=tta, tile=tile, overlap=overlap, blend=blend, probs=probs or None,
+                             features=features)
         _require_detector(model, info)
     elif score_threshold is not None:
         raise ConfigError(f"--score-threshold: {info['path']} is a semantic checkpoint (no detection scores). "
@@ -193,8 +195,8 @@ def predict(
 
         def run(items: Iterator[tuple[Path, np.ndarray]]) -> Iterator[tuple]:
             return predict_many(model, items, mean=info.get("mean"), std=info.get("std"), tile=tile,
-                                overlap=overlap, blend=blend, tta=tta, batch_size=batch_size,
-                                return_probs=probs)
+                                overlap=0.25 if overlap is None else overlap, blend=blend or "gaussian",
+                                tta=tta, batch_size=batch_size, return_probs=probs)
     channels = 1 if int(info.get("in_channels", 3)) == 1 else 3
     n_ok = _run_predict(paths, failures, writer, run, channels, lookahead=2 * batch_size)
     extra = f", detections: {out / 'predictions.json'}" if instance else ""
@@ -212,6 +214,8 @@ def export(
     out: Path | None = typer.Option(None, "--out", help="Output file (default: beside the checkpoint)."),
     check: bool = typer.Option(False, "--check", help="Run the exported file and report max |diff| vs PyTorch."),
     tolerance: float = typer.Option(1e-3, "--tolerance", help="With --check: fail above this difference."),
+    check_image: list[Path] | None = typer.Option(None, "--check-image", help="Instance checkpoints: an image "
+                                                  "to run the --check on (repeatable; default: noise)."),
 ) -> None:
     """Export a checkpoint to ONNX (dynamic batch/height/width) or TorchScript, with metadata inside."""
     from seglab.engine.checkpoint import load_checkpoint
@@ -219,20 +223,32 @@ def export(
 
     model, info = load_checkpoint(checkpoint)
     name = info["model"]["name"]
-    task = _task(info)
+    task = info["task"] = _task(info)
+    if task == "instance":
+        _require_detector(model, info)
+    elif check_image:
+        raise ConfigError("--check-image: semantic exports are checked on random inputs of two shapes; the "
+                          "option is for instance checkpoints. Drop it.")
+    images = None
+    if check_image:
+        from seglab.data.io import read_image
+        from seglab.inference import prepare_image
+
+        images = [prepare_image(read_image(p, channels=3)) for p in check_image]
     src = Path(info["path"])
     out = out or src.with_suffix(".onnx" if format == "onnx" else ".torchscript.pt")
     with console.status(f"exporting {name} to {format}..."):
         result = export_model(model, out, format=format, in_channels=int(info.get("in_channels", 3)),
                               metadata=checkpoint_metadata(info), model_name=name, task=task, check=check,
-                              tolerance=tolerance if check else None)
+                              tolerance=tolerance if check else None, check_images=images)
     if task == "instance":
         from seglab.export import read_metadata
 
         h, w = read_metadata(result.path)["seglab.input_size"]
         console.print(f"exported {name} -> {result.path} ({format}, one {h}x{w} RGB image per call, "
                       f"{result.path.stat().st_size / 1e6:.1f} MB)")
-        probe = f"two {h}x{w} images"
+        probe = (f"{len(images)} image(s)" if images else "two noise images") + \
+            f" at {h}x{w}, {result.detections_compared} detections compared"
     else:
         console.print(f"exported {name} -> {result.path} ({format}, dynamic batch/height/width, "
                       f"{result.path.stat().st_size / 1e6:.1f} MB)")
@@ -240,6 +256,9 @@ def export(
     if result.max_abs_diff is not None:
         console.print(f"check: max |{format} - pytorch| = {result.max_abs_diff:.3g} on {probe} "
                       f"(tolerance {tolerance:g})")
+        if result.detections_compared == 0:
+            err_console.print("warning: neither PyTorch nor the export detected anything in the check images, "
+                              "so only that agreement was checked; rerun with --check-image IMAGE showing objects.")
 
 
 class _Shard:
@@ -342,7 +361,7 @@ class _InstanceWriter:
         self.name = _Names()
         self.detections: list[dict] = []
         self.image_id = 0
-        self.columns = ["file", "output", "image_id", "height", "width", "status", "instances"] + \
+        self.columns = ["file", "output", "image_id", "height", "width", "status", "detections", "instances"] + \
             [f"count_{c}" for c in self.classes[1:]]
 
     def write(self, path: Path, image: np.ndarray, inst: dict[str, Any]) -> dict[str, Any]:
@@ -375,10 +394,10 @@ class _InstanceWriter:
         out = {"boxes": inst["boxes"], "labels": inst["labels"], "scores": inst["scores"],
                "masks": inst["mask_probs"][:, None]}
         self.detections += predictions_to_coco([out], [self.image_id], cat_ids=self.cat_ids)
-        counts = np.bincount(np.asarray(inst["labels"].tolist(), dtype=np.int64), minlength=len(self.classes))
+        counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(self.classes))
         return {"file": str(path), "output": f"{stem}.png", "image_id": self.image_id, "height": ids.shape[0],
-                "width": ids.shape[1], "status": "ok", "instances": len(inst["labels"]),
-                **{f"count_{c}": int(counts[i]) for i, c in enumerate(self.classes) if i > 0}}
+                "width": ids.shape[1], "status": "ok", "detections": len(inst["labels"]),
+                "instances": len(labels), **{f"count_{c}": int(counts[i]) for i, c in enumerate(self.classes) if i > 0}}
 
     def finish(self) -> None:
         """predictions.json: every kept detection (overlaps included) in COCO results format."""
@@ -555,7 +574,7 @@ def _refuse_for_instance(info: dict, **options: Any) -> None:
     given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
     if given:
         raise ConfigError(f"{', '.join(given)}: {info['path']} is an instance checkpoint (Mask R-CNN); tiling, "
-                          "TTA, probabilities, blending and feature grids apply to semantic models. Drop "
+                          "overlap, blending, TTA, probabilities and feature grids apply to semantic models. Drop "
                           f"{' and '.join(given)}.")
 
 

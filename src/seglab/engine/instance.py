@@ -192,7 +192,7 @@ def split_ground_truth(dataset: Any) -> dict:
 
     if isinstance(dataset, CocoInstances):
         return read_json(dataset.ann_file)
-    targets = [dataset[i][1] for i in range(len(dataset))]
+    targets = (dataset[i][1] for i in range(len(dataset)))  # one image's masks in memory at a time
     return targets_to_coco(targets, dataset.classes, dataset.cat_ids)
 
 

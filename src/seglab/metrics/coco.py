@@ -8,7 +8,7 @@ so evaluation during training needs no file on disk.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,7 @@ def predictions_to_coco(outputs: Sequence[dict[str, torch.Tensor]], image_ids: S
     return results
 
 
-def targets_to_coco(targets: Sequence[dict[str, Any]], categories: Sequence[str],
+def targets_to_coco(targets: Iterable[dict[str, Any]], categories: Sequence[str],
                     cat_ids: Sequence[int] | None = None) -> dict:
     """Dataset targets -> a COCO ground-truth dict (for evaluation during training).
 
