@@ -496,7 +496,7 @@ def predict_instances(
     [0, 1]; the model resizes and normalizes internally. ``instances`` holds the detections scoring at
     least ``score_threshold``, best first, on the CPU: ``boxes`` (N, 4) XYXY pixels, ``labels`` (N,)
     contiguous class indices, ``scores`` (N,), ``masks`` (N, H, W) bool (probability > ``mask_threshold``)
-    and ``mask_probs`` (N, H, W) float. Images of any size mix freely in a batch of ``batch_size``.
+    and ``mask_probs`` (N, H, W) float. Consecutive images of the same size are batched, up to ``batch_size``.
     """
     if batch_size < 1:
         raise ConfigError(f"Expected `batch_size` >= 1, but got {batch_size}.")
@@ -514,9 +514,12 @@ def predict_instances(
         pending.clear()
 
     for key, image in items:
-        pending.append((key, image, prepare_image(image, in_channels=3)))
-        if len(pending) >= batch_size:
+        x = prepare_image(image, in_channels=3)
+        # Only same-size images share a batch: the model pads a batch to its largest image, and the padding
+        # would change detections near the border (results would depend on the batch's neighbours).
+        if pending and (x.shape != pending[0][2].shape or len(pending) >= batch_size):
             yield from flush()
+        pending.append((key, image, x))
     if pending:
         yield from flush()
 
