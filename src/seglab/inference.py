@@ -538,8 +538,6 @@ def detect_dataset(
     Every detection the model returns is kept (AP integrates over scores; thresholding would only
     lower it). ``cat_ids[label]`` maps contiguous labels back to the dataset's category ids.
     """
-    from seglab.metrics.coco import predictions_to_coco
-
     total = len(dataset)
 
     def items() -> Iterator[tuple[int, torch.Tensor]]:
@@ -550,12 +548,20 @@ def detect_dataset(
     detections: list[dict] = []
     for done, (image_id, _, inst) in enumerate(predict_instances(model, items(), score_threshold=0.0,
                                                                  batch_size=batch_size, device=device), 1):
-        out = {"boxes": inst["boxes"], "labels": inst["labels"], "scores": inst["scores"],
-               "masks": inst["mask_probs"][:, None]}
-        detections += predictions_to_coco([out], [image_id], cat_ids=cat_ids)
+        detections += instances_to_coco(inst, image_id, cat_ids=cat_ids)
         if callback is not None:
             callback(done, total)
     return detections
+
+
+def instances_to_coco(inst: dict[str, torch.Tensor], image_id: int,
+                      cat_ids: Sequence[int] | None = None) -> list[dict]:
+    """One image's :func:`predict_instances` result as COCO results (masks from ``mask_probs``, RLE)."""
+    from seglab.metrics.coco import predictions_to_coco
+
+    out = {"boxes": inst["boxes"], "labels": inst["labels"], "scores": inst["scores"],
+           "masks": inst["mask_probs"][:, None]}
+    return predictions_to_coco([out], [image_id], cat_ids=cat_ids)
 
 
 def _select(out: dict[str, torch.Tensor], score_threshold: float, mask_threshold: float) -> dict[str, torch.Tensor]:

@@ -82,7 +82,7 @@ def _evaluate_semantic(model: Any, info: dict, data: Path, split: str, json_out:
 
 def _evaluate_instance(model: Any, info: dict, data: Path, split: str, json_out: Path | None,
                        detections_out: Path | None, dist: Any) -> None:
-    from seglab.engine.instance import open_instance_split, score_detections, split_ground_truth
+    from seglab.engine.instance import gather_detections, open_instance_split, score_detections, split_ground_truth
     from seglab.inference import detect_dataset
 
     dataset = open_instance_split(data, split)
@@ -96,10 +96,9 @@ def _evaluate_instance(model: Any, info: dict, data: Path, split: str, json_out:
     with _progress(f"evaluate {split}", len(shard), enabled=dist.is_main) as advance:
         dets = detect_dataset(model, shard, cat_ids=cat_ids, device=dist.device,
                               callback=lambda done, total: advance())
-    if detections_out is not None:
-        dets_all = _gather(dets)
+    dets = gather_detections(dets)
     with err_console.status("COCO evaluation...") if dist.is_main else contextlib.nullcontext():
-        metrics = score_detections(dets, lambda: split_ground_truth(dataset), per_class=True)
+        metrics = score_detections(dets, lambda: split_ground_truth(dataset), per_class=True, gathered=True)
     if not dist.is_main:
         return
     _print_instance_metrics(metrics, classes, cat_ids, f"{info['path']} on {data} ({split}, {len(dataset)} "
@@ -112,19 +111,8 @@ def _evaluate_instance(model: Any, info: dict, data: Path, split: str, json_out:
     if detections_out is not None:
         from seglab.fileio import atomic_write_text
 
-        atomic_write_text(detections_out, json.dumps(dets_all) + "\n")
-        console.print(f"{len(dets_all)} detections written to {detections_out} (COCO results format)")
-
-
-def _gather(items: list) -> list:
-    """Every rank's list, concatenated in rank order (the list itself without DDP)."""
-    import torch.distributed as tdist
-
-    if not (tdist.is_available() and tdist.is_initialized()):
-        return items
-    shards: list[list | None] = [None] * tdist.get_world_size()
-    tdist.all_gather_object(shards, items)
-    return [x for shard in shards for x in shard or []]
+        atomic_write_text(detections_out, json.dumps(dets) + "\n")
+        console.print(f"{len(dets)} detections written to {detections_out} (COCO results format)")
 
 
 def _write_record(json_out: Path | None, info: dict, data: Path, split: str, num_images: int,
@@ -371,7 +359,7 @@ class _InstanceWriter:
         from seglab import viz
         from seglab.data.io import write_label
         from seglab.fileio import atomic_path, atomic_write_text
-        from seglab.metrics.coco import predictions_to_coco
+        from seglab.inference import instances_to_coco
 
         stem = self.name(path)
         self.image_id += 1
@@ -391,9 +379,7 @@ class _InstanceWriter:
         elif self.format == "panel":
             viz.save_instance_panels(self.out / f"{stem}_panel.png", [(image, None, inst)], self.classes,
                                      titles=[path.name])
-        out = {"boxes": inst["boxes"], "labels": inst["labels"], "scores": inst["scores"],
-               "masks": inst["mask_probs"][:, None]}
-        self.detections += predictions_to_coco([out], [self.image_id], cat_ids=self.cat_ids)
+        self.detections += instances_to_coco(inst, self.image_id, cat_ids=self.cat_ids)
         counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(self.classes))
         return {"file": str(path), "output": f"{stem}.png", "image_id": self.image_id, "height": ids.shape[0],
                 "width": ids.shape[1], "status": "ok", "detections": len(inst["labels"]),

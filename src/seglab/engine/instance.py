@@ -198,23 +198,35 @@ def split_ground_truth(dataset: Any) -> dict:
     return targets_to_coco(targets, dataset.classes, dataset.cat_ids)
 
 
-def score_detections(detections: list[dict], ground_truth: Callable[[], dict],
-                     per_class: bool = False) -> dict[str, Any]:
+def gather_detections(detections: list[dict]) -> list[dict]:
+    """Every rank's detections, concatenated in rank order, on every rank (the list itself without DDP)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return detections
+    shards: list[list[dict] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(shards, detections)
+    return [d for shard in shards for d in shard or []]
+
+
+def score_detections(detections: list[dict], ground_truth: Callable[[], dict], per_class: bool = False,
+                     gathered: bool = False) -> dict[str, Any]:
     """COCO mask and box AP (``mask_AP``, ``box_AP50``, ...) of ``detections``, DDP-aware.
 
-    Under DDP every rank passes its shard's detections; they are gathered and scored once on rank 0
-    (``ground_truth()`` is only called there) and the numbers are shared, so all ranks agree. With
-    ``per_class`` the result also holds ``mask_per_class_AP`` / ``box_per_class_AP`` by category id.
+    Under DDP every rank passes its shard's detections (or, with ``gathered``, the result of
+    :func:`gather_detections`); they are scored once on rank 0 (``ground_truth()`` is only called there)
+    and the numbers are shared, so all ranks agree. With ``per_class`` the result also holds
+    ``mask_per_class_AP`` / ``box_per_class_AP`` by category id.
     """
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
         return _score(detections, ground_truth(), per_class)
-    shards: list[list[dict] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(shards, detections)
+    if not gathered:
+        detections = gather_detections(detections)
     result: list[dict | None] = [None]
     if dist.get_rank() == 0:
-        result[0] = _score([d for shard in shards for d in shard or []], ground_truth(), per_class)
+        result[0] = _score(detections, ground_truth(), per_class)
     dist.broadcast_object_list(result, src=0)
     return result[0]  # type: ignore[return-value]
 
