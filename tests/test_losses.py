@@ -10,7 +10,19 @@ import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
 from seglab.errors import ConfigError, SeglabError
-from seglab.losses import BINARY, MULTICLASS, build_loss
+from seglab.losses import (
+    BINARY,
+    MULTICLASS,
+    binary_cross_entropy,
+    binary_dice_loss,
+    binary_focal_loss,
+    build_loss,
+    cross_entropy,
+    dice_loss,
+    focal_loss,
+    lovasz_softmax,
+    tversky_loss,
+)
 
 IGN = 255
 LN2 = math.log(2)
@@ -235,3 +247,25 @@ def test_cuda_autocast_matches_float32(dtype: torch.dtype) -> None:
         loss = build_loss(spec, 3)(x.to(dtype), t)
     assert torch.isfinite(loss)
     assert loss.item() == pytest.approx(reference.item(), rel=0.05)
+
+
+def test_terms_are_pure_functions() -> None:
+    # Each term works alone on tensors and a validity mask, with the numbers SegLoss gives.
+    x, t = torch.randn(2, 3, 5, 4), torch.randint(0, 3, (2, 5, 4))
+    t[0, 0] = IGN
+    valid = t != IGN
+    ref = F.cross_entropy(x, t, ignore_index=IGN)
+    assert cross_entropy(x, t, valid).item() == pytest.approx(ref.item(), rel=1e-6)
+    assert dice_loss(x, t, valid, smooth=0.5).item() == pytest.approx(
+        build_loss("dice", 3, smooth=0.5)(x, t).item(), rel=1e-6)
+    assert dice_loss(x, t, valid, exclude_background=True).item() == pytest.approx(
+        build_loss("dice_fg", 3)(x, t).item(), rel=1e-6)
+    assert tversky_loss(x, t, valid, alpha=0.5, beta=0.5, smooth=0.0).item() == pytest.approx(
+        dice_loss(x, t, valid, smooth=0.0).item(), rel=1e-5)
+    assert focal_loss(x, t, valid, alpha=1.0, gamma=0.0).item() == pytest.approx(ref.item(), rel=1e-6)
+    assert lovasz_softmax(x, t, valid).item() == pytest.approx(build_loss("lovasz", 3)(x, t).item(), rel=1e-6)
+    xb, tb = x[:, :1], t.clamp(max=1)
+    assert binary_focal_loss(xb, tb, valid, alpha=-1.0, gamma=0.0).item() == pytest.approx(
+        binary_cross_entropy(xb, tb, valid).item(), rel=1e-6)
+    assert binary_dice_loss(xb, tb, valid).item() == pytest.approx(
+        build_loss("binary_dice", 1)(xb, torch.where(valid, tb, IGN)).item(), rel=1e-6)

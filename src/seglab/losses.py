@@ -21,6 +21,12 @@ mixed in one spec.
 
 Every term skips pixels equal to ``ignore_index`` (also in Dice's sums), computes in float32 even under
 autocast, and returns 0 with zero gradients when every pixel is ignored.
+
+Each term is a pure function of tensors and plain parameters, callable alone (``cross_entropy``,
+``dice_loss``, ``tversky_loss``, ``focal_loss``, ``lovasz_softmax``, ``binary_cross_entropy``,
+``binary_dice_loss``, ``binary_focal_loss``), e.g. ``dice_loss(logits, target, target != 255, smooth=1.0)``;
+they take a boolean ``valid`` mask instead of ``ignore_index``. :class:`SegLoss` checks the inputs, computes
+the mask once, casts to float32 outside autocast and passes each term its fields.
 """
 
 from __future__ import annotations
@@ -51,64 +57,79 @@ def _one_hot(target: Tensor, valid: Tensor, num_classes: int) -> Tensor:
     return F.one_hot(safe, num_classes).permute(0, 3, 1, 2).float() * valid.unsqueeze(1)
 
 
-def _cross_entropy(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor, weight: Tensor | None) -> Tensor:
-    total = F.cross_entropy(x, t, weight=weight, ignore_index=loss.ignore_index, reduction="sum")
+def cross_entropy(logits: Tensor, target: Tensor, valid: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Cross-entropy averaged like torch's ``"mean"`` (over the valid pixels' class weights), 0 when none is valid.
+
+    Args:
+        logits: (N, C, H, W) float.
+        target: (N, H, W) int64 class indices; entries where ``valid`` is False may hold anything.
+        valid: (N, H, W) bool, the pixels that count.
+        weight: optional (C,) per-class weights (the ``wce`` term).
+    """
+    if weight is not None:
+        weight = weight.to(logits.device)
+    total = F.cross_entropy(logits, torch.where(valid, target, -100), weight=weight, reduction="sum")
     # Same normaliser as torch's "mean" (sum of the target pixels' weights), but 0 instead of NaN when empty.
-    denom = valid.sum() if weight is None else (weight[torch.where(valid, t, 0)] * valid).sum()
+    denom = valid.sum() if weight is None else (weight[torch.where(valid, target, 0)] * valid).sum()
     return total / denom.clamp_min(_TINY)
 
 
-def _ce(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
-    return _cross_entropy(loss, x, t, valid, None)
-
-
-def _wce(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
-    return _cross_entropy(loss, x, t, valid, loss.class_weights.to(x.device))
-
-
-def _soft_stats(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _soft_stats(logits: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Per-class soft true positives, predicted mass and target mass over valid pixels, each (C,)."""
-    probs = x.softmax(dim=1) * valid.unsqueeze(1)
-    onehot = _one_hot(t, valid, x.shape[1])
+    probs = logits.softmax(dim=1) * valid.unsqueeze(1)
+    onehot = _one_hot(target, valid, logits.shape[1])
     dims = (0, 2, 3)
     return (probs * onehot).sum(dims), probs.sum(dims), onehot.sum(dims)
 
 
-def _dice_per_class(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
-    tp, pred_mass, true_mass = _soft_stats(loss, x, t, valid)
-    return (2 * tp + loss.smooth) / (pred_mass + true_mass + loss.smooth).clamp_min(_TINY)
+def dice_loss(logits: Tensor, target: Tensor, valid: Tensor, smooth: float = 1.0,
+              exclude_background: bool = False) -> Tensor:
+    """1 - soft Dice of the softmax, per class over the whole batch, then averaged over classes.
+
+    Shapes as :func:`cross_entropy`. ``smooth`` keeps classes absent from the batch finite;
+    ``exclude_background`` averages over classes ``1..C-1`` only (the ``dice_fg`` term).
+    """
+    tp, pred_mass, true_mass = _soft_stats(logits, target, valid)
+    per_class = (2 * tp + smooth) / (pred_mass + true_mass + smooth).clamp_min(_TINY)
+    return 1 - (per_class[1:] if exclude_background else per_class).mean()
 
 
-def _dice(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
-    return 1 - _dice_per_class(loss, x, t, valid).mean()
+def tversky_loss(logits: Tensor, target: Tensor, valid: Tensor, alpha: float = 0.3, beta: float = 0.7,
+                 smooth: float = 1.0) -> Tensor:
+    """Tversky loss (Salehi et al., 2017): Dice with false positives weighed ``alpha``, false negatives ``beta``.
 
-
-def _dice_fg(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
-    return 1 - _dice_per_class(loss, x, t, valid)[1:].mean()
-
-
-def _tversky(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
-    tp, pred_mass, true_mass = _soft_stats(loss, x, t, valid)
+    Shapes as :func:`cross_entropy`; ``alpha = beta = 0.5`` gives :func:`dice_loss`.
+    """
+    tp, pred_mass, true_mass = _soft_stats(logits, target, valid)
     fp, fn = pred_mass - tp, true_mass - tp
-    denom = tp + loss.tversky_alpha * fp + loss.tversky_beta * fn + loss.smooth
-    return 1 - ((tp + loss.smooth) / denom.clamp_min(_TINY)).mean()
+    denom = tp + alpha * fp + beta * fn + smooth
+    return 1 - ((tp + smooth) / denom.clamp_min(_TINY)).mean()
 
 
-def _focal(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
-    safe = torch.where(valid, t, 0)
-    logp_t = x.log_softmax(dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
-    alpha = loss.focal_alpha.to(x.device)
+def focal_loss(logits: Tensor, target: Tensor, valid: Tensor, alpha: float | Tensor = 0.25,
+               gamma: float = 2.0) -> Tensor:
+    """Multi-class focal loss (Lin et al., 2017): ``-alpha_t (1 - p_t)^gamma log p_t``, mean over valid pixels.
+
+    Shapes as :func:`cross_entropy`; ``alpha`` is a float or a (C,) tensor of per-class values.
+    """
+    safe = torch.where(valid, target, 0)
+    logp_t = logits.log_softmax(dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
+    alpha = torch.as_tensor(alpha, dtype=torch.float32, device=logits.device)
     alpha_t = alpha[safe] if alpha.numel() > 1 else alpha
-    values = -alpha_t * (1 - logp_t.exp()).pow(loss.focal_gamma) * logp_t
+    values = -alpha_t * (1 - logp_t.exp()).pow(gamma) * logp_t
     return _valid_mean(values, valid)
 
 
-def _lovasz(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
-    probs = x.softmax(dim=1).permute(0, 2, 3, 1)[valid]  # (P, C): valid pixels only
-    fg = F.one_hot(t[valid], x.shape[1]).float()
+def lovasz_softmax(logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Lovasz-softmax (Berman et al., 2018), a convex surrogate of 1 - IoU, averaged over classes present.
+
+    Shapes as :func:`cross_entropy`.
+    """
+    probs = logits.softmax(dim=1).permute(0, 2, 3, 1)[valid]  # (P, C): valid pixels only
+    fg = F.one_hot(target[valid], logits.shape[1]).float()
     present = fg.sum(0) > 0
     if not bool(present.any()):
-        return x.sum() * 0
+        return logits.sum() * 0
     errors, order = (fg - probs).abs().sort(dim=0, descending=True)
     fg_sorted = fg.gather(0, order)
     # Gradient of the Lovasz extension of the Jaccard loss: the jump in 1 - IoU as each pixel
@@ -122,37 +143,45 @@ def _lovasz(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
     return per_class[present].mean()
 
 
-def _binary_parts(x: Tensor, t: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-    return x[:, 0], torch.where(valid, t, 0).float()
+def _binary_parts(logits: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    return logits[:, 0], torch.where(valid, target, 0).float()
 
 
-def _bce(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
-    logit, y = _binary_parts(x, t, valid)
+def binary_cross_entropy(logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Binary cross-entropy on one-channel logits (N, 1, H, W), targets (N, H, W) in {0, 1}, valid (N, H, W)."""
+    logit, y = _binary_parts(logits, target, valid)
     return _valid_mean(F.binary_cross_entropy_with_logits(logit, y, reduction="none"), valid)
 
 
-def _binary_dice(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
-    logit, y = _binary_parts(x, t, valid)
+def binary_dice_loss(logits: Tensor, target: Tensor, valid: Tensor, smooth: float = 1.0) -> Tensor:
+    """1 - soft Dice of the sigmoid over the batch; shapes as :func:`binary_cross_entropy`."""
+    logit, y = _binary_parts(logits, target, valid)
     p = logit.sigmoid() * valid
     y = y * valid
-    return 1 - (2 * (p * y).sum() + loss.smooth) / (p.sum() + y.sum() + loss.smooth).clamp_min(_TINY)
+    return 1 - (2 * (p * y).sum() + smooth) / (p.sum() + y.sum() + smooth).clamp_min(_TINY)
 
 
-def _binary_focal(loss: SegLoss, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
-    logit, y = _binary_parts(x, t, valid)
+def binary_focal_loss(logits: Tensor, target: Tensor, valid: Tensor, alpha: float = 0.25,
+                      gamma: float = 2.0) -> Tensor:
+    """Sigmoid focal loss in torchvision's ``sigmoid_focal_loss`` convention, mean over valid pixels.
+
+    Shapes as :func:`binary_cross_entropy`; ``alpha`` weighs the positives, a negative ``alpha`` turns the
+    class balancing off.
+    """
+    logit, y = _binary_parts(logits, target, valid)
     p = logit.sigmoid()
     ce = F.binary_cross_entropy_with_logits(logit, y, reduction="none")
     p_t = p * y + (1 - p) * (1 - y)
-    values = ce * (1 - p_t).pow(loss.focal_gamma)
-    alpha = float(loss.focal_alpha.reshape(-1)[0])
-    if alpha >= 0:  # torchvision's convention: a negative alpha switches class balancing off
+    values = ce * (1 - p_t).pow(gamma)
+    if alpha >= 0:
         values = (alpha * y + (1 - alpha) * (1 - y)) * values
     return _valid_mean(values, valid)
 
 
 _TERMS: dict[str, Callable[..., Tensor]] = {
-    "ce": _ce, "wce": _wce, "dice": _dice, "dice_fg": _dice_fg, "focal": _focal, "lovasz": _lovasz,
-    "tversky": _tversky, "bce": _bce, "binary_dice": _binary_dice, "binary_focal": _binary_focal,
+    "ce": cross_entropy, "wce": cross_entropy, "dice": dice_loss, "dice_fg": dice_loss, "focal": focal_loss,
+    "lovasz": lovasz_softmax, "tversky": tversky_loss, "bce": binary_cross_entropy,
+    "binary_dice": binary_dice_loss, "binary_focal": binary_focal_loss,
 }
 
 
@@ -171,7 +200,22 @@ class SegLoss(nn.Module):
         self.binary = all(name in BINARY for _, name in terms)
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.register_buffer("focal_alpha", focal_alpha, persistent=False)
+        self.binary_focal_alpha = float(focal_alpha.reshape(-1)[0])
         self.last_components: dict[str, Tensor] = {}
+
+    def _params(self, name: str) -> dict[str, object]:
+        """The plain parameters the term ``name`` takes from this module's fields."""
+        if name == "wce":
+            return {"weight": self.class_weights}
+        if name in ("dice", "dice_fg", "binary_dice"):
+            return {"smooth": self.smooth} | ({"exclude_background": True} if name == "dice_fg" else {})
+        if name == "tversky":
+            return {"alpha": self.tversky_alpha, "beta": self.tversky_beta, "smooth": self.smooth}
+        if name == "focal":
+            return {"alpha": self.focal_alpha, "gamma": self.focal_gamma}
+        if name == "binary_focal":
+            return {"alpha": self.binary_focal_alpha, "gamma": self.focal_gamma}
+        return {}
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of ``logits`` (N, C, H, W) (C = 1 for binary terms) against ``target`` (N, H, W) ints."""
@@ -183,7 +227,7 @@ class SegLoss(nn.Module):
             total = x.new_zeros(())
             components: dict[str, Tensor] = {}
             for weight, name in self.terms:
-                value = weight * _TERMS[name](self, x, target, valid)
+                value = weight * _TERMS[name](x, target, valid, **self._params(name))
                 components[f"loss_{name}"] = value.detach()
                 total = total + value
         self.last_components = components

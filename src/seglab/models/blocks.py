@@ -1,6 +1,7 @@
-"""Shared building blocks: conv+norm+act, the U-Net double conv, upsampling choices, stride padding.
+"""Shared building blocks: conv+norm+act, the U-Net double conv, upsampling choices, option checks.
 
-Kept small and dependency-free so every model family composes the same parts.
+Kept small and dependency-free so every model family composes the same parts; the model base class and
+the resize / padding helpers live in :mod:`seglab.models.base`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from seglab.errors import ModelError
+from seglab.models.base import resize
 
 NORMS = ("batch", "group", "none")
 UPSAMPLES = ("transpose", "bilinear", "bilinear_conv", "nearest")
@@ -90,56 +91,3 @@ class Upsample(nn.Module):
         if self.mode == "nearest":
             return F.interpolate(x, mode="nearest", **kwargs)
         return self.conv(F.interpolate(x, mode="bilinear", align_corners=False, **kwargs))
-
-
-def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-    """Bilinear resize of (N, C, H, W) logits or features to ``size``; a no-op when already that size."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad (N, C, H, W) on the bottom/right so H and W are multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
-
-
-class SegmentationModel(nn.Module):
-    """Base class: pad the input to ``self.stride``, run ``_forward``, crop logits back to (H, W).
-
-    Subclasses set ``self.stride`` and implement ``_forward(x) -> Tensor | dict``; they call
-    ``self.run(module, *args)`` for stages that gradient checkpointing may wrap.
-    """
-
-    stride: int = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.grad_checkpointing = False
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute stage activations in backward to save memory (slower, same results)."""
-        self.grad_checkpointing = enable
-        for child in self.children():  # encoders switch their own (timm) checkpointing
-            if hasattr(child, "set_grad_checkpointing"):
-                child.set_grad_checkpointing(enable)
-
-    def run(self, module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
-        """Call ``module(*args)``, through ``torch.utils.checkpoint`` when checkpointing and training."""
-        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(module, *args, use_reentrant=False)
-        return module(*args)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Logits (N, num_classes, H, W) for input (N, in_channels, H, W); ``{"out", "aux"}`` when training
-        with an auxiliary head."""
-        size = x.shape[-2:]
-        out = self._forward(pad_to_multiple(x, self.stride))
-        if isinstance(out, dict):
-            return {k: v[..., : size[0], : size[1]] for k, v in out.items()}
-        return out[..., : size[0], : size[1]]
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-        raise NotImplementedError

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from seglab.errors import ModelError
-from seglab.models.blocks import ConvNormAct, SegmentationModel
+from seglab.models.base import SegmentationModel
+from seglab.models.blocks import ConvNormAct
 from seglab.models.encoders import build_encoder
 from seglab.models.registry import register_model
 

@@ -76,3 +76,8 @@ def list_models() -> list[ModelEntry]:
 def _load_all() -> None:
     # Importing the model modules registers them; done lazily so `import seglab` stays cheap.
     import seglab.models  # noqa: F401
+
+
+def is_instance_model(model: nn.Module) -> bool:
+    """True for torchvision-style detectors (Mask R-CNN): they take a list of images, return dicts."""
+    return hasattr(model, "roi_heads") and hasattr(model, "rpn")
