@@ -18,7 +18,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from seglab.data.io import read_palette
+from seglab.data.layout import read_palette
 from seglab.errors import DataError
 from seglab.fileio import atomic_path
 

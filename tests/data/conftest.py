@@ -1,9 +1,11 @@
-"""A tiny, valid semantic folder dataset that each test breaks in its own way."""
+"""Tiny valid datasets (a semantic folder, an instance-mask folder, its COCO JSON) that tests break."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,3 +34,48 @@ def make_dataset(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+# The tiny instance dataset: per image, (category id, (y0, y1, x0, x1)) rectangles drawn in order as
+# instance ids 1..n on a H x W canvas; "c" has no instance.
+INSTANCE_H, INSTANCE_W = 40, 48
+INSTANCE_RECTS = {
+    "a": [(1, (2, 12, 5, 15)), (3, (20, 38, 30, 46))],
+    "b": [(2, (0, 40, 0, 8)), (1, (10, 20, 20, 30)), (2, (25, 35, 10, 20))],
+    "c": [],
+}
+
+
+@pytest.fixture
+def instance_spec() -> SimpleNamespace:
+    """What ``mask_root`` holds: ``H``, ``W`` and ``RECTS`` (read only)."""
+    return SimpleNamespace(H=INSTANCE_H, W=INSTANCE_W, RECTS=INSTANCE_RECTS)
+
+
+@pytest.fixture
+def mask_root(tmp_path: Path) -> Path:
+    """An instance-mask folder dataset ``tmp_path/inst`` (split train) with a background-first classes.txt."""
+    from seglab.data.io import write_label
+
+    root, split = tmp_path / "inst", "train"
+    (root / "images" / split).mkdir(parents=True)
+    (root / "classes.txt").write_text("background\ncircle\nsquare\ntriangle\n")
+    rng = np.random.default_rng(0)
+    for stem, rects in INSTANCE_RECTS.items():
+        image = rng.integers(0, 255, (INSTANCE_H, INSTANCE_W, 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / "images" / split / f"{stem}.png")
+        ids = np.zeros((INSTANCE_H, INSTANCE_W), np.uint8)
+        for k, (_, (y0, y1, x0, x1)) in enumerate(rects, 1):
+            ids[y0:y1, x0:x1] = k
+        write_label(root / "masks" / split / f"{stem}.png", ids)
+        (root / "masks" / split / f"{stem}.json").write_text(json.dumps({"labels": [c for c, _ in rects]}))
+    return root
+
+
+@pytest.fixture
+def coco_root(mask_root: Path) -> Path:
+    """``mask_root`` plus its COCO JSON ``annotations/instances_train.json`` (written by masks_to_coco)."""
+    from seglab.data.instance_convert import masks_to_coco
+
+    masks_to_coco(mask_root, "train", mask_root / "annotations" / "instances_train.json")
+    return mask_root

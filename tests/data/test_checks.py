@@ -327,7 +327,7 @@ def test_fast_path_samples_labels_but_reads_every_header(make_dataset, monkeypat
 
 def test_progress_reports_every_file(make_dataset) -> None:
     calls: list[tuple[int, int]] = []
-    check_dataset(make_dataset(n=3), progress=lambda done, total: calls.append((done, total)))
+    check_dataset(make_dataset(n=3), callback=lambda done, total: calls.append((done, total)))
     assert calls == [(i, 6) for i in range(1, 7)]
 
 
@@ -348,7 +348,8 @@ def test_instance_task_uses_the_coco_checker(tmp_path, capsys, monkeypatch) -> N
         seen.update(root=root, splits=splits, max_pixels=max_pixels)
         return [Problem(root / "annotations/instances_train.json", "bad polygon", "fix it")]
 
-    monkeypatch.setitem(sys.modules, "seglab.data.coco", types.SimpleNamespace(check_instance_dataset=fake_check))
+    fake = types.SimpleNamespace(check_instance_dataset=fake_check)
+    monkeypatch.setitem(sys.modules, "seglab.data.instance_checks", fake)
     rc, out = _run(capsys, str(tmp_path), "--task", "instance", "--split", "train", "--max-pixels", "99")
     assert rc == 2 and "instances_train.json" in out
     assert seen == {"root": tmp_path, "splits": ["train"], "max_pixels": 99}

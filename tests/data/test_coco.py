@@ -1,4 +1,4 @@
-"""COCO / instance-mask datasets, the instance doctor and the PNG <-> COCO converters."""
+"""COCO instance datasets: targets against independent decoders, augmentation, crowd, open_instance_split."""
 
 from __future__ import annotations
 
@@ -12,49 +12,12 @@ from PIL import Image
 from pycocotools import mask as pycoco_mask
 from torchvision.transforms import v2
 
-from seglab.data.coco import (
-    CocoInstances,
-    InstanceMaskFolder,
-    check_instance_dataset,
-    coco_to_masks,
-    collate_instances,
-    masks_to_coco,
-)
-from seglab.data.io import DEFAULT_MAX_PIXELS, read_label, write_label
-from seglab.errors import DataError
-
-H, W = 40, 48
-# per image: (category id, (y0, y1, x0, x1)) rectangles, drawn in order as instance ids 1..n
-RECTS = {
-    "a": [(1, (2, 12, 5, 15)), (3, (20, 38, 30, 46))],
-    "b": [(2, (0, 40, 0, 8)), (1, (10, 20, 20, 30)), (2, (25, 35, 10, 20))],
-    "c": [],
-}
-
-
-def _make_mask_dataset(root: Path, split: str = "train") -> Path:
-    (root / "images" / split).mkdir(parents=True)
-    (root / "classes.txt").write_text("background\ncircle\nsquare\ntriangle\n")
-    rng = np.random.default_rng(0)
-    for stem, rects in RECTS.items():
-        Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(root / "images" / split / f"{stem}.png")
-        ids = np.zeros((H, W), np.uint8)
-        for k, (_, (y0, y1, x0, x1)) in enumerate(rects, 1):
-            ids[y0:y1, x0:x1] = k
-        write_label(root / "masks" / split / f"{stem}.png", ids)
-        (root / "masks" / split / f"{stem}.json").write_text(json.dumps({"labels": [c for c, _ in rects]}))
-    return root
-
-
-@pytest.fixture
-def mask_root(tmp_path: Path) -> Path:
-    return _make_mask_dataset(tmp_path / "ds")
-
-
-@pytest.fixture
-def coco_root(mask_root: Path) -> Path:
-    masks_to_coco(mask_root, "train", mask_root / "annotations" / "instances_train.json")
-    return mask_root
+from seglab.data.coco import CocoInstances, collate_instances, open_instance_split
+from seglab.data.instance_checks import check_instance_dataset
+from seglab.data.instance_convert import coco_to_masks
+from seglab.data.io import DEFAULT_MAX_PIXELS
+from seglab.data.masks import InstanceMaskFolder
+from seglab.errors import ConfigError, DataError
 
 
 def _np_tight_box(mask: np.ndarray) -> list[float]:
@@ -62,39 +25,8 @@ def _np_tight_box(mask: np.ndarray) -> list[float]:
     return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
-def test_masks_to_coco_matches_pycocotools_and_round_trips(coco_root: Path, tmp_path: Path) -> None:
-    data = json.loads((coco_root / "annotations" / "instances_train.json").read_text())
-    assert [c["name"] for c in data["categories"]] == ["circle", "square", "triangle"]
-    assert len(data["annotations"]) == 5
-    for ann in data["annotations"]:
-        im = next(i for i in data["images"] if i["id"] == ann["image_id"])
-        stem = Path(im["file_name"]).stem
-        cat, (y0, y1, x0, x1) = RECTS[stem][len([a for a in data["annotations"] if a["image_id"] == im["id"]
-                                                 and a["id"] < ann["id"]])]
-        expected = np.zeros((H, W), np.uint8)
-        expected[y0:y1, x0:x1] = 1
-        rle = dict(ann["segmentation"], counts=ann["segmentation"]["counts"].encode())
-        np.testing.assert_array_equal(pycoco_mask.decode(rle), expected)  # independent decoder
-        assert ann["bbox"] == [x0, y0, x1 - x0, y1 - y0] and ann["area"] == expected.sum()
-        assert ann["category_id"] == cat
-    out = tmp_path / "back"
-    summary = coco_to_masks(coco_root, "train", out)
-    assert summary == {"images": 3, "instances": 5, "skipped_crowd": 0, "hidden": 0}
-    for stem in RECTS:
-        np.testing.assert_array_equal(read_label(out / f"{stem}.png"),
-                                      read_label(coco_root / "masks" / "train" / f"{stem}.png"))
-        assert json.loads((out / f"{stem}.json").read_text()) == json.loads(
-            (coco_root / "masks" / "train" / f"{stem}.json").read_text())
-
-
-def test_converters_never_overwrite(coco_root: Path) -> None:
-    with pytest.raises(DataError, match="already exists"):
-        masks_to_coco(coco_root, "train", coco_root / "annotations" / "instances_train.json")
-    with pytest.raises(DataError, match="already holds PNG"):
-        coco_to_masks(coco_root, "train", coco_root / "masks" / "train")
-
-
-def test_coco_and_mask_folder_give_the_same_targets(coco_root: Path) -> None:
+def test_coco_and_mask_folder_give_the_same_targets(coco_root: Path, instance_spec) -> None:
+    H, W, RECTS = instance_spec.H, instance_spec.W, instance_spec.RECTS
     coco, folder = CocoInstances(coco_root, "train"), InstanceMaskFolder(coco_root, "train")
     assert coco.classes == folder.classes == ["background", "circle", "square", "triangle"]
     assert coco.cat_ids == folder.cat_ids == [0, 1, 2, 3] and coco.num_classes == 4
@@ -112,6 +44,7 @@ def test_coco_and_mask_folder_give_the_same_targets(coco_root: Path) -> None:
 
 
 def test_polygons_rle_and_crowd(tmp_path: Path) -> None:
+    H, W = 40, 48
     root = tmp_path / "poly"
     (root / "images" / "val").mkdir(parents=True)
     (root / "annotations").mkdir()
@@ -168,7 +101,8 @@ def test_targets_stay_aligned_under_augmentation(coco_root: Path) -> None:
     assert seen > 10
 
 
-def test_flip_and_crop_move_boxes_with_masks(coco_root: Path) -> None:
+def test_flip_and_crop_move_boxes_with_masks(coco_root: Path, instance_spec) -> None:
+    W = instance_spec.W
     flipped = CocoInstances(coco_root, "train", transforms=v2.RandomHorizontalFlip(1.0))
     _, t = flipped[0]  # image "a"
     assert t["boxes"].tolist() == [[W - 15.0, 2.0, W - 5.0, 12.0], [W - 46.0, 20.0, W - 30.0, 38.0]]
@@ -193,66 +127,12 @@ def test_check_true_refuses_a_broken_dataset(coco_root: Path) -> None:
         CocoInstances(coco_root, "train")
 
 
-def _edit(key: str):
-    def images(d: dict) -> None:
-        d["images"][1]["id"] = d["images"][0]["id"]
-
-    def missing(d: dict) -> None:
-        d["images"][0]["file_name"] = "nope.png"
-
-    edits = {
-        "outside": (lambda d: d["annotations"][0].update(bbox=[40, 2, 20, 10]), "outside the 48x40 image"),
-        "zero": (lambda d: d["annotations"][0].update(bbox=[5, 2, 0, 10]), "zero-area"),
-        "size": (lambda d: d["annotations"][0]["segmentation"].update(size=[20, 20]), "mask size [20, 20]"),
-        "category": (lambda d: d["annotations"][0].update(category_id=7), "category id 7 is not in"),
-        "dup": (images, "duplicate image id"),
-        "missing": (missing, "missing on disk"),
-        "polygon": (lambda d: d["annotations"][0].update(segmentation=[[1, 1, 5, 5]]), "fewer than 3 points"),
-    }
-    return edits[key]
-
-
-@pytest.mark.parametrize("key", ["outside", "zero", "size", "category", "dup", "missing", "polygon"])
-def test_doctor_finds_each_coco_problem(coco_root: Path, key: str) -> None:
-    assert check_instance_dataset(coco_root, None, DEFAULT_MAX_PIXELS) == []
-    path = coco_root / "annotations" / "instances_train.json"
-    data = json.loads(path.read_text())
-    edit, message = _edit(key)
-    edit(data)
-    path.write_text(json.dumps(data))
-    problems = check_instance_dataset(coco_root, ["train"], DEFAULT_MAX_PIXELS)
-    assert len(problems) >= 1 and any(message in p.problem for p in problems), problems
-    assert all(p.fix for p in problems)
-
-
-def test_doctor_names_json_line_and_column(coco_root: Path) -> None:
-    path = coco_root / "annotations" / "instances_train.json"
-    path.write_text('{\n  "images": [\n    {"id": 1,,}\n  ]\n}\n')
-    [problem] = check_instance_dataset(coco_root, ["train"], DEFAULT_MAX_PIXELS)
-    assert "line 3, column 14" in problem.problem and Path(problem.path) == path
-
-
-def test_doctor_mask_folder_checks(mask_root: Path) -> None:
-    assert check_instance_dataset(mask_root, ["train"], DEFAULT_MAX_PIXELS) == []
-    masks = mask_root / "masks" / "train"
-    (masks / "a.json").unlink()
-    (masks / "b.json").write_text(json.dumps({"labels": [1, 2]}))  # b has 3 instances
-    write_label(masks / "c.png", np.zeros((H // 2, W), np.uint8))
-    Image.new("RGB", (W, H)).save(mask_root / "images" / "train" / "d.png")
-    problems = {(Path(p.path).name, p.problem.split(" ")[0]) for p in
-                check_instance_dataset(mask_root, None, DEFAULT_MAX_PIXELS)}
-    assert problems == {("a.png", "no"), ("b.json", "2"), ("c.png", "mask"), ("d.png", "image")}
-    assert any(p.problem.startswith("image has 1920 pixels, over the limit of 100")
-               for p in check_instance_dataset(mask_root, None, 100))
-
-
-def test_mask_folder_single_category_needs_no_json(mask_root: Path) -> None:
-    (mask_root / "classes.txt").write_text("thing\n")  # one category: id 1, no background line
-    for p in (mask_root / "masks" / "train").glob("*.json"):
-        p.unlink()
-    assert check_instance_dataset(mask_root, ["train"], DEFAULT_MAX_PIXELS) == []
-    ds = InstanceMaskFolder(mask_root, "train")
-    assert ds.classes == ["background", "thing"] and ds[1][1]["labels"].tolist() == [1, 1, 1]
+def test_open_instance_split_picks_the_layout(coco_root: Path, mask_root: Path) -> None:
+    assert type(open_instance_split(coco_root, "train")) is CocoInstances
+    (coco_root / "annotations" / "instances_train.json").unlink()
+    assert type(open_instance_split(mask_root, "train")) is InstanceMaskFolder
+    with pytest.raises(ConfigError, match="no annotations/instances_val.json and no masks/val/"):
+        open_instance_split(mask_root, "val")
 
 
 def test_shapes_generator_layouts_agree(tmp_path: Path) -> None:
@@ -275,17 +155,3 @@ def test_pennfudan_loads_and_passes_the_doctor(shared_datasets: Path) -> None:
     assert sum(counts) == 45 and max(counts) == 7  # the dataset README's numbers
     (_, t), (_, t2) = ds[0], InstanceMaskFolder(root, "val")[0]
     assert torch.equal(t["masks"], t2["masks"]) and torch.equal(t["boxes"], t2["boxes"])
-
-
-def test_cli_convert_commands(mask_root: Path, tmp_path: Path) -> None:
-    from seglab.cli import main
-
-    out = tmp_path / "out.json"
-    assert main(["data", "convert", "masks-to-coco", str(mask_root), "--split", "train", "--out", str(out)]) == 0
-    assert len(json.loads(out.read_text())["annotations"]) == 5
-    assert main(["data", "convert", "masks-to-coco", str(mask_root), "--split", "train", "--out", str(out)]) == 2
-    (mask_root / "annotations").mkdir()
-    out.rename(mask_root / "annotations" / "instances_train.json")
-    back = tmp_path / "back"
-    assert main(["data", "convert", "coco-to-masks", str(mask_root), "--split", "train", "--out", str(back)]) == 0
-    np.testing.assert_array_equal(read_label(back / "b.png"), read_label(mask_root / "masks" / "train" / "b.png"))

@@ -145,3 +145,9 @@ def test_cli_convert(index_labels: Path, tmp_path: Path) -> None:
     assert main(["data", "convert", "binary", str(rgb), "--out", str(rgb)]) == 2
     assert main(["data", "convert", "palette-to-l", str(back), "--out", str(tmp_path / "l")]) == 0
     assert main(["data", "convert", "rgb-to-index", str(rgb), "--palette", str(pal), "--out", str(back)]) == 2
+
+
+def test_progress_callback_counts_files(index_labels: Path, tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    palette_to_l(index_labels, tmp_path / "l", callback=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]

@@ -115,3 +115,9 @@ def test_cli_stats_on_camvid(shared_datasets: Path, capsys: pytest.CaptureFixtur
     median = [float(w) for w in lines[1].split()[-1].split(",")]
     # Rare classes (Pole 2, Pedestrian 9, Bicyclist 10) outweigh the big ones (Sky 0, Building 1, Road 3).
     assert min(median[2], median[9], median[10]) > 4 * max(median[0], median[1], median[3])
+
+
+def test_progress_callback_counts_images(tiny: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    compute_stats(tiny, callback=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 2), (2, 2)]

@@ -104,10 +104,9 @@ def test_passes_the_doctor(shapes: Path, digits: Path) -> None:
         pytest.skip("seglab.data.checks.check_dataset not written yet")
     assert checks.check_dataset(shapes) == []
     assert checks.check_dataset(digits) == []
-    coco = pytest.importorskip("seglab.data.coco")
-    if hasattr(coco, "check_instance_dataset"):
-        assert coco.check_instance_dataset(shapes, None, 10**8) == []
-        assert coco.check_instance_dataset(digits, None, 10**8) == []
+    instance_checks = pytest.importorskip("seglab.data.instance_checks")
+    assert instance_checks.check_instance_dataset(shapes, None, 10**8) == []
+    assert instance_checks.check_instance_dataset(digits, None, 10**8) == []
 
 
 def test_rerun_replaces_and_refuses_foreign_folders(tmp_path: Path) -> None:
@@ -128,3 +127,9 @@ def test_cli_synth(tmp_path: Path) -> None:
     assert main(["data", "synth", "--kind", "digits", "--out", str(out), "--n-train", "3", "--n-val", "1"]) == 0
     assert len(list((out / "images" / "train").glob("*.png"))) == 3
     assert main(["data", "synth", "--kind", "shapes", "--out", str(out), "--size", "8"]) == 2
+
+
+def test_progress_callback_counts_every_image(tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    make_shapes(tmp_path / "p", n_train=2, n_val=1, size=32, callback=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]

@@ -1,21 +1,31 @@
-"""`seglab data check`: the dataset doctor on the command line."""
+"""`seglab data check|stats|synth|convert ...`: every dataset command, each a thin call into seglab.data.
+
+Long jobs get a transient rich progress bar on stderr (stdout stays the result) fed by the library's
+``callback(done, total)``; nothing in seglab.data prints.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from seglab.cli.app import console, data_app, err_console
+from seglab.cli.app import console, convert_app, data_app
+from seglab.cli.progress import progress_bar
 from seglab.data.io import DEFAULT_MAX_PIXELS
-from seglab.errors import DataError
+from seglab.errors import ConfigError, DataError
+from seglab.fileio import atomic_write_text
 
-if TYPE_CHECKING:
-    from seglab.data.checks import Problem
+
+def _progress(what: str) -> contextlib.AbstractContextManager[Callable[[int, int], None]]:
+    """The shared CLI progress bar, drawn only on a terminal (off one, rich would still write a newline)."""
+    return progress_bar(escape(what))
 
 
 class Task(str, enum.Enum):
@@ -41,8 +51,9 @@ def check(
         raise DataError(f"{root}: dataset folder not found. Pass the folder that holds images/ and labels/.")
     splits = list(split) if split else None
     if task is Task.instance:
-        problems = _check_instance(root, splits, max_pixels)
-        scanned = ""
+        from seglab.data.instance_checks import check_instance_dataset
+
+        problems, scanned = check_instance_dataset(root, splits, max_pixels), ""
     else:
         problems, total = _check_semantic(root, splits, num_classes, ignore_index, max_pixels)
         scanned = f" ({total} files scanned)"
@@ -59,25 +70,201 @@ def check(
 
 
 def _check_semantic(root: Path, splits: list[str] | None, num_classes: int | None, ignore_index: int,
-                    max_pixels: int) -> tuple[list[Problem], int]:
-    """Run the full doctor with a progress bar (on stderr, so stdout stays the report)."""
+                    max_pixels: int) -> tuple[list, int]:
+    """The full semantic doctor under a progress bar; returns the problems and the number of files scanned."""
     from seglab.data.checks import check_dataset
 
-    columns = (TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     seen = {"total": 0}
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        job = bar.add_task("files", total=None)
-
-        def progress(done: int, total: int) -> None:
+    with _progress("checking") as callback:
+        def count(done: int, total: int) -> None:
             seen["total"] = total
-            bar.update(job, completed=done, total=total)
+            callback(done, total)
 
         problems = check_dataset(root, splits=splits, num_classes=num_classes, ignore_index=ignore_index,
-                                 max_pixels=max_pixels, progress=progress)
+                                 max_pixels=max_pixels, callback=count)
     return problems, seen["total"]
 
 
-def _check_instance(root: Path, splits: list[str] | None, max_pixels: int) -> list[Problem]:
-    from seglab.data.coco import check_instance_dataset
+@data_app.command("stats")
+def stats(
+    root: Path = typer.Argument(..., help="Dataset folder (images/<split>/, labels/<split>/)."),
+    split: str = typer.Option("train", "--split", help="Split to measure (weights come from train)."),
+    num_classes: int | None = typer.Option(None, "--num-classes", help="K (default: classes.txt or max+1)."),
+    ignore_index: int = typer.Option(255, "--ignore-index", help="Label value that means 'ignore'."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write every number to this JSON file."),
+    channels: int | None = typer.Option(None, "--channels", help="Read images with 1 (gray) or 3 (RGB) "
+                                        "channels for mean/std, as the model's in_channels (default auto)."),
+) -> None:
+    """Per-class pixel counts, frequencies and class weights, plus per-channel mean/std for Normalize."""
+    from seglab.data.stats import compute_stats
 
-    return check_instance_dataset(root, splits, max_pixels)
+    with _progress(f"stats {split}") as callback:
+        s = compute_stats(root, split, num_classes, ignore_index, callback=callback, channels=channels)
+    title = f"{root} [{split}]: {s['num_images']} images, {s['ignored_pixels']} ignored pixels"
+    table = Table(title=escape(title))
+    for col in ("#", "class", "pixels", "frequency", "images", "inverse w", "median w"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for i, name in enumerate(s["classes"]):
+        table.add_row(str(i), escape(name), f"{s['pixel_counts'][i]:,}", f"{s['frequencies'][i]:.4f}",
+                      str(s["images_per_class"][i]), f"{s['weights_inverse'][i]:.4g}",
+                      f"{s['weights_median'][i]:.4g}")
+    console.print(table)
+    if s["absent_classes"]:
+        console.print(f"[yellow]absent from {escape(split)}[/] (weight 0): {escape(', '.join(s['absent_classes']))}")
+    fmt = ",".join
+    console.print(f"mean: {fmt(f'{v:.4f}' for v in s['mean'])}   std: {fmt(f'{v:.4f}' for v in s['std'])}",
+                  highlight=False)
+    console.print("For training (inverse frequency, then median-frequency balancing):", highlight=False)
+    for key in ("weights_inverse", "weights_median"):
+        console.print(f"  --class-weights {fmt(f'{w:.4g}' for w in s[key])}", highlight=False, soft_wrap=True)
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(s, indent=2) + "\n")
+        console.print(f"wrote {escape(str(json_out))}", highlight=False)
+
+
+class SynthKind(str, enum.Enum):
+    """Procedural datasets `seglab data synth` can write."""
+
+    shapes = "shapes"
+    digits = "digits"
+
+
+@data_app.command("synth")
+def synth(
+    kind: SynthKind = typer.Option(SynthKind.shapes, "--kind", help="shapes (4 classes) or digits (11)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write (new, empty, or an earlier synth output)."),
+    n_train: int | None = typer.Option(None, "--n-train", help="Training images (shapes 200, digits 500)."),
+    n_val: int | None = typer.Option(None, "--n-val", help="Validation images (shapes 50, digits 100)."),
+    size: int | None = typer.Option(None, "--size", help="Image side in px (shapes 96, digits 64)."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same dataset."),
+) -> None:
+    """Write a procedural demo dataset (semantic labels, instance masks and COCO JSON)."""
+    from seglab.data.synthetic import make_digits, make_shapes
+
+    make = make_shapes if kind is SynthKind.shapes else make_digits
+    given = {k: v for k, v in {"n_train": n_train, "n_val": n_val, "size": size}.items() if v is not None}
+    with _progress(f"synth {kind.value}") as callback:
+        root = make(out, seed=seed, callback=callback, **given)
+    console.print(f"[green]wrote[/] {kind.value} dataset to {escape(str(root))}. Next: seglab data check "
+                  f"{escape(str(root))}", highlight=False)
+
+
+def _rgb(text: str | None) -> tuple[int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        rgb = tuple(int(v) for v in text.replace(" ", ",").split(",") if v)
+    except ValueError:
+        rgb = ()
+    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+        raise ConfigError(f"--ignore-color: expected R,G,B with values 0-255, got {text!r}.")
+    return rgb  # type: ignore[return-value]
+
+
+def _convert(what: str, run: Callable[[Callable[[int, int], None]], list[Path]], out: Path) -> None:
+    """Run one label converter under a progress bar and say how many files it wrote."""
+    with _progress(what) as callback:
+        paths = run(callback)
+    console.print(f"[green]wrote[/] {len(paths)} label files under {escape(str(out))}", highlight=False)
+
+
+_SRC = typer.Argument(..., help="Folder of label files, or a dataset root with labels/<split>/.")
+_OUT = typer.Option(..., "--out", help="Output folder (must differ from the input).")
+_PALETTE = typer.Option(..., "--palette", help="'r g b' (or 'name r g b') per line; line i = class i.")
+
+
+@convert_app.command("rgb-to-index")
+def rgb_to_index(
+    src: Path = _SRC,
+    palette: Path = _PALETTE,
+    out: Path = _OUT,
+    unknown_to_ignore: bool = typer.Option(False, "--unknown-to-ignore",
+                                           help="Map colors not in the palette to ignore."),
+    ignore_index: int = typer.Option(255, "--ignore-index", help="Index written for ignored pixels."),
+    ignore_color: str | None = typer.Option(None, "--ignore-color", help="R,G,B color meaning 'ignore'."),
+) -> None:
+    """Color-coded RGB labels -> single-channel class-index PNGs."""
+    from seglab.data import convert as conv
+
+    color = _rgb(ignore_color)
+    _convert("rgb -> index", lambda cb: conv.rgb_to_index(src, out, palette, unknown_to_ignore, ignore_index,
+                                                           color, callback=cb), out)
+
+
+@convert_app.command("index-to-rgb")
+def index_to_rgb(
+    src: Path = _SRC,
+    palette: Path = _PALETTE,
+    out: Path = _OUT,
+    ignore_index: int = typer.Option(255, "--ignore-index", help="Label value that means 'ignore'."),
+    ignore_color: str | None = typer.Option(None, "--ignore-color", help="R,G,B to paint ignored pixels."),
+) -> None:
+    """Class-index PNGs -> color-coded RGB PNGs (for viewing or tools that want colors)."""
+    from seglab.data import convert as conv
+
+    color = _rgb(ignore_color)
+    _convert("index -> rgb", lambda cb: conv.index_to_rgb(src, out, palette, ignore_index, color, callback=cb),
+             out)
+
+
+@convert_app.command("binary")
+def binary(
+    src: Path = _SRC,
+    out: Path = _OUT,
+    threshold: int = typer.Option(128, "--threshold", help="Pixels >= threshold become 1."),
+) -> None:
+    """0/255 masks -> 0/1 class-index labels."""
+    from seglab.data import convert as conv
+
+    _convert("binary -> index", lambda cb: conv.binary_to_index(src, out, threshold, callback=cb), out)
+
+
+@convert_app.command("palette-to-l")
+def palette_to_l(src: Path = _SRC, out: Path = _OUT) -> None:
+    """Palette ('P') PNG labels -> plain grayscale PNGs with the same indices."""
+    from seglab.data import convert as conv
+
+    _convert("palette -> L", lambda cb: conv.palette_to_l(src, out, callback=cb), out)
+
+
+_ROOT = typer.Argument(..., help="Dataset root (images/<split>/ plus masks/<split>/ or annotations/).")
+_SPLIT = typer.Option("train", "--split", help="Split to convert.")
+_FORCE = typer.Option(False, "--force", help="Replace an existing output (never the input).")
+
+
+@convert_app.command("masks-to-coco")
+def masks_to_coco_cmd(
+    root: Path = _ROOT,
+    split: str = _SPLIT,
+    out: Path | None = typer.Option(None, "--out", help="JSON to write [default: "
+                                    "ROOT/annotations/instances_<split>.json]."),
+    force: bool = _FORCE,
+) -> None:
+    """Instance-id PNGs + per-image label JSON -> one COCO instances JSON (compressed RLE)."""
+    from seglab.data.instance_convert import masks_to_coco
+
+    out = out or root / "annotations" / f"instances_{split}.json"
+    with _progress(f"masks -> COCO ({split})") as callback:
+        n = masks_to_coco(root, split, out, overwrite=force, callback=callback)
+    console.print(f"[green]wrote[/] {escape(str(out))}: {n['images']} images, {n['instances']} instances",
+                  highlight=False)
+
+
+@convert_app.command("coco-to-masks")
+def coco_to_masks_cmd(
+    root: Path = _ROOT,
+    split: str = _SPLIT,
+    out: Path | None = typer.Option(None, "--out", help="Folder for <stem>.png + <stem>.json [default: "
+                                    "ROOT/masks/<split>]."),
+    force: bool = _FORCE,
+) -> None:
+    """A COCO instances JSON -> instance-id PNGs (k = instance k) + <stem>.json category lists."""
+    from seglab.data.instance_convert import coco_to_masks
+
+    out = out or root / "masks" / split
+    with _progress(f"COCO -> masks ({split})") as callback:
+        n = coco_to_masks(root, split, out, overwrite=force, callback=callback)
+    notes = [f"{n['skipped_crowd']} crowd regions skipped"] if n["skipped_crowd"] else []
+    notes += [f"{n['hidden']} instances hidden by later ones"] if n["hidden"] else []
+    console.print(f"[green]wrote[/] {n['images']} masks, {n['instances']} instances under {escape(str(out))}"
+                  + (f" ({'; '.join(notes)})" if notes else ""), highlight=False)

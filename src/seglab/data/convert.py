@@ -4,42 +4,35 @@ Each converter reads every label file of ``src_dir`` and writes a PNG with the s
 (atomically). ``src_dir`` is either a folder of label files or a dataset root holding ``labels/<split>/``;
 for a root, each split is written to ``out_dir/labels/<split>/`` and the images (hard links where possible)
 and ``classes.txt`` are mirrored, so ``out_dir`` is a ready dataset. The output folder must differ from the
-input one: converters never overwrite their input, so a wrong palette costs nothing.
+input one: converters never overwrite their input, so a wrong palette costs nothing. Progress goes to
+``callback(done, total)`` after each file.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
-from rich.console import Console
-from rich.progress import track
 
-from seglab.data.io import IMAGE_EXTS, LABEL_EXTS, list_files, read_image, read_label, read_palette, write_label
+from seglab.data.io import IMAGE_EXTS, LABEL_EXTS, list_files, read_image, read_label, write_label
+from seglab.data.layout import CLASSES_FILE, read_palette
 from seglab.errors import ConfigError, DataError
 from seglab.fileio import atomic_path
 
 __all__ = ["load_palette", "rgb_to_index", "index_to_rgb", "binary_to_index", "palette_to_l"]
 
 
-def _track(items: Sequence[Any], what: str, progress: bool) -> Iterable[Any]:
-    """Iterate ``items`` with a transient progress bar on stderr when asked and stderr is a terminal."""
-    return track(items, description=what, disable=not (progress and _STDERR.is_terminal), console=_STDERR,
-                 transient=True)
-
-
 PaletteLike = str | os.PathLike | Sequence[Sequence[int]] | np.ndarray
-_STDERR = Console(stderr=True)  # progress on stderr keeps stdout for results
+Callback = Callable[[int, int], None]
 _COLOR_EXTS = tuple(e for e in IMAGE_EXTS if e not in (".jpg", ".jpeg"))  # lossy JPEG smears label colors
 
 
 def load_palette(path: str | os.PathLike) -> np.ndarray:
-    """Read a palette file (see :func:`seglab.data.io.read_palette`) whose colors must all differ.
+    """Read a palette file (see :func:`seglab.data.layout.read_palette`) whose colors must all differ.
 
     Raises:
         ConfigError: the file is missing or malformed, or two classes share a color. The palette is a
@@ -101,10 +94,12 @@ def _plan(src_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
 
 def _run(src_dir: str | os.PathLike, out_dir: str | os.PathLike, exts: tuple[str, ...],
-         convert: Callable[[Path, Path], None], what: str, progress: bool) -> list[Path]:
+         convert: Callable[[Path, Path], None], callback: Callback | None) -> list[Path]:
     pairs = _plan(src_dir, out_dir, exts)
-    for src, dst in _track(pairs, what, progress):
+    for done, (src, dst) in enumerate(pairs, 1):
         convert(src, dst)
+        if callback is not None:
+            callback(done, len(pairs))
     if (Path(src_dir) / "labels").is_dir():
         _mirror_root(Path(src_dir), Path(out_dir))
     return [dst for _, dst in pairs]
@@ -122,13 +117,13 @@ def _mirror_root(src: Path, out: Path) -> None:
                 os.link(image, dst)  # free on the same filesystem
             except OSError:
                 shutil.copy2(image, dst)
-    if (src / "classes.txt").is_file() and not (out / "classes.txt").exists():
-        shutil.copy2(src / "classes.txt", out / "classes.txt")
+    if (src / CLASSES_FILE).is_file() and not (out / CLASSES_FILE).exists():
+        shutil.copy2(src / CLASSES_FILE, out / CLASSES_FILE)
 
 
 def rgb_to_index(src_dir: str | os.PathLike, out_dir: str | os.PathLike, palette: PaletteLike,
                  unknown_to_ignore: bool = False, ignore_index: int = 255,
-                 ignore_color: Sequence[int] | None = None, progress: bool = False) -> list[Path]:
+                 ignore_color: Sequence[int] | None = None, callback: Callback | None = None) -> list[Path]:
     """Turn color-coded labels into index PNGs: a pixel of ``palette[i]`` becomes ``i``.
 
     Pixels of ``ignore_color`` become ``ignore_index``. A color in neither raises :class:`DataError`
@@ -158,7 +153,7 @@ def rgb_to_index(src_dir: str | os.PathLike, out_dir: str | os.PathLike, palette
         out = np.where(known, index, ignore_index)
         write_label(dst, out)
 
-    return _run(src_dir, out_dir, _COLOR_EXTS, convert, "rgb -> index", progress)
+    return _run(src_dir, out_dir, _COLOR_EXTS, convert, callback)
 
 
 def _rgb(code: int) -> tuple[int, int, int]:
@@ -168,7 +163,7 @@ def _rgb(code: int) -> tuple[int, int, int]:
 
 def index_to_rgb(src_dir: str | os.PathLike, out_dir: str | os.PathLike, palette: PaletteLike,
                  ignore_index: int = 255, ignore_color: Sequence[int] | None = None,
-                 progress: bool = False) -> list[Path]:
+                 callback: Callback | None = None) -> list[Path]:
     """Turn index PNGs into RGB color-coded PNGs (the inverse of :func:`rgb_to_index`).
 
     ``ignore_index`` pixels get ``ignore_color``; without one, labels holding ignore pixels are refused.
@@ -194,11 +189,11 @@ def index_to_rgb(src_dir: str | os.PathLike, out_dir: str | os.PathLike, palette
         with atomic_path(dst) as tmp:
             Image.fromarray(lut[label]).save(tmp, format="PNG")
 
-    return _run(src_dir, out_dir, LABEL_EXTS, convert, "index -> rgb", progress)
+    return _run(src_dir, out_dir, LABEL_EXTS, convert, callback)
 
 
 def binary_to_index(src_dir: str | os.PathLike, out_dir: str | os.PathLike, threshold: int = 128,
-                    progress: bool = False) -> list[Path]:
+                    callback: Callback | None = None) -> list[Path]:
     """Turn 0/255 (or anti-aliased gray) masks into 0/1 index labels: ``value >= threshold`` -> 1.
 
     Masks that already hold only 0 and 1 are written unchanged, so running twice is harmless.
@@ -210,15 +205,14 @@ def binary_to_index(src_dir: str | os.PathLike, out_dir: str | os.PathLike, thre
         gray = read_image(src, channels=1)[..., 0]
         write_label(dst, gray if gray.max(initial=0) <= 1 else (gray >= threshold).astype(np.uint8))
 
-    return _run(src_dir, out_dir, _COLOR_EXTS, convert, "binary -> index", progress)
+    return _run(src_dir, out_dir, _COLOR_EXTS, convert, callback)
 
 
 def palette_to_l(src_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                 progress: bool = False) -> list[Path]:
+                 callback: Callback | None = None) -> list[Path]:
     """Rewrite palette ('P') PNGs as plain 8/16-bit grayscale with the same stored indices.
 
     Tools that call ``convert('L')`` on a 'P' image get palette luminance instead of class ids; plain
     'L' labels read the same everywhere.
     """
-    return _run(src_dir, out_dir, LABEL_EXTS, lambda s, d: write_label(d, read_label(s)), "palette -> L",
-                progress)
+    return _run(src_dir, out_dir, LABEL_EXTS, lambda s, d: write_label(d, read_label(s)), callback)

@@ -1,112 +1,27 @@
 """Semantic segmentation folder dataset: ``images/<split>/<stem>.<ext>`` + ``labels/<split>/<stem>.png``.
 
-The layout helpers here (listing a split, pairing by stem, ``classes.txt``, ``palette.txt``) are shared
-with the dataset doctor in :mod:`seglab.data.checks`, so the dataset and the doctor agree on which
-files make a sample.
+Listing, pairing by stem, ``classes.txt`` and ``palette.txt`` come from :mod:`seglab.data.layout`, as in the
+dataset doctor (:mod:`seglab.data.checks`) and the statistics, so all three agree on which files make a
+sample and what each class is called.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torchvision import tv_tensors
 
-from seglab.data.io import DEFAULT_MAX_PIXELS, IMAGE_EXTS, LABEL_EXTS, read_image, read_label
-from seglab.data.io import read_palette as read_palette_file
+from seglab.data.checks import check_dataset, summarize_problems
+from seglab.data.io import DEFAULT_MAX_PIXELS, pil_pixel_limit, read_image, read_label
+from seglab.data.layout import list_split, pair_by_stem, read_classes, read_dataset_palette
 from seglab.errors import ConfigError, DataError
 
 Transforms = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple[torch.Tensor, torch.Tensor]]
-
-# How often each "layout" file is named in messages; kept in one place so the doctor says the same.
-CLASSES_FILE = "classes.txt"
-PALETTE_FILE = "palette.txt"
-
-
-def list_split(folder: Path) -> list[Path]:
-    """Files in ``folder`` with an image extension (hidden files skipped), sorted by name.
-
-    Broken symbolic links are kept (unlike ``Path.is_file``) so the doctor can report them.
-    """
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p for p in folder.iterdir()
-        if not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS and not p.is_dir()
-    )
-
-
-def group_by_stem(files: list[Path]) -> dict[str, list[Path]]:
-    """Map each stem to its files; more than one file per stem is a duplicate the doctor reports."""
-    groups: dict[str, list[Path]] = {}
-    for path in files:
-        groups.setdefault(path.stem, []).append(path)
-    return groups
-
-
-def pick_label(paths: list[Path]) -> Path:
-    """Choose the label among same-stem files: a PNG if there is one (labels must be PNG)."""
-    pngs = [p for p in paths if p.suffix.lower() in LABEL_EXTS]
-    return (pngs or paths)[0]
-
-
-def read_classes(root: Path) -> list[str] | None:
-    """Class names from ``root/classes.txt`` (one a line), or None when the file is absent.
-
-    Raises:
-        DataError: the file is unreadable or has a blank line between names.
-    """
-    path = root / CLASSES_FILE
-    if not path.is_file():
-        return None
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read class names ({e}). Save it as UTF-8 text.") from e
-    while lines and not lines[-1].strip():
-        lines.pop()
-    names = [line.strip() for line in lines]
-    if "" in names:
-        raise DataError(
-            f"{path}: line {names.index('') + 1} is blank; line i must hold the name of class i. "
-            "Write a name on every line (or delete the blank line if it is a typo)."
-        )
-    return names
-
-
-def read_palette(root: Path) -> np.ndarray | None:
-    """Colors from ``root/palette.txt`` as (K, 3) uint8 (see :func:`seglab.data.io.read_palette`), or None
-    when the file is absent.
-
-    Raises:
-        DataError: the file is unreadable, a line is not ``[name] r g b`` with integers 0..255, or it
-            holds no colors.
-    """
-    path = root / PALETTE_FILE
-    return read_palette_file(path) if path.is_file() else None
-
-
-@contextlib.contextmanager
-def pil_pixel_limit(max_pixels: int | None) -> Iterator[None]:
-    """Temporarily set Pillow's decompression-bomb limit (None: no limit, for reading headers only).
-
-    Pillow's limit is a process-wide global; seglab's ``--max-pixels`` must be able to lift it, and the
-    doctor must read the size of a huge file from its header to report it instead of crashing.
-    """
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max_pixels
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
 
 
 class SegmentationFolder(torch.utils.data.Dataset):
@@ -168,14 +83,11 @@ class SegmentationFolder(torch.utils.data.Dataset):
             self.classes = given + [f"class_{i}" for i in range(len(given), self.num_classes)]
         else:
             self.classes = []
-        self.palette: np.ndarray | None = read_palette(self.root)
+        self.palette: np.ndarray | None = read_dataset_palette(self.root)
         self.samples: list[tuple[Path, Path]] = self._pair()
         self.stems: list[str] = [img.stem for img, _ in self.samples]
 
     def _run_doctor(self, num_classes: int | None) -> None:
-        # checks.py imports the layout helpers above, so it is imported here, not at module level.
-        from seglab.data.checks import check_dataset, summarize_problems
-
         problems = check_dataset(self.root, splits=[self.split], num_classes=num_classes,
                                  ignore_index=self.ignore_index, max_pixels=self.max_pixels, fast=True)
         if problems:
@@ -193,12 +105,11 @@ class SegmentationFolder(torch.utils.data.Dataset):
                 raise DataError(f"{folder}: split folder not found. Expected images/{self.split}/ and "
                                 f"labels/{self.split}/ under {self.root}; "
                                 f"run `seglab data check {self.root}`.")
-        images, labels = group_by_stem(list_split(image_dir)), group_by_stem(list_split(label_dir))
-        stems = sorted(images.keys() & labels.keys())
-        if not stems:
+        pairs = pair_by_stem(list_split(image_dir), list_split(label_dir)).pairs
+        if not pairs:
             raise DataError(f"{image_dir}: no image has a label of the same stem in {label_dir}; "
                             f"run `seglab data check {self.root}`.")
-        return [(images[s][0], pick_label(labels[s])) for s in stems]
+        return pairs
 
     def __len__(self) -> int:
         return len(self.samples)

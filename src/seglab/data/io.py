@@ -1,9 +1,17 @@
-"""Reading images, label maps and palettes the same way everywhere (dataset, doctor, stats, predict)."""
+"""Reading images, label maps and JSON the same way everywhere (dataset, doctors, stats, predict).
+
+``classes.txt`` and ``palette.txt`` belong to the dataset layout: see :mod:`seglab.data.layout`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -13,6 +21,7 @@ from seglab.errors import DataError
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 LABEL_EXTS = (".png",)
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb threshold
+EXIF_ORIENTATION = 0x0112
 
 
 def list_files(folder: str | os.PathLike, exts: tuple[str, ...]) -> list[Path]:
@@ -81,38 +90,65 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     return arr.astype(np.int32) if arr.dtype.itemsize > 1 else arr
 
 
-def read_palette(path: str | os.PathLike) -> np.ndarray:
-    """Read a palette file as a ``(K, 3)`` uint8 array; line ``i`` is the color of class ``i``.
-
-    Lines are ``r g b`` or ``name r g b`` (names may contain spaces; commas also separate); blank
-    lines and ``#`` comments are skipped.
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; a syntax error names the line and column so the user can find it.
 
     Raises:
-        DataError: unreadable file, a line without three integers 0-255 (naming file and line), or no
-            colors at all.
+        DataError: the file is missing, unreadable or not valid JSON.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: file not found. Check the dataset root and split name.") from e
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}. "
+                        "Fix the file (a JSON linter shows the spot) or re-export it.") from e
     except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read the palette ({e}). Pass a readable UTF-8 palette.txt.") from e
-    colors = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        parts = raw.split("#", 1)[0].replace(",", " ").split()
-        if not parts:
-            continue
-        try:
-            rgb = [int(v) for v in parts[-3:]]
-        except ValueError:
-            rgb = []
-        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-            # "file:line" first for editors; the line again after ": " for the doctor, which drops the path.
-            raise DataError(f"{path}:{n}: line {n} is {raw.strip()!r}; expected 'r g b' or 'name r g b' "
-                            "with three integers 0-255. Fix or delete that line.")
-        colors.append(rgb)
-    if not colors:
-        raise DataError(f"{path}: palette has no colors. Write one 'r g b' line per class.")
-    return np.asarray(colors, dtype=np.uint8)
+        raise DataError(f"{path}: cannot read JSON ({e}). Re-export the file.") from e
+
+
+def exif_orientation(im: Image.Image, loaded: bool = False) -> int:
+    """EXIF orientation tag (1 = as stored; 5-8 swap width and height) without decoding the pixels.
+
+    A PNG's eXIf chunk may follow the pixel data, and Pillow's ``getexif`` then decodes the whole image,
+    so an unloaded PNG only looks at the chunks already read.
+    """
+    if im.format == "PNG" and "exif" not in im.info and not loaded:
+        return 1
+    return int(im.getexif().get(EXIF_ORIENTATION, 1))
+
+
+def image_size(path: str | os.PathLike, max_pixels: int) -> tuple[tuple[int, int] | None, str | None]:
+    """``((width, height), None)`` as :func:`read_image` sees it (EXIF turn applied), from the header only;
+    ``(None, reason)`` when the file cannot be used (unreadable, or over ``max_pixels``). Never raises."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if exif_orientation(im) in (5, 6, 7, 8):
+                w, h = h, w
+    except Exception as e:  # any decoder failure is a finding about the file; the caller reports it
+        return None, f"cannot read image ({type(e).__name__}: {e})"
+    if w * h > max_pixels:
+        return None, f"image has {w * h} pixels, over the limit of {max_pixels}"
+    return (w, h), None
+
+
+@contextlib.contextmanager
+def pil_pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Temporarily set Pillow's decompression-bomb limit (None: no limit, for reading headers only).
+
+    Pillow's limit is a process-wide global; seglab's ``--max-pixels`` must be able to lift it, and the
+    doctor must read the size of a huge file from its header to report it instead of crashing.
+    """
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
 
 
 def write_label(path: str | os.PathLike, label: np.ndarray, palette: np.ndarray | None = None) -> None:

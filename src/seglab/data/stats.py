@@ -17,54 +17,41 @@ Formulas (``n_c`` = labelled pixels of class ``c`` in the split, ignore pixels e
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
-from rich.console import Console
-from rich.progress import track
 
-from seglab.data.io import IMAGE_EXTS, LABEL_EXTS, list_files, read_image, read_label
+from seglab.data.io import read_image, read_label
+from seglab.data.layout import CLASSES_FILE, list_split, pair_by_stem, read_classes
 from seglab.errors import ConfigError, DataError
 
-_STDERR = Console(stderr=True)  # progress on stderr keeps stdout for results
-__all__ = ["compute_stats", "class_weights", "read_class_names", "pair_files"]
+__all__ = ["compute_stats", "class_weights"]
 
 
-def _track(items: Sequence[Any], what: str, progress: bool) -> Iterable[Any]:
-    """Iterate ``items`` with a transient progress bar on stderr when asked and stderr is a terminal."""
-    return track(items, description=what, disable=not (progress and _STDERR.is_terminal), console=_STDERR,
-                 transient=True)
-
-
-def read_class_names(root: str | os.PathLike, num_classes: int | None = None) -> list[str] | None:
-    """Names from ``root/classes.txt`` (one a line), or ``None`` when the file is absent."""
-    path = Path(root) / "classes.txt"
-    if not path.is_file():
-        return None
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if num_classes is not None and len(names) != num_classes:
-        raise ConfigError(f"{path}: lists {len(names)} classes but num_classes={num_classes}. "
+def _class_names(root: Path, num_classes: int | None) -> list[str] | None:
+    """``classes.txt`` as training reads it (:func:`seglab.data.layout.read_classes`), checked against K."""
+    names = read_classes(root)
+    if names is not None and num_classes is not None and len(names) != num_classes:
+        raise ConfigError(f"{root / CLASSES_FILE}: lists {len(names)} classes but num_classes={num_classes}. "
                           "Fix classes.txt or pass the matching --num-classes.")
     return names
 
 
-def pair_files(root: str | os.PathLike, split: str) -> list[tuple[Path, Path]]:
-    """``(image, label)`` pairs of ``root/images/<split>`` and ``root/labels/<split>`` matched by stem."""
-    root = Path(root)
-    images = {p.stem: p for p in list_files(root / "images" / split, IMAGE_EXTS)}
-    labels = {p.stem: p for p in list_files(root / "labels" / split, LABEL_EXTS)}
+def _pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+    """The samples the dataset reads (pairing by stem as in training); any unpaired file is an error here."""
+    images = list_split(root / "images" / split)
     if not images:
         raise DataError(f"{root / 'images' / split}: no images found. Expected images/{split}/<stem>.png|jpg "
                         "under the dataset root; check the path and --split.")
-    unmatched = sorted(set(images) ^ set(labels))
+    found = pair_by_stem(images, list_split(root / "labels" / split))
+    unmatched = sorted(p.stem for p in found.unlabelled + found.orphans)
     if unmatched:
         raise DataError(f"{root}: {len(unmatched)} image/label stems in split '{split}' have no partner "
                         f"(e.g. {', '.join(unmatched[:5])}). "
                         f"Run `seglab data check {root}` for the full list.")
-    return [(images[s], labels[s]) for s in sorted(images)]
+    return found.pairs
 
 
 def _count_classes(label: np.ndarray, path: Path, num_classes: int, ignore_index: int) -> np.ndarray:
@@ -103,15 +90,41 @@ def _weights(counts: np.ndarray, present_totals: np.ndarray) -> tuple[np.ndarray
     return inverse, median
 
 
+def _accumulate(pairs: list[tuple[Path, Path]], num_classes: int, ignore_index: int, channels: int | None,
+                callback: Callable[[int, int], None] | None) -> tuple:
+    """One pass over the split: class counts, T_c, images per class, ignored pixels, pixel moments."""
+    counts = np.zeros(num_classes, np.int64)
+    present_totals = np.zeros(num_classes, np.int64)  # T_c: labelled pixels of images containing c
+    images_per_class = np.zeros(num_classes, np.int64)
+    ignored = 0
+    sums, sq_sums, n_pix = np.zeros(channels or 0), np.zeros(channels or 0), 0
+    for done, (img_path, lab_path) in enumerate(pairs, 1):
+        label = read_label(lab_path)
+        c = _count_classes(label, lab_path, num_classes, ignore_index)
+        counts += c
+        present_totals += (c > 0) * c.sum()
+        images_per_class += c > 0
+        ignored += label.size - int(c.sum())
+        if channels:
+            x = read_image(img_path, channels=channels).reshape(-1, channels).astype(np.float64) / 255.0
+            sums += x.sum(0)
+            sq_sums += (x * x).sum(0)
+            n_pix += x.shape[0]
+        if callback is not None:
+            callback(done, len(pairs))
+    moments = (sums, sq_sums, n_pix) if channels else None
+    return counts, present_totals, images_per_class, ignored, moments
+
+
 def compute_stats(root: str | os.PathLike, split: str = "train", num_classes: int | None = None,
-                  ignore_index: int = 255, progress: bool = False, images: bool = True,
-                  channels: int | None = None) -> dict:
+                  ignore_index: int = 255, callback: Callable[[int, int], None] | None = None,
+                  images: bool = True, channels: int | None = None) -> dict:
     """Class statistics and normalisation values of ``root``'s ``split`` (formulas in the module docstring).
 
     ``num_classes`` defaults to the length of ``classes.txt``, else the largest label value + 1. With
     ``images=False`` the images are not read (no ``mean``/``std``), which is all class weights need.
     ``channels`` (1 or 3) is how images are read for mean/std, as the model's ``in_channels`` will read
-    them; by default 1 for grayscale files and 3 otherwise.
+    them; by default 1 for grayscale files and 3 otherwise. ``callback(done, total)`` follows each image.
 
     Returns:
         dict with ``num_images``, ``num_classes``, ``classes``, ``pixel_counts``, ``ignored_pixels``,
@@ -119,34 +132,18 @@ def compute_stats(root: str | os.PathLike, split: str = "train", num_classes: in
         ``absent_classes`` and, with ``images``, ``mean`` / ``std`` (one value per channel).
     """
     root = Path(root)
-    pairs = pair_files(root, split)
-    names = read_class_names(root, num_classes)
+    pairs = _pairs(root, split)
+    names = _class_names(root, num_classes)
     if num_classes is None:
         num_classes = len(names) if names else _infer_num_classes(pairs, ignore_index)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}.")
     names = names or [f"class_{i}" for i in range(num_classes)]
-    counts = np.zeros(num_classes, np.int64)
-    present_totals = np.zeros(num_classes, np.int64)  # T_c: labelled pixels of images containing c
-    images_per_class = np.zeros(num_classes, np.int64)
-    ignored = 0
     if channels not in (None, 1, 3):
         raise ConfigError(f"channels must be 1 (gray) or 3 (RGB), got {channels}.")
-    channels = channels or _image_channels(pairs[0][0])
-    sums, sq_sums, n_pix = np.zeros(channels), np.zeros(channels), 0
-    rows = _track(pairs, f"stats {split}", progress)
-    for img_path, lab_path in rows:
-        label = read_label(lab_path)
-        c = _count_classes(label, lab_path, num_classes, ignore_index)
-        counts += c
-        present_totals += (c > 0) * c.sum()
-        images_per_class += c > 0
-        ignored += label.size - int(c.sum())
-        if images:
-            x = read_image(img_path, channels=channels).reshape(-1, channels).astype(np.float64) / 255.0
-            sums += x.sum(0)
-            sq_sums += (x * x).sum(0)
-            n_pix += x.shape[0]
+    channels = (channels or _image_channels(pairs[0][0])) if images else None
+    counts, present_totals, images_per_class, ignored, moments = _accumulate(
+        pairs, num_classes, ignore_index, channels, callback)
     inverse, median = _weights(counts, present_totals)
     total = max(int(counts.sum()), 1)
     out = {
@@ -156,7 +153,8 @@ def compute_stats(root: str | os.PathLike, split: str = "train", num_classes: in
         "images_per_class": images_per_class.tolist(), "weights_inverse": inverse.tolist(),
         "weights_median": median.tolist(), "absent_classes": [names[i] for i in np.flatnonzero(counts == 0)],
     }
-    if images:
+    if moments is not None:
+        sums, sq_sums, n_pix = moments
         mean = sums / n_pix
         out["mean"] = mean.tolist()
         out["std"] = np.sqrt(np.maximum(sq_sums / n_pix - mean * mean, 0.0)).tolist()

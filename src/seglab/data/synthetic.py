@@ -18,29 +18,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from faster_coco_eval.core import mask as mask_utils
 from PIL import Image, ImageDraw, ImageFont
-from rich.console import Console
-from rich.progress import track
 
 from seglab.data.io import list_files, write_label
+from seglab.data.layout import CLASSES_FILE, PALETTE_FILE
+from seglab.data.rle import encode_mask
 from seglab.errors import ConfigError, DataError
 from seglab.fileio import atomic_path, atomic_write_text
 
-_STDERR = Console(stderr=True)  # progress on stderr keeps stdout for results
 __all__ = ["SHAPE_CLASSES", "DIGIT_CLASSES", "make_shapes", "make_digits"]
-
-
-def _track(items: Sequence[Any], what: str, progress: bool) -> Iterable[Any]:
-    """Iterate ``items`` with a transient progress bar on stderr when asked and stderr is a terminal."""
-    return track(items, description=what, disable=not (progress and _STDERR.is_terminal), console=_STDERR,
-                 transient=True)
-
+Callback = Callable[[int, int], None]
 
 SHAPE_CLASSES = ("background", "circle", "square", "triangle")
 DIGIT_CLASSES = ("background", *"0123456789")
@@ -196,11 +187,9 @@ def _coco_annotations(inst: np.ndarray, labels: list[int], image_id: int, next_i
     for k, cat in enumerate(labels, 1):
         m = inst == k
         ys, xs = np.nonzero(m)
-        rle = mask_utils.encode(np.asfortranarray(m[:, :, None].astype(np.uint8)))[0]
-        counts = rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
         x0, y0 = int(xs.min()), int(ys.min())
         anns.append({"id": next_id + k - 1, "image_id": image_id, "category_id": int(cat),
-                     "segmentation": {"size": [int(m.shape[0]), int(m.shape[1])], "counts": counts},
+                     "segmentation": encode_mask(m),
                      "bbox": [x0, y0, int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0],
                      "area": int(m.sum()), "iscrowd": 0})
     return anns
@@ -236,53 +225,60 @@ def _remove_stale(root: Path, split: str, prefix: str, stems: set[str]) -> None:
 
 
 def _make(out: str | os.PathLike, kind: str, classes: tuple[str, ...], draw: Drawer,
-          counts: dict[str, int], size: int, seed: int, progress: bool) -> Path:
+          counts: dict[str, int], size: int, seed: int, callback: Callback | None) -> Path:
     root = Path(out)
     _prepare(root, kind, {"n_train": counts["train"], "n_val": counts["val"]}, size, 32)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / _MARKER, json.dumps({"kind": kind, "seed": seed, "size": size, **counts}) + "\n")
     categories = [{"id": c, "name": name, "supercategory": kind} for c, name in enumerate(classes) if c]
+    done, total = 0, sum(counts[split] for split in _SPLITS)
     for s, split in enumerate(_SPLITS):
         images, anns, stems = [], [], set()
-        for i in _track(range(counts[split]), f"{kind} {split}", progress):
+        for i in range(counts[split]):
             stem = f"{kind}_{split}_{i:05d}"
             sample = draw(np.random.default_rng([seed, s, i]), size)
             _write_sample(root, split, stem, sample)
             images.append({"id": i + 1, "file_name": f"{stem}.png", "width": size, "height": size})
             anns += _coco_annotations(sample[1], sample[2], i + 1, len(anns) + 1)
             stems.add(stem)
+            done += 1
+            if callback is not None:
+                callback(done, total)
         _remove_stale(root, split, f"{kind}_{split}_", stems)
         coco = {"info": {"description": f"seglab synthetic {kind}, seed {seed}"}, "images": images,
                 "annotations": anns, "categories": categories}
         atomic_write_text(root / "annotations" / f"instances_{split}.json", json.dumps(coco) + "\n")
-    atomic_write_text(root / "classes.txt", "\n".join(classes) + "\n")
-    atomic_write_text(root / "palette.txt", "".join(f"{r} {g} {b}\n" for r, g, b in _PALETTE[: len(classes)]))
+    atomic_write_text(root / CLASSES_FILE, "\n".join(classes) + "\n")
+    atomic_write_text(root / PALETTE_FILE, "".join(f"{r} {g} {b}\n" for r, g, b in _PALETTE[: len(classes)]))
     return root
 
 
 def make_shapes(out: str | os.PathLike, n_train: int = 200, n_val: int = 50, size: int = 96, seed: int = 0,
-                progress: bool = False) -> Path:
+                callback: Callback | None = None) -> Path:
     """Write the ``shapes`` dataset (background, circle, square, triangle; 1-4 shapes per image) to ``out``.
 
     Shapes are 12-40 px across at 96 px (scaled with ``size``), colored to contrast with a textured
     background, with mild noise: easy enough for a small U-Net to pass 0.9 mIoU in minutes on a CPU.
 
+    ``callback(done, total)`` follows each image written (both splits).
+
     Returns:
         The dataset root ``out``.
     """
     return _make(out, "shapes", SHAPE_CLASSES, _draw_shapes, {"train": n_train, "val": n_val}, size, seed,
-                 progress)
+                 callback)
 
 
 def make_digits(out: str | os.PathLike, n_train: int = 500, n_val: int = 100, size: int = 64, seed: int = 0,
-                progress: bool = False) -> Path:
+                callback: Callback | None = None) -> Path:
     """Write the ``digits`` dataset: ``size`` px RGB images holding two rendered digits each.
 
     11 classes: background and "0".."9" (class ``d + 1`` is digit ``d``); digits are drawn with Pillow's
-    built-in font at random size, stroke and tilt (nothing is downloaded).
+    built-in font at random size, stroke and tilt (nothing is downloaded). ``callback`` as in
+    :func:`make_shapes`.
 
     Returns:
         The dataset root ``out``.
     """
     return _make(out, "digits", DIGIT_CLASSES, _draw_digits, {"train": n_train, "val": n_val}, size, seed,
-                 progress)
+                 callback)

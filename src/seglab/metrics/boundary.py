@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seglab.errors import ConfigError
-from seglab.metrics.confusion import _as_indices, _bad_target, _check_pred
+from seglab.metrics.inputs import class_indices, target_error
 
 _CHUNK = 1 << 24  # one-hot elements per class chunk: bounds memory at 64 MB of float32 per mask
 
@@ -37,12 +37,10 @@ def _validated(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int
                band: int) -> tuple[Tensor, Tensor]:
     if int(band) < 1:
         raise ConfigError(f"boundary metrics: band must be a whole number of pixels >= 1, got {band}")
-    pred, target, from_scores = _as_indices(pred, target, num_classes)
-    if not from_scores:
-        _check_pred(pred, num_classes)
+    pred, target = class_indices(pred, target, num_classes)
     valid = target != ignore_index
     if bool((valid & ((target < 0) | (target >= num_classes))).any()):
-        raise _bad_target(target, num_classes, ignore_index)
+        raise target_error(target, num_classes, ignore_index)
     return pred, target
 
 

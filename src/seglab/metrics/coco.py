@@ -28,7 +28,7 @@ def _silent(*args: Any, **kwargs: Any) -> None:
 
 def _load(obj: Any) -> Any:
     if isinstance(obj, (str, os.PathLike)):
-        from seglab.data.coco import read_json
+        from seglab.data.io import read_json
 
         return read_json(Path(obj))
     # faster-coco-eval writes ids, areas and flags into the record dicts; copy those, not the (large)
@@ -111,7 +111,7 @@ def predictions_to_coco(outputs: Sequence[dict[str, torch.Tensor]], image_ids: S
         cat_ids: ``cat_ids[label]`` is the category id of contiguous label ``label`` (a dataset's
             ``.cat_ids``); ``None`` keeps labels as ids.
     """
-    from seglab.data.coco import encode_mask
+    from seglab.data.rle import encode_mask
 
     if len(outputs) != len(image_ids):
         raise ValueError(f"{len(outputs)} outputs but {len(image_ids)} image ids")
@@ -143,7 +143,7 @@ def targets_to_coco(targets: Iterable[dict[str, Any]], categories: Sequence[str]
         categories: class names by contiguous label, index 0 = background (a dataset's ``.classes``).
         cat_ids: category id of each label (a dataset's ``.cat_ids``); ``None`` uses the labels.
     """
-    from seglab.data.coco import encode_mask
+    from seglab.data.rle import encode_mask
 
     images, anns = [], []
     for t in targets:

@@ -17,52 +17,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from seglab.errors import ConfigError, DataError, SeglabError
+from seglab.errors import ConfigError, SeglabError
+from seglab.metrics.inputs import class_indices, target_error
 
 _RAW_BINS_LIMIT = 1 << 16  # ignored pixels keep their own row while the counts stay this small
-
-
-def _as_indices(pred: Tensor, target: Tensor, num_classes: int) -> tuple[Tensor, Tensor, bool]:
-    """Return (pred indices, target, whether pred came from scores) with a batch dim, shapes checked."""
-    if target.ndim == 2:
-        target, pred = target.unsqueeze(0), pred.unsqueeze(0)
-    if target.is_floating_point() or target.ndim != 3:
-        raise DataError(f"metrics: target must be (N, H, W) integer class indices, got {tuple(target.shape)} "
-                        f"{target.dtype}")
-    from_scores = pred.ndim == target.ndim + 1
-    if from_scores:
-        if pred.shape[1] != num_classes or pred.shape[:1] + pred.shape[2:] != target.shape:
-            raise DataError(f"metrics: scores {tuple(pred.shape)} do not fit target {tuple(target.shape)} "
-                            f"with num_classes={num_classes}; expected ({target.shape[0]}, {num_classes}, "
-                            f"{target.shape[1]}, {target.shape[2]})")
-        pred = pred.argmax(dim=1)
-    elif pred.shape != target.shape:
-        raise DataError(f"metrics: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape; "
-                        "pass class indices (N, H, W) or scores (N, C, H, W) for the same images")
-    elif pred.is_floating_point():
-        raise DataError(f"metrics: pred {tuple(pred.shape)} is {pred.dtype}; pass integer class indices "
-                        "(e.g. logits.argmax(1)) or the scores (N, C, H, W) themselves")
-    return pred, target, from_scores
-
-
-def _list_values(values: Tensor) -> str:
-    found = torch.unique(values).tolist()
-    return ", ".join(map(str, found[:10])) + (", ..." if len(found) > 10 else "")
-
-
-def _check_pred(pred: Tensor, num_classes: int) -> None:
-    low, high = torch.aminmax(pred)
-    if int(low) < 0 or int(high) >= num_classes:
-        bad = pred[(pred < 0) | (pred >= num_classes)]
-        raise DataError(f"metrics: pred holds class indices {_list_values(bad)} outside [0, {num_classes}); "
-                        "check the model's num_classes")
-
-
-def _bad_target(target: Tensor, num_classes: int, ignore_index: int) -> DataError:
-    bad = target[((target < 0) | (target >= num_classes)) & (target != ignore_index)]
-    return DataError(f"metrics: target holds values {_list_values(bad)} outside [0, {num_classes}) that are "
-                     f"not ignore_index={ignore_index}; fix the labels (seglab data check) or set "
-                     "num_classes / ignore_index to match them")
 
 
 def _layout(num_classes: int, ignore_index: int) -> tuple[int, bool]:
@@ -123,7 +81,7 @@ def _batch_confusion(pred: Tensor, target: Tensor, num_classes: int, ignore_inde
     counts = _count(index, bins)
     cm = None if counts is None else _fold(counts, num_classes, raw)
     if cm is None:
-        raise _bad_target(target, num_classes, ignore_index)
+        raise target_error(target, num_classes, ignore_index)
     return cm, index
 
 
@@ -139,9 +97,7 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_inde
     Returns:
         int64 (C, C) tensor on the inputs' device, rows = truth, columns = prediction.
     """
-    pred, target, from_scores = _as_indices(pred, target, num_classes)
-    if not from_scores:
-        _check_pred(pred, num_classes)
+    pred, target = class_indices(pred, target, num_classes)
     return _batch_confusion(pred, target, num_classes, ignore_index)[0]
 
 
@@ -228,9 +184,7 @@ class SegMetrics:
         device = self.device or (self._counts.device if self._counts is not None else target.device)
         pred, target = pred.to(device, non_blocking=True), target.to(device, non_blocking=True)
         c = self.num_classes
-        pred, target, from_scores = _as_indices(pred, target, c)
-        if not from_scores:
-            _check_pred(pred, c)
+        pred, target = class_indices(pred, target, c)
         counts, image_stats = self._state(device)
         if not self.per_image:
             cm, self._scratch = _batch_confusion(pred, target, c, self.ignore_index, self._scratch)
@@ -249,7 +203,7 @@ class SegMetrics:
         index = _pair_index(pred, target, c, self.ignore_index, raw=False).long()
         low, high = torch.aminmax(index)
         if int(low) < 0 or int(high) >= bins:  # checked here: offsets would hide it in the next image
-            raise _bad_target(target, c, self.ignore_index)
+            raise target_error(target, c, self.ignore_index)
         index += torch.arange(0, index.shape[0] * bins, bins, device=index.device).view(-1, 1, 1)
         counts = _count(index, index.shape[0] * bins)
         return _fold(counts.view(-1, bins), c, raw=False)

@@ -1,7 +1,8 @@
 """The instance dataset doctor: every problem of a COCO JSON or an instance-mask folder, in one report.
 
-``seglab data check --task instance`` prints what :func:`check_instance_dataset` returns; the datasets in
-:mod:`seglab.data.coco` run the same checks before loading (the first problem raises a ``DataError``).
+``seglab data check --task instance`` prints what :func:`check_instance_dataset` returns;
+:class:`seglab.data.coco.CocoInstances` runs :func:`check_coco_split` before loading and raises the first
+problem (:func:`raise_first_problem`).
 """
 
 from __future__ import annotations
@@ -11,29 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import faster_coco_eval.core.mask as mask_utils
-from PIL import Image
-
 from seglab.data.checks import Problem
-from seglab.data.io import DEFAULT_MAX_PIXELS, IMAGE_EXTS, list_files, read_label
+from seglab.data.io import DEFAULT_MAX_PIXELS, LABEL_EXTS, image_size, read_label
+from seglab.data.layout import CLASSES_FILE, category_names, list_split, pair_by_stem, read_classes, sort_splits
+from seglab.data.rle import rle_area, segmentation_to_rle
 from seglab.errors import DataError
-
-BACKGROUND_NAMES = ("background", "_background_", "__background__", "bg")
-
-
-def read_classes(root: str | os.PathLike) -> dict[int, str]:
-    """Category id -> name from ``classes.txt``.
-
-    A first line naming the background (e.g. ``background``) means line i names category id i (the
-    semantic convention); otherwise line i names category id i + 1 (COCO ids start at 1), as in
-    ``pennfudan/classes.txt`` = ``pedestrian``. Missing file: empty dict.
-    """
-    path = Path(root) / "classes.txt"
-    if not path.is_file():
-        return {}
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    offset = 0 if names and names[0].lower() in BACKGROUND_NAMES else 1
-    return {i + offset: n for i, n in enumerate(names) if i + offset > 0}
 
 
 def check_instance_dataset(root: str | os.PathLike, splits: list[str] | None = None,
@@ -48,7 +31,7 @@ def check_instance_dataset(root: str | os.PathLike, splits: list[str] | None = N
         found = {p.stem[len("instances_"):] for p in (root / "annotations").glob("instances_*.json")}
         if (root / "masks").is_dir():
             found |= {d.name for d in (root / "masks").iterdir() if d.is_dir()}
-        splits = sorted(found)
+        splits = sort_splits(found)
         if not splits:
             return [Problem(root, "no instance annotations found", "add annotations/instances_<split>.json "
                             "(COCO) or masks/<split>/<stem>.png + .json")]
@@ -60,13 +43,14 @@ def check_instance_dataset(root: str | os.PathLike, splits: list[str] | None = N
             problems.append(Problem(root, f"split {split!r} has neither annotations/instances_{split}.json "
                                     f"nor masks/{split}/", "add one of them or drop the split"))
         if coco:
-            problems += _check_coco(root, split, max_pixels)
+            problems += check_coco_split(root, split, max_pixels)
         if masks:
             problems += _check_mask_folder(root, split, max_pixels)
     return problems
 
 
-def _raise_problems(problems: list[Problem], root: Path) -> None:
+def raise_first_problem(problems: list[Problem], root: Path) -> None:
+    """Raise the first of ``problems`` as one DataError (nothing when empty), pointing at the full report."""
     if problems:
         p = problems[0]
         raise DataError(f"{root}: {len(problems)} problem(s) in the instance dataset; first: {p.path}: "
@@ -75,7 +59,7 @@ def _raise_problems(problems: list[Problem], root: Path) -> None:
 
 def _json_or_problem(path: Path) -> tuple[Any, Problem | None]:
     try:
-        return json.loads(path.read_text()), None
+        return json.loads(path.read_text(encoding="utf-8")), None
     except json.JSONDecodeError as e:
         return None, Problem(path, f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}",
                              "fix the syntax at that spot or re-export the file")
@@ -83,21 +67,8 @@ def _json_or_problem(path: Path) -> tuple[Any, Problem | None]:
         return None, Problem(path, f"cannot read file ({e})", "re-export the file")
 
 
-def _image_size(path: Path, max_pixels: int) -> tuple[tuple[int, int] | None, str | None]:
-    """(width, height) after EXIF rotation (as read_image sees it), or a reason it cannot be used."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # orientations that swap width and height
-                w, h = h, w
-    except Exception as e:  # Pillow raises many types for broken files and decompression bombs
-        return None, f"cannot read image ({type(e).__name__}: {e})"
-    if w * h > max_pixels:
-        return None, f"image has {w * h} pixels, over the limit of {max_pixels}"
-    return (w, h), None
-
-
-def _check_coco(root: Path, split: str, max_pixels: int) -> list[Problem]:
+def check_coco_split(root: Path, split: str, max_pixels: int) -> list[Problem]:
+    """Every problem of ``annotations/instances_<split>.json`` and the images it lists."""
     path = root / "annotations" / f"instances_{split}.json"
     data, bad = _json_or_problem(path)
     if bad:
@@ -120,7 +91,7 @@ def _check_coco(root: Path, split: str, max_pixels: int) -> list[Problem]:
             out.append(Problem(file, f"image listed in {path.name} (id {iid}) is missing on disk",
                                f"add the file under images/{split}/ or remove its entry"))
             continue
-        wh, why = _image_size(file, max_pixels)
+        wh, why = image_size(file, max_pixels)
         if why:
             out.append(Problem(file, why, "re-export the image or remove it"))
         elif wh != sizes[iid]:
@@ -162,40 +133,41 @@ def _check_annotation(path: Path, a: dict, sizes: dict, cats: set) -> list[Probl
     else:
         return [*out, Problem(where, "missing or unknown segmentation", "give polygons or an RLE mask")]
     try:
-        if mask_utils.area(mask_utils.segmToRle(segm, w, h)) == 0:
+        if rle_area(segmentation_to_rle(segm, h, w)) == 0:
             out.append(Problem(where, "segmentation covers no pixels", "fix or remove the annotation"))
-    except (ValueError, TypeError, KeyError) as e:
-        out.append(Problem(where, f"segmentation does not decode ({e})", "re-encode the mask"))
+    except DataError as e:
+        out.append(Problem(where, f"segmentation does not decode ({e.__cause__ or e})", "re-encode the mask"))
     return out
 
 
 def _check_mask_folder(root: Path, split: str, max_pixels: int) -> list[Problem]:
-    images = list_files(root / "images" / split, IMAGE_EXTS)
-    masks = list_files(root / "masks" / split, (".png",))
-    by_stem = {p.stem: p for p in images}
-    out = [Problem(p, "two images share this stem", "keep one file per stem") for p in images
-           if by_stem[p.stem] != p]
-    names = read_classes(root)
-    mask_stems = {p.stem for p in masks}
+    images = list_split(root / "images" / split)
+    found = pair_by_stem(images, list_split(root / "masks" / split, LABEL_EXTS))
+    out = [Problem(p, "two images share this stem", "keep one file per stem")
+           for group in found.duplicates for p in group[1:] if p in images]
+    try:
+        names: dict[int, str] | None = category_names(read_classes(root))
+    except DataError as e:
+        out.append(Problem(root / CLASSES_FILE, str(e).split(": ", 1)[-1], "one class name a line"))
+        names = None
     out += [Problem(p, "image has no instance mask", f"add masks/{split}/{p.stem}.png or remove the image")
-            for p in by_stem.values() if p.stem not in mask_stems]
-    for m in masks:
-        if m.stem not in by_stem:
-            out.append(Problem(m, "mask has no image",
-                               f"add images/{split}/{m.stem}.<ext> or remove the mask"))
-            continue
-        wh, why = _image_size(by_stem[m.stem], max_pixels)
+            for p in found.unlabelled]
+    out += [Problem(m, "mask has no image", f"add images/{split}/{m.stem}.<ext> or remove the mask")
+            for m in found.orphans]
+    for image, m in found.pairs:
+        wh, why = image_size(image, max_pixels)
         try:
             ids = read_label(m)
         except DataError as e:
             out.append(Problem(m, str(e), "re-export the mask as a single-channel PNG of instance ids"))
             continue
         if why:
-            out.append(Problem(by_stem[m.stem], why, "re-export the image or remove it"))
+            out.append(Problem(image, why, "re-export the image or remove it"))
         elif (ids.shape[1], ids.shape[0]) != wh:
             out.append(Problem(m, f"mask is {ids.shape[1]}x{ids.shape[0]}, image is {wh[0]}x{wh[1]}",
                                "re-export the mask at the image size"))
-        out += _check_mask_labels(m, int(ids.max(initial=0)), names)
+        if names is not None:
+            out += _check_mask_labels(m, int(ids.max(initial=0)), names)
     return out
 
 
