@@ -72,7 +72,7 @@ def run(images: int, rounds: int) -> list[dict]:
                 t0 = time.perf_counter()
                 trainer.train_epoch()
                 best["trainer"] = min(best["trainer"], time.perf_counter() - t0)
-                trainer.state["epoch_pos"] = 0
+                trainer.state.epoch_pos = 0
                 t0 = time.perf_counter()
                 plain_train_epoch(plain_model, loader, ce, opt, "cpu", trainer.autocast, cl)
                 best["plain"] = min(best["plain"], time.perf_counter() - t0)

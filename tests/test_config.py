@@ -69,3 +69,21 @@ def test_missing_and_broken_yaml(tmp_path: Path) -> None:
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_monitor_defaults_to_unset_and_round_trips(tmp_path: Path) -> None:
+    """None means "the task's headline metric"; the trainer fills it in, the config never does."""
+    assert RunConfig().train.monitor is None
+    path = tmp_path / "c.yaml"
+    path.write_text(RunConfig().to_yaml())
+    assert load_config(path).train.monitor is None
+    assert apply_overrides(RunConfig(), ["monitor=box_AP"]).train.monitor == "box_AP"
+
+
+def test_sections_and_choices_come_from_the_dataclasses() -> None:
+    from seglab.config import choices, section_of
+
+    assert section_of("crop_size") == "data" and section_of("lr") == "train" and section_of("options") == "model"
+    with pytest.raises(ConfigError, match="unknown config key `nope`"):
+        section_of("nope")
+    assert choices("train", "precision") == ("fp32", "bf16", "fp16") and choices("train", "lr") == ()

@@ -95,7 +95,7 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 0
     eval_every: int = 1
-    monitor: str = "mean_iou"
+    monitor: str | None = None  # None: the task's headline metric (mean_iou; mask_AP for instance models)
     early_stop: int = 0
     skip_nonfinite: bool = False
     num_samples: int = 4
@@ -124,8 +124,18 @@ class RunConfig:
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
-def _choices(tp: Any) -> tuple | None:
-    return typing.get_args(tp) if typing.get_origin(tp) is Literal else None
+def section_of(key: str) -> str:
+    """The one section whose dataclass has a field ``key`` (``ConfigError`` when none or several do)."""
+    owners = [s for s, c in SECTIONS.items() if key in typing.get_type_hints(c)]
+    if len(owners) != 1:
+        raise ConfigError(f"unknown config key `{key}`. Use section.key, sections: {', '.join(SECTIONS)}.")
+    return owners[0]
+
+
+def choices(section: str, key: str) -> tuple[str, ...]:
+    """The accepted values of a ``Literal`` field, e.g. ``choices("train", "precision")``; () for others."""
+    tp = typing.get_type_hints(SECTIONS[section])[key]
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
 
 
 def _coerce(key: str, value: Any, tp: Any) -> Any:
@@ -230,10 +240,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             if section not in SECTIONS:
                 raise ConfigError(f"unknown config section `{section}` in {item!r}. Valid: {', '.join(SECTIONS)}.")
         else:
-            owners = [s for s, c in SECTIONS.items() if key in typing.get_type_hints(c)]
-            if len(owners) != 1:
-                raise ConfigError(f"unknown config key `{key}`. Use section.key, sections: {', '.join(SECTIONS)}.")
-            section, name = owners[0], key
+            section, name = section_of(key), key
         _set(getattr(cfg, section), section, name, value)
     return cfg
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from seglab.engine.checkpoint import read_checkpoint
+from seglab.checkpoint import read_checkpoint
 from seglab.engine.trainer import train
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,13 +15,16 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from seglab.checkpoint import load_checkpoint, read_checkpoint
 from seglab.config import RunConfig, config_from_dict
 from seglab.data.coco import collate_instances
+from seglab.data.sampling import repeat_factors
 from seglab.data.synthetic import make_shapes
-from seglab.engine.checkpoint import load_checkpoint, read_checkpoint
-from seglab.engine.distributed import EpochSampler
-from seglab.engine.instance import InstanceTask, repeat_factors
-from seglab.engine.trainer import _Unseeded, build_task, train
+from seglab.distributed import EpochSampler
+from seglab.engine.build import UnseededDataset, build_task
+from seglab.engine.instance import InstanceTask
+from seglab.engine.task import Task
+from seglab.engine.trainer import train
 from seglab.errors import ConfigError
 from seglab.viz import save_instance_panels
 
@@ -88,8 +91,8 @@ def test_run_directory_checkpoint_and_loss_parts(shapes: Path, tmp_path: Path, m
     assert all(torch.isfinite(v) and not v.requires_grad for p in seen for v in p.values())
 
     model, info = load_checkpoint(out / "best.pt")
-    assert info["task"] == "instance" and info["classes"] == ["background", "circle", "square", "triangle"]
-    assert info["cat_ids"] == [0, 1, 2, 3] and info["config"]["train"]["monitor"] == "mask_AP"
+    assert info.task == "instance" and info.classes == ["background", "circle", "square", "triangle"]
+    assert info.cat_ids == [0, 1, 2, 3] and info.config["train"]["monitor"] == "mask_AP"
     assert type(model).__name__ == "MaskRCNN" and not model.training
     with torch.no_grad():
         det = model([torch.rand(3, 64, 64)])[0]
@@ -148,14 +151,14 @@ def _detections(task: InstanceTask, perturb: bool) -> _Lookup:
 
 def _val_loader(task: InstanceTask, rank: int = 0, world: int = 1) -> torch.utils.data.DataLoader:
     sampler = EpochSampler(len(task.val_set), 0, rank, world, shuffle=False)
-    return torch.utils.data.DataLoader(_Unseeded(task.val_set), batch_size=3, sampler=sampler,
+    return torch.utils.data.DataLoader(UnseededDataset(task.val_set), batch_size=3, sampler=sampler,
                                        collate_fn=collate_instances)
 
 
 def _evaluate(task: InstanceTask, model: nn.Module, rank: int = 0, world: int = 1) -> dict[str, float]:
     import contextlib
 
-    metrics, val_loss = task.evaluate(model, _val_loader(task, rank, world), task.build_criterion(),
+    metrics, val_loss = task.evaluate(model, _val_loader(task, rank, world), task.criterion(),
                                       torch.device("cpu"), contextlib.nullcontext)
     assert math.isnan(val_loss)
     return metrics
@@ -198,7 +201,7 @@ def test_perfect_detections_score_one(shapes: Path, tmp_path: Path, layout: str)
     if layout == "mask_folder":  # same data without the COCO JSON: ground truth built from the masks
         root = tmp_path / "data"
         shutil.copytree(shapes, root, ignore=shutil.ignore_patterns("annotations"))
-    task = InstanceTask(_config(root, tmp_path / "run"))
+    task = build_task(_config(root, tmp_path / "run"))
     assert type(task.val_set).__name__ == ("CocoInstances" if layout == "coco" else "InstanceMaskFolder")
     metrics = _evaluate(task, _detections(task, perturb=False))
     for key in ("mask_AP", "mask_AP50", "mask_AP75", "box_AP", "box_AP50", "mask_AR100"):
@@ -207,7 +210,7 @@ def test_perfect_detections_score_one(shapes: Path, tmp_path: Path, layout: str)
 
 
 def test_imperfect_detections_match_pycocotools(shapes: Path, tmp_path: Path) -> None:
-    task = InstanceTask(_config(shapes, tmp_path / "run"))
+    task = build_task(_config(shapes, tmp_path / "run"))
     model = _detections(task, perturb=True)
     metrics = _evaluate(task, model)
     ref_dets = _pycoco_detections(model, task)
@@ -223,7 +226,7 @@ def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        task = InstanceTask(_config(Path(root), Path(out) / "run"))
+        task = build_task(_config(Path(root), Path(out) / "run"))
         metrics = _evaluate(task, _detections(task, perturb=True), rank, world)
         torch.save(metrics, Path(out) / f"rank{rank}.pt")
     finally:
@@ -232,7 +235,7 @@ def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
 
 def test_ddp_gathers_detections_from_every_rank(shapes: Path, tmp_path: Path) -> None:
     """Two gloo ranks, each predicting half of the val split, report the one-process numbers."""
-    task = InstanceTask(_config(shapes, tmp_path / "run"))
+    task = build_task(_config(shapes, tmp_path / "run"))
     single = _evaluate(task, _detections(task, perturb=True))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -258,7 +261,7 @@ def test_repeat_factors_hand_computed() -> None:
 def test_balanced_sampler_weights_follow_the_json(shapes: Path, tmp_path: Path) -> None:
     import json
 
-    task = InstanceTask(_config(shapes, tmp_path / "run"))
+    task = build_task(_config(shapes, tmp_path / "run"))
     coco = json.loads((shapes / "annotations" / "instances_train.json").read_text())
     want = [{a["category_id"] for a in coco["annotations"] if a["image_id"] == im["id"]}
             for im in sorted(coco["images"], key=lambda im: im["id"])]
@@ -268,24 +271,22 @@ def test_balanced_sampler_weights_follow_the_json(shapes: Path, tmp_path: Path) 
 
 def test_task_selection_and_config_errors(shapes: Path, tmp_path: Path) -> None:
     cfg = _config(shapes, tmp_path / "run")
-    cfg.train.monitor = "box_AP"  # a user's choice is kept; only the semantic default switches
     task = build_task(cfg)
-    assert isinstance(task, InstanceTask) and cfg.train.monitor == "box_AP"
+    assert isinstance(task, InstanceTask) and isinstance(task, Task) and task.default_monitor == "mask_AP"
+    assert cfg.train.monitor is None  # building a task never changes the config
     assert task.num_classes == 4 and task.model_info()["mean"] == [0.0, 0.0, 0.0]
     cfg = _config(shapes, tmp_path / "run")
     cfg.data.num_classes = 3
     with pytest.raises(ConfigError, match="num_classes=3.*3 categories"):
-        InstanceTask(cfg)
-    cfg = _config(shapes, tmp_path / "run")
-    cfg.data.val_split = "test"
+        build_task(cfg)
     with pytest.raises(ConfigError, match="instances_test.json"):
-        InstanceTask(cfg)
+        InstanceTask(str(shapes), val_split="test")
 
 
 def test_sample_panels_are_written(shapes: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    task = InstanceTask(_config(shapes, tmp_path / "run"))
+    task = build_task(_config(shapes, tmp_path / "run"))
     image, truth = task.val_set[0]
     pred = {**truth, "scores": torch.full((len(truth["labels"]),), 0.9)}
     path = save_instance_panels(tmp_path / "s" / "p.png", [(image, truth, pred), (image, truth, None)],

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from seglab.engine.checkpoint import load_checkpoint, read_checkpoint
+from seglab.checkpoint import load_checkpoint, read_checkpoint
+from seglab.engine.task import Task
 from seglab.engine.trainer import NonFiniteLossError, Trainer, train
 from seglab.errors import ConfigError
 
@@ -35,7 +36,8 @@ def test_run_directory_is_complete(tiny_data: Path, tmp_path: Path, tiny_config)
     assert 0.0 <= float(rows[-1]["mean_iou"]) <= 1.0
     assert summary["epochs"] == 2 and summary["steps"] == 2 * (16 // 4)
     model, info = load_checkpoint(out / "best.pt")
-    assert info["classes"] == ["background", "square", "disc"]
+    assert info.classes == ["background", "square", "disc"] and info.task == "semantic"
+    assert info.config["train"]["monitor"] == "mean_iou" and summary["monitor"] == "mean_iou"
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
     report = (out / "report.md").read_text()
     assert "mean_iou" in report and "| disc |" in report
@@ -45,8 +47,12 @@ def test_config_yaml_reruns_identically(tiny_data: Path, tmp_path: Path, tiny_co
     from seglab.config import load_config
 
     cfg = tiny_config(tiny_data, tmp_path / "a", epochs=1)
+    assert cfg.train.monitor is None  # not chosen: the task's default is used, and written down
     train(cfg)
+    assert cfg.train.monitor is None  # training never changes the caller's config
     again = load_config(tmp_path / "a" / "config.yaml")
+    assert again.train.monitor == "mean_iou"
+    again.train.monitor = None
     assert again == cfg
 
 
@@ -72,7 +78,7 @@ KILLER = textwrap.dedent("""
     orig = T.Trainer.save
     def save(self, name="last.pt"):
         orig(self, name)
-        if name == "last.pt" and self.state["step"] == int(sys.argv[2]):
+        if name == "last.pt" and self.state.step == int(sys.argv[2]):
             os.kill(os.getpid(), signal.SIGKILL)  # as hard as a power cut: no cleanup
     T.Trainer.save = save
     T.train(load_config(sys.argv[1]))
@@ -166,3 +172,32 @@ def test_cli_train_bad_value_exits_2(tiny_data: Path, tmp_path: Path, tiny_confi
                            "rmsprop", "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env)
     assert proc.returncode == 2
     assert "train.optimizer" in proc.stderr and "adamw" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_flags_reach_the_config(monkeypatch, tmp_path: Path) -> None:
+    """Only the flags given override the YAML; switches, renamed flags and --set land in their sections."""
+    import seglab.engine.trainer as T
+    from seglab.cli import main
+
+    seen = []
+    monkeypatch.setattr(T, "train", seen.append)
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text("train: {lr: 0.5, epochs: 7, monitor: pixel_accuracy}\ndata: {crop_size: 64}\n")
+    assert main(["train", "--config", str(yaml), "--data", "d", "--model", "fcn", "--epochs", "3", "--resume",
+                 "--monitor", "val_loss", "--class-weights", "1,2", "--sampler", "balanced", "--model-opt",
+                 "base_channels=8", "--set", "train.gamma=0.5"]) == 0
+    (cfg,) = seen
+    assert (cfg.data.root, cfg.model.name, cfg.model.options) == ("d", "fcn", {"base_channels": 8})
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.resume, cfg.train.monitor) == (3, 0.5, True, "val_loss")
+    assert cfg.train.class_weights == [1.0, 2.0] and cfg.data.sampler == "balanced" and cfg.train.gamma == 0.5
+    assert cfg.data.crop_size == 64 and cfg.train.tb is False  # from the YAML / untouched defaults
+    seen.clear()
+    assert main(["train", "--data", "d"]) == 0
+    assert seen[0].train.monitor is None and seen[0].train.resume is False  # left to the task
+
+
+def test_a_chosen_monitor_is_kept(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
+    cfg = tiny_config(tiny_data, tmp_path / "m", monitor="val_loss")
+    trainer = Trainer(cfg)
+    assert trainer.monitor == "val_loss" and trainer.cfg.train.monitor == "val_loss"
+    assert trainer.schedule is not None and isinstance(trainer.task, Task)

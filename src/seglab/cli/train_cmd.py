@@ -8,54 +8,70 @@ from typing import Any
 import typer
 
 from seglab.cli.app import app, console
-from seglab.config import RunConfig, apply_overrides, load_config, parse_options
+from seglab.config import (
+    RunConfig,
+    apply_overrides,
+    choices,
+    config_from_dict,
+    load_config,
+    parse_options,
+    section_of,
+)
 
-# flag parameter name -> (section, key); the YAML key is the flag name with "_" for "-".
-_FLAG_KEYS = {
-    "data": ("data", "root"), "num_classes": ("data", "num_classes"), "in_channels": ("data", "in_channels"),
-    "ignore_index": ("data", "ignore_index"), "crop_size": ("data", "crop_size"), "workers": ("data", "workers"),
-    "sampler": ("data", "sampler"), "model": ("model", "name"),
-    **{k: ("train", k) for k in (
-        "out", "epochs", "batch_size", "lr", "optimizer", "schedule", "loss", "precision", "accum", "seed",
-        "save_every", "warmup_epochs", "weight_decay", "clip_grad", "ema", "early_stop", "device", "monitor",
-        "class_weights")},
-}
-_SWITCHES = ("resume", "channels_last", "compile", "grad_checkpointing", "skip_nonfinite", "tb", "sync_bn")
+# A flag sets the config key of its own name, in the one section that has it (`section_of`); only flags
+# named differently from their key are listed here. A new flag is one typer parameter below (+ a line
+# here if it is renamed); the CLI never repeats a default or a list of choices kept in seglab.config.
+RENAMED = {"data": ("data", "root"), "model": ("model", "name")}
+NOT_CONFIG = ("config", "model_opt", "set_")  # parameters that are not config keys
+
+
+def _one_of(section: str, key: str, note: str = "") -> str:
+    return " | ".join(choices(section, key)) + (f" ({note})" if note else "")
+
+
+def flag_updates(flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{section: {key: value}}`` for the flags the user gave (parameter name -> value)."""
+    updates: dict[str, dict[str, Any]] = {}
+    for name, value in flags.items():
+        section, key = RENAMED.get(name) or (section_of(name), name)
+        updates.setdefault(section, {})[key] = value
+    return updates
 
 
 def build_config(config: Path | None, flags: dict[str, Any], model_opts: list[str], sets: list[str]) -> RunConfig:
-    """Defaults, then the YAML file, then every flag the user actually gave."""
-    from seglab.config import config_from_dict
-
+    """Defaults, then the YAML file, then the flags given (``flags``: only those), then ``--set`` items."""
     cfg = load_config(config) if config else RunConfig()
-    updates: dict[str, dict[str, Any]] = {}
-    for name, value in flags.items():
-        if value is None or (name in _SWITCHES and value is False):
-            continue
-        section, key = _FLAG_KEYS.get(name, ("train", name))
-        updates.setdefault(section, {})[key] = value
+    updates = flag_updates(flags)
     if model_opts:
         updates.setdefault("model", {})["options"] = {**cfg.model.options, **parse_options(model_opts)}
     cfg = config_from_dict(updates, cfg)
     return apply_overrides(cfg, sets)
 
 
+def given_flags(ctx: typer.Context) -> dict[str, Any]:
+    """The config flags on the command line (not their defaults), by parameter name."""
+    # compared by name: typer vendors its own click, whose ParameterSource is not click's
+    return {name: value for name, value in ctx.params.items()
+            if name not in NOT_CONFIG and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"}
+
+
 @app.command()
 def train(
+    ctx: typer.Context,
     data: str | None = typer.Option(None, "--data", help="Dataset folder (images/, labels/)."),
     model: str | None = typer.Option(None, "--model", help="Registered model name (see `seglab models`)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config; flags override it."),
-    out: str | None = typer.Option(None, "--out", help="Run directory (default runs/exp)."),
+    out: str | None = typer.Option(None, "--out", help=f"Run directory (default {RunConfig().train.out})."),
     epochs: int | None = typer.Option(None, "--epochs"),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Images per process per step."),
     lr: float | None = typer.Option(None, "--lr"),
-    optimizer: str | None = typer.Option(None, "--optimizer", help="sgd | adam | adamw"),
-    schedule: str | None = typer.Option(None, "--schedule", help="cosine|poly|step|multistep|plateau|constant"),
+    optimizer: str | None = typer.Option(None, "--optimizer", help=_one_of("train", "optimizer")),
+    schedule: str | None = typer.Option(None, "--schedule", help=_one_of("train", "schedule")),
     warmup_epochs: float | None = typer.Option(None, "--warmup-epochs"),
     weight_decay: float | None = typer.Option(None, "--weight-decay"),
     loss: str | None = typer.Option(None, "--loss", help="e.g. ce, wce, ce+dice, 0.5*ce+1.0*dice, focal"),
     class_weights: str | None = typer.Option(None, "--class-weights", help="Comma-separated, one per class."),
-    precision: str | None = typer.Option(None, "--precision", help="fp32 | bf16 | fp16 (CUDA)"),
+    precision: str | None = typer.Option(None, "--precision", help=_one_of("train", "precision", "fp16: CUDA only")),
     accum: int | None = typer.Option(None, "--accum", help="Gradient accumulation steps."),
     clip_grad: float | None = typer.Option(None, "--clip-grad", help="Max gradient norm."),
     ema: float | None = typer.Option(None, "--ema", help="EMA decay of weights, e.g. 0.999 (0 = off)."),
@@ -66,9 +82,10 @@ def train(
     num_classes: int | None = typer.Option(None, "--num-classes"),
     in_channels: int | None = typer.Option(None, "--in-channels", help="1 keeps grayscale images 1-channel."),
     ignore_index: int | None = typer.Option(None, "--ignore-index"),
-    sampler: str | None = typer.Option(None, "--sampler", help="random | balanced (repeat-factor)"),
+    sampler: str | None = typer.Option(None, "--sampler", help=_one_of("data", "sampler", "balanced: repeat-factor")),
     early_stop: int | None = typer.Option(None, "--early-stop", help="Stop after N evals without improvement."),
-    monitor: str | None = typer.Option(None, "--monitor", help="Metric for best.pt (mean_iou, val_loss, ...)."),
+    monitor: str | None = typer.Option(None, "--monitor", help="Metric for best.pt (default: mean_iou; mask_AP "
+                                       "for instance models; or val_loss, box_AP, ...)."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from last.pt."),
     channels_last: bool = typer.Option(False, "--channels-last"),
@@ -81,8 +98,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Any config key: section.key=value (repeatable)."),
 ) -> None:
     """Train a model; writes config.yaml, metrics.csv, last.pt, best.pt, plots and report.md to --out."""
-    flags = {k: v for k, v in locals().items() if k not in ("config", "model_opt", "set_")}
-    cfg = build_config(config, flags, model_opt, set_)
+    cfg = build_config(config, given_flags(ctx), model_opt, set_)
     from seglab.engine.trainer import train as run_training
 
     run_training(cfg)

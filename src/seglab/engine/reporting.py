@@ -1,6 +1,8 @@
-"""What a run shows and leaves behind: progress bars, epoch lines, metrics.csv, plots, report.md.
+"""Hooks that show a run and write its run directory: config.yaml, metrics.csv, TensorBoard, curves.png,
+confusion.png, samples/, report.md, the progress bar and the epoch lines.
 
-Only rank 0 reports (``enabled``); every file is written atomically.
+They only observe (see ``hooks.py`` for the contract); the trainer registers them on rank 0 alone, and
+every file is written atomically.
 """
 
 from __future__ import annotations
@@ -8,107 +10,100 @@ from __future__ import annotations
 import csv
 import io
 import math
-import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from seglab.engine.hooks import Hook, Loop
+from seglab.errors import ConfigError
 from seglab.fileio import atomic_write_text
 
 console = Console(stderr=True)
-# (metric key, short label) printed in each epoch line; a task adapter may define its own `headline`.
-HEADLINE = (("mean_iou", "mIoU"), ("pixel_accuracy", "pixel_acc"))
 
 
-class _EpochProgress:
-    """A rich progress bar for one epoch (transient; silent when not a terminal or not rank 0)."""
+def log(msg: str) -> None:
+    """One line on stderr (rich markup allowed)."""
+    console.print(msg, highlight=False, soft_wrap=True)
 
-    def __init__(self, epoch: int, epochs: int, total: int, enabled: bool) -> None:
+
+class WriteConfig(Hook):
+    """``config.yaml``: the complete, re-runnable config of the run (monitor resolved)."""
+
+    def __init__(self, out: Path, yaml_text: str) -> None:
+        self.out, self.yaml_text = Path(out), yaml_text
+
+    def before_train(self, trainer: Loop) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "config.yaml", self.yaml_text)
+
+
+class ProgressBar(Hook):
+    """A transient rich bar per epoch (loss, LR, images/s); silent when stderr is not a terminal."""
+
+    def __init__(self, epochs: int, batches: int, accum: int) -> None:
+        self.epochs, self.batches, self.accum = epochs, batches, accum
+        self.progress: Progress | None = None
+
+    def before_epoch(self, trainer: Loop) -> None:
+        self._close()
         self.progress = Progress(
-            TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn(f"epoch {trainer.state.epoch + 1}/{self.epochs}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f} lr {task.fields[lr]:.2e} {task.fields[rate]:.1f} img/s"),
-            TimeRemainingColumn(), console=console, transient=True,
-            disable=not enabled or not console.is_terminal)
-        self.task = self.progress.add_task("train", total=total, loss=math.nan, lr=0.0, rate=0.0)
+            TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
+        self.bar = self.progress.add_task("train", total=self.batches, loss=math.nan, lr=0.0, rate=0.0)
         self.progress.start()
 
-    def advance(self, n: int, **fields: float) -> None:
-        self.progress.update(self.task, advance=n, **fields)
+    def after_step(self, trainer: Loop) -> None:
+        if self.progress is not None:
+            self.progress.update(self.bar, advance=self.accum, loss=trainer.record.last_loss, lr=trainer.lr,
+                                 rate=trainer.record.images_per_s())
 
-    def close(self) -> None:
-        self.progress.stop()
+    def after_epoch(self, trainer: Loop) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
 
-class RunReporter:
-    """Writes the run directory: config.yaml, metrics.csv, curves.png, samples/, confusion.png, report.md."""
+class ConsoleLog(Hook):
+    """The run's header line, one line per epoch (loss, headline metrics, LR, speed) and the closing line."""
 
-    def __init__(self, out: Path, task, cfg, enabled: bool = True) -> None:
-        self.out, self.task, self.cfg, self.enabled = Path(out), task, cfg, enabled
-        self.tb = None
-        self.best_metrics: dict[str, Any] | None = None
-        n = len(task.val_set)
-        k = min(cfg.train.num_samples, n)
-        self.sample_indices = [round(i * (n - 1) / max(1, k - 1)) for i in range(k)] if k > 1 else list(range(k))
+    def __init__(self, header: str, epochs: int, headline: Sequence[tuple[str, str]], monitor: str) -> None:
+        self.header, self.epochs, self.headline, self.monitor = header, epochs, tuple(headline), monitor
 
-    def log(self, msg: str) -> None:
-        if self.enabled:
-            console.print(msg, highlight=False, soft_wrap=True)
+    def before_train(self, trainer: Loop) -> None:
+        log(self.header)
 
-    def start(self, trainer) -> None:
-        self.t0 = time.perf_counter()
-        if not self.enabled:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.out / "config.yaml", self.cfg.to_yaml())
-        if self.cfg.train.tb:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as e:
-                from seglab.errors import ConfigError
-
-                raise ConfigError("--tb needs TensorBoard: pip install 'seglab[tb]'.") from e
-            self.tb = SummaryWriter(str(self.out / "tb"))
-        t = trainer
-        self.log(f"[bold]seglab train[/] {self.cfg.model.name} on {self.cfg.data.root}: "
-                 f"{len(self.task.train_set)} train / {len(self.task.val_set)} val images, "
-                 f"{self.task.num_classes} classes, {t.steps_per_epoch} steps/epoch x {self.cfg.train.epochs} "
-                 f"epochs, {self.cfg.train.precision} on {t.device}"
-                 + (f" x{t.dist.world_size} processes" if t.dist.distributed else "") + f" -> {self.out}")
-
-    def epoch_progress(self, epoch: int, total: int) -> _EpochProgress:
-        return _EpochProgress(epoch, self.cfg.train.epochs, total, self.enabled)
-
-    def epoch_end(self, trainer, row: dict[str, Any], metrics: dict | None, improved: bool) -> None:
-        if not self.enabled:
-            return
-        self.write_csv(trainer.state["history"])
-        parts = [f"epoch {row['epoch']}/{self.cfg.train.epochs}", f"loss {row['train_loss']:.4f}"]
+    def after_epoch(self, trainer: Loop) -> None:
+        row = trainer.record.row
+        parts = [f"epoch {row['epoch']}/{self.epochs}", f"loss {row['train_loss']:.4f}"]
         if "val_loss" in row:
             parts.append(f"val_loss {row['val_loss']:.4f}")
-            parts += [f"{label} {row[key]:.4f}" for key, label in getattr(self.task, "headline", HEADLINE)
-                      if key in row]
+            parts += [f"{label} {row[key]:.4f}" for key, label in self.headline if key in row]
         parts += [f"lr {row['lr']:.2e}", f"{row['images_per_s']:.1f} img/s"]
-        self.log("  ".join(parts) + ("  [green]best[/]" if improved else ""))
-        from seglab import viz
+        log("  ".join(parts) + ("  [green]best[/]" if trainer.record.improved else ""))
 
-        viz.plot_curves(trainer.state["history"], self.out / "curves.png")
-        if self.sample_indices:
-            eval_model = trainer.ema.module if trainer.ema is not None else trainer.model
-            self.task.save_samples(eval_model, self.sample_indices,
-                                   self.out / "samples" / f"epoch_{row['epoch']:03d}.png", trainer.device,
-                                   trainer.autocast)
-        if metrics is not None and improved:
-            self.best_metrics = metrics
-            if "confusion_matrix" in metrics:
-                viz.plot_confusion(metrics["confusion_matrix"], self.task.classes, self.out / "confusion.png")
-        if self.tb is not None:
-            for k, v in row.items():
-                if isinstance(v, (int, float)) and k != "epoch":
-                    self.tb.add_scalar(k, v, row["epoch"])
+    def after_train(self, trainer: Loop) -> None:
+        s = trainer.summary or {}
+        best = "n/a" if s.get("best") is None else f"{s['best']:.4f}"
+        out = Path(s.get("out", "."))
+        log(f"done in {s.get('minutes')} min: best {self.monitor} {best}. "
+            f"Run directory: {out} (report.md, curves.png, samples/, best.pt)")
 
-    def write_csv(self, history: list[dict[str, Any]]) -> None:
+
+class CSVLog(Hook):
+    """``metrics.csv``: every epoch's row so far (columns: the union of the rows' keys, in order)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+
+    def after_epoch(self, trainer: Loop) -> None:
+        history = trainer.state.history
         cols = list(dict.fromkeys(k for row in history for k in row))
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=cols)
@@ -116,33 +111,86 @@ class RunReporter:
         writer.writerows(history)
         atomic_write_text(self.out / "metrics.csv", buf.getvalue())
 
-    def finish(self, trainer) -> dict[str, Any]:
-        s = trainer.state
-        summary = {"out": str(self.out), "best": s["best"], "monitor": self.cfg.train.monitor,
-                   "epochs": s["epoch"], "steps": s["step"], "skipped_steps": s["skipped"],
-                   "last": s["history"][-1] if s["history"] else {},
-                   "minutes": round((time.perf_counter() - self.t0) / 60, 2)}
-        if self.enabled:
-            if self.tb is not None:
-                self.tb.close()
-            atomic_write_text(self.out / "report.md", self.report_md(trainer, summary))
-            best = "n/a" if s["best"] is None else f"{s['best']:.4f}"
-            self.log(f"done in {summary['minutes']} min: best {self.cfg.train.monitor} {best}. "
-                     f"Run directory: {self.out} (report.md, curves.png, samples/, best.pt)")
-        return summary
 
-    def report_md(self, trainer, summary: dict[str, Any]) -> str:
-        m = self.best_metrics or {}
-        c, t = self.cfg, self.cfg.train
-        lines = [f"# Run report: {c.model.name} on {c.data.root}", "",
-                 f"{summary['epochs']} epochs, {summary['steps']} optimizer steps, {summary['minutes']} min; "
-                 f"loss `{t.loss}`, optimizer {t.optimizer} lr {t.lr}, schedule {t.schedule}, precision "
-                 f"{t.precision}, batch {t.batch_size} x accum {t.accum}, sampler {c.data.sampler}.", ""]
-        cw = getattr(trainer, "class_weights", None)
-        if cw is not None:
-            lines += ["Class weights (" + ("given" if t.class_weights else f"{t.weight_method} frequency, "
-                      "computed from the training split") + "): " + ", ".join(f"{w:.3g}" for w in cw), ""]
-        if summary["skipped_steps"]:
+class TensorBoardLog(Hook):
+    """The numbers of each row as TensorBoard scalars in ``<out>/tb`` (needs the ``tb`` extra)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.writer = Path(out), None
+
+    def before_train(self, trainer: Loop) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise ConfigError("--tb needs TensorBoard: pip install 'seglab[tb]'.") from e
+        self.writer = SummaryWriter(str(self.out / "tb"))
+
+    def after_epoch(self, trainer: Loop) -> None:
+        row = trainer.record.row
+        for k, v in row.items():
+            if isinstance(v, (int, float)) and k != "epoch":
+                self.writer.add_scalar(k, v, row["epoch"])
+
+    def after_train(self, trainer: Loop) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Plots(Hook):
+    """``curves.png`` after every epoch; ``confusion.png`` when an evaluated epoch is the new best."""
+
+    def __init__(self, out: Path, classes: Sequence[str]) -> None:
+        self.out, self.classes = Path(out), list(classes)
+
+    def after_epoch(self, trainer: Loop) -> None:
+        from seglab import viz
+
+        viz.plot_curves(trainer.state.history, self.out / "curves.png")
+        m = trainer.record.metrics
+        if m is not None and trainer.record.improved and "confusion_matrix" in m:
+            viz.plot_confusion(m["confusion_matrix"], self.classes, self.out / "confusion.png")
+
+
+def spread(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)`` (first and last included)."""
+    k = min(k, n)
+    return [round(i * (n - 1) / max(1, k - 1)) for i in range(k)] if k > 1 else list(range(k))
+
+
+class Samples(Hook):
+    """``samples/epoch_NNN.png``: the task's picture of predictions on fixed validation images."""
+
+    def __init__(self, out: Path, save: Callable[..., None], indices: list[int]) -> None:
+        self.out, self.save, self.indices = Path(out), save, list(indices)
+
+    def after_epoch(self, trainer: Loop) -> None:
+        if self.indices:
+            path = self.out / "samples" / f"epoch_{trainer.record.row['epoch']:03d}.png"
+            self.save(trainer.eval_model, self.indices, path, trainer.device, trainer.autocast)
+
+
+class Report(Hook):
+    """``report.md``: the setup, the best epoch's metrics (with per-class IoU / Dice) and the pictures."""
+
+    def __init__(self, out: Path, title: str, setup: str, notes: list[str], classes: Sequence[str]) -> None:
+        self.out, self.title, self.setup, self.notes = Path(out), title, setup, list(notes)
+        self.classes = list(classes)
+        self.best_metrics: dict[str, Any] = {}
+
+    def after_epoch(self, trainer: Loop) -> None:
+        if trainer.record.metrics is not None and trainer.record.improved:
+            self.best_metrics = trainer.record.metrics
+
+    def after_train(self, trainer: Loop) -> None:
+        atomic_write_text(self.out / "report.md", self.markdown(trainer.summary or {}))
+
+    def markdown(self, summary: dict[str, Any]) -> str:
+        """The report text for a run ``summary`` (epochs, steps, minutes, skipped_steps)."""
+        m = self.best_metrics
+        lines = [f"# {self.title}", "", f"{summary.get('epochs')} epochs, {summary.get('steps')} optimizer steps, "
+                 f"{summary.get('minutes')} min; {self.setup}", ""]
+        lines += [x for note in self.notes for x in (note, "")]
+        if summary.get("skipped_steps"):
             lines += [f"Skipped {summary['skipped_steps']} steps with a non-finite loss.", ""]
         lines += ["## Best validation metrics", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in m.items() if isinstance(v, float)]
@@ -150,7 +198,7 @@ class RunReporter:
             lines += ["", "## Per-class IoU and Dice", "", "| class | IoU | Dice |", "|---|---|---|"]
             dice = m.get("per_class_dice", [math.nan] * len(m["per_class_iou"]))
             lines += [f"| {name} | {iou:.4f} | {d:.4f} |"
-                      for name, iou, d in zip(self.task.classes, m["per_class_iou"], dice, strict=False)]
+                      for name, iou, d in zip(self.classes, m["per_class_iou"], dice, strict=False)]
         samples = sorted((self.out / "samples").glob("epoch_*.png"))
         lines += ["", "## Pictures", "", "![curves](curves.png)", ""]
         if (self.out / "confusion.png").is_file():
@@ -158,4 +206,3 @@ class RunReporter:
         if samples:
             lines += [f"![samples]({samples[-1].relative_to(self.out).as_posix()})", ""]
         return "\n".join(lines)
-

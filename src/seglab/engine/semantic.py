@@ -1,7 +1,7 @@
-"""The semantic-segmentation task adapter: datasets, loss, evaluation and sample panels for the trainer.
+"""The semantic-segmentation task: folder datasets, the configured loss, confusion-matrix metrics, panels.
 
-The trainer (``trainer.py``) is task-agnostic; it asks an adapter for these pieces. The instance
-task provides the same methods with Mask R-CNN targets and COCO AP.
+It implements :class:`~seglab.engine.task.Task` for the task-agnostic trainer (``trainer.py``); the instance
+task implements the same members with Mask R-CNN targets and COCO AP.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from seglab.config import RunConfig
+from seglab.engine.task import Augment, Autocast
 from seglab.errors import ConfigError
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -49,33 +49,52 @@ def pad_collate(ignore_index: int):
 
 
 class SemanticTask:
-    """Adapter for per-pixel classification on the folder layout."""
+    """Per-pixel classification on the folder layout (implements :class:`~seglab.engine.task.Task`).
+
+    Args:
+        root: dataset folder (``images/<split>/``, ``labels/<split>/``).
+        num_classes: ``None``: from ``classes.txt``, else the largest training label + 1.
+        mean, std: input normalization; ``None``: ImageNet's for RGB, 0.5/0.25 otherwise.
+        loss: loss spec for :func:`seglab.losses.build_loss` (``ce``, ``wce``, ``ce+0.5*dice``, ...).
+        class_weights: per-class loss weights; ``None`` with a ``wce`` loss: computed from the training
+            labels by ``weight_method`` (median frequency or inverse frequency).
+    """
 
     name = "semantic"
+    headline = (("mean_iou", "mIoU"), ("pixel_accuracy", "pixel_acc"))
+    default_monitor = "mean_iou"
 
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(self, root: str, *, train_split: str = "train", val_split: str = "val",
+                 num_classes: int | None = None, in_channels: int = 3, ignore_index: int = 255,
+                 max_pixels: int | None = None, mean: list[float] | None = None, std: list[float] | None = None,
+                 augment: Augment = Augment(), loss: str = "ce", class_weights: list[float] | None = None,
+                 weight_method: str = "median") -> None:
         from seglab.data.folder import SegmentationFolder
         from seglab.data.transforms import build_eval_transforms, build_train_transforms
 
-        d = cfg.data
-        if not d.root:
+        if not root:
             raise ConfigError("no dataset given: pass --data DIR (a folder with images/ and labels/).")
-        self.mean, self.std = default_norm(d.in_channels, d.mean, d.std)
-        common = dict(in_channels=d.in_channels, ignore_index=d.ignore_index, num_classes=d.num_classes,
-                      max_pixels=d.max_pixels)
-        train_tf = build_train_transforms(d.crop_size, scale=tuple(d.scale), hflip=d.hflip, rotate=d.rotate,
-                                          color_jitter=d.color_jitter, mean=self.mean, std=self.std,
-                                          ignore_index=d.ignore_index)
-        self.train_set = SegmentationFolder(d.root, d.train_split, transforms=train_tf, **common)
-        self.val_set = SegmentationFolder(d.root, d.val_split, transforms=build_eval_transforms(self.mean, self.std),
+        self.root, self.train_split, self.in_channels = root, train_split, in_channels
+        self.mean, self.std = default_norm(in_channels, mean, std)
+        common = dict(in_channels=in_channels, ignore_index=ignore_index, num_classes=num_classes,
+                      max_pixels=max_pixels)
+        a = augment
+        train_tf = build_train_transforms(a.crop_size, scale=tuple(a.scale), hflip=a.hflip, rotate=a.rotate,
+                                          color_jitter=a.color_jitter, mean=self.mean, std=self.std,
+                                          ignore_index=ignore_index)
+        self.train_set = SegmentationFolder(root, train_split, transforms=train_tf, **common)
+        self.val_set = SegmentationFolder(root, val_split, transforms=build_eval_transforms(self.mean, self.std),
                                           **common)
-        self.num_classes = d.num_classes or self.train_set.num_classes or self._infer_classes()
+        self.num_classes = num_classes or self.train_set.num_classes or self._infer_classes()
         self.classes = list(self.train_set.classes)[: self.num_classes]
         if len(self.classes) < self.num_classes:
             self.classes += [f"class_{i}" for i in range(len(self.classes), self.num_classes)]
-        self.ignore_index = d.ignore_index
+        self.ignore_index = ignore_index
         self.palette = self.train_set.palette
-        self.cfg = cfg
+        self.loss = loss
+        self.class_weights = self._class_weights(class_weights, weight_method)
+        self._weights_source = "given" if class_weights is not None else \
+            f"{weight_method} frequency, computed from the training split"
 
     def _infer_classes(self) -> int:
         """Without classes.txt or --num-classes: the largest label value in the training split + 1."""
@@ -88,52 +107,56 @@ class SemanticTask:
             top = max(top, int(valid.max(initial=0)))
         return top + 1
 
+    def _class_weights(self, given: list[float] | None, method: str) -> list[float] | None:
+        """The given weights (checked), else computed from the training labels when the loss needs them."""
+        if given is not None:
+            if len(given) != self.num_classes:
+                raise ConfigError(f"train.class_weights has {len(given)} values but the data has "
+                                  f"{self.num_classes} classes.")
+            return list(given)
+        if "wce" not in self.loss:
+            return None
+        from seglab.data.stats import class_weights
+
+        return list(class_weights(self.root, self.train_split, self.num_classes, method=method,
+                                  ignore_index=self.ignore_index))
+
     # --- pieces the trainer asks for -------------------------------------------------------------
     def collate(self):
         return pad_collate(self.ignore_index)
 
     def model_info(self) -> dict[str, Any]:
         """What a checkpoint must carry so inference can rebuild the input pipeline."""
-        return {"task": "semantic", "classes": self.classes, "in_channels": self.cfg.data.in_channels,
+        return {"task": "semantic", "classes": self.classes, "in_channels": self.in_channels,
                 "mean": self.mean, "std": self.std, "ignore_index": self.ignore_index,
                 "palette": None if self.palette is None else np.asarray(self.palette).tolist()}
 
-    def class_weights(self) -> list[float] | None:
-        """Configured weights, or computed from the training split when the loss needs them."""
-        t = self.cfg.train
-        if t.class_weights is not None:
-            if len(t.class_weights) != self.num_classes:
-                raise ConfigError(f"train.class_weights has {len(t.class_weights)} values but the data has "
-                                  f"{self.num_classes} classes.")
-            return list(t.class_weights)
-        if "wce" not in t.loss:
-            return None
-        from seglab.data.stats import class_weights
+    def criterion(self) -> nn.Module:
+        """The configured loss (class weights and ignore label applied)."""
+        from seglab.losses import build_loss
 
-        return list(class_weights(self.cfg.data.root, self.cfg.data.train_split, self.num_classes,
-                                  method=t.weight_method, ignore_index=self.ignore_index))
+        return build_loss(self.loss, self.num_classes, class_weights=self.class_weights,
+                          ignore_index=self.ignore_index)
+
+    def report_notes(self) -> list[str]:
+        """The class weights the loss used, and where they came from."""
+        if self.class_weights is None:
+            return []
+        return [f"Class weights ({self._weights_source}): " + ", ".join(f"{w:.3g}" for w in self.class_weights)]
 
     def sample_weights(self) -> torch.Tensor:
-        """Repeat-factor sampling weights (LVIS): images holding rare classes are drawn more often.
-
-        r_c = max(1, sqrt(t / f_c)) with f_c the fraction of training images containing class c and
-        t = 0.1 (LVIS's threshold); an image's weight is the largest r_c of the classes it contains.
-        """
+        """Repeat-factor sampling weights (LVIS) from the classes present in each training label."""
         from seglab.data.io import read_label
+        from seglab.data.sampling import repeat_factors
 
-        presence = np.zeros((len(self.train_set), self.num_classes), dtype=bool)
-        for i, (_, label_path) in enumerate(self.train_set.samples):
-            lab = read_label(label_path)
-            vals = np.unique(lab)
-            vals = vals[(vals != self.ignore_index) & (vals < self.num_classes)]
-            presence[i, vals] = True
-        frac = presence.mean(axis=0).clip(min=1e-12)
-        r_c = np.maximum(1.0, np.sqrt(0.1 / frac))
-        r_i = np.where(presence, r_c[None, :], 1.0).max(axis=1)
-        return torch.as_tensor(r_i, dtype=torch.float64)
+        present = []
+        for _, label_path in self.train_set.samples:
+            vals = np.unique(read_label(label_path))
+            present.append({int(v) for v in vals if v != self.ignore_index and v < self.num_classes})
+        return repeat_factors(present)
 
-    def loss_inputs(self, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-                    channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare_batch(self, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
+                      channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
         images, masks = batch
         images = images.to(device, non_blocking=True)
         if channels_last:
@@ -155,9 +178,9 @@ class SemanticTask:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader, criterion: nn.Module, device: torch.device,
-                 autocast) -> tuple[dict[str, Any], float]:
+                 autocast: Autocast) -> tuple[dict[str, Any], float]:
         """Dataset-level metrics from one confusion matrix (reduced over ranks) and the mean val loss."""
-        from seglab.engine.distributed import all_reduce_mean
+        from seglab.distributed import all_reduce_mean
         from seglab.metrics.confusion import SegMetrics
 
         metrics = SegMetrics(self.num_classes, ignore_index=self.ignore_index, device=device)
@@ -176,7 +199,7 @@ class SemanticTask:
 
     @torch.no_grad()
     def save_samples(self, model: nn.Module, indices: list[int], path: Path, device: torch.device,
-                     autocast) -> None:
+                     autocast: Autocast) -> None:
         """input | truth | prediction | error panels for fixed validation images."""
         from seglab import viz
 

@@ -1,28 +1,36 @@
-"""The training loop: one engine for every task, with named hooks around a short step.
+"""The training loop: one engine for every task, a short step, and named hooks for everything else.
 
-Reads like the study guide's ``train_epoch`` (forward, loss, zero_grad, backward, step) plus what a
-real run needs: autocast, gradient accumulation and clipping, EMA, DDP, atomic checkpoints with exact
-resume, non-finite loss handling, and the run directory's reports.
+``train_epoch`` reads like the study guide's: forward, loss, backward, then every ``accum`` micro-batches
+step and zero_grad. What a real run adds around it (evaluation, LR schedule, best tracking, checkpoints,
+early stop, logs and pictures) are hooks (``hooks.py``, ``reporting.py``) called at ``before_train``,
+``before_epoch``, ``after_step``, ``after_epoch`` and ``after_train``. What is task-specific comes from the
+:class:`~seglab.engine.task.Task`. The trainer itself owns the model, optimizer, schedule, precision, EMA
+and the state a checkpoint needs for an exact resume.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import math
-import random
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from seglab import distributed as D
+from seglab.checkpoint import read_checkpoint, save_checkpoint
 from seglab.config import RunConfig
-from seglab.engine import distributed as D
-from seglab.engine.checkpoint import read_checkpoint, save_checkpoint
-from seglab.engine.reporting import RunReporter
+from seglab.engine import hooks as H
+from seglab.engine import reporting as R
+from seglab.engine.build import build_ema, build_loaders, build_model, build_optimizer, build_task
+from seglab.engine.precision import resolve_precision
 from seglab.engine.schedules import LRSchedule
+from seglab.engine.state import EpochRecord, TrainState, rng_state, seed_everything, set_rng_state
 from seglab.errors import ConfigError, SeglabError
 
 
@@ -39,184 +47,117 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         D.cleanup()
 
 
-def build_task(cfg: RunConfig):
-    """The task adapter for the configured model (semantic or instance)."""
-    from seglab.models.registry import get_entry
-
-    if get_entry(cfg.model.name).task == "instance":
-        from seglab.engine.instance import InstanceTask
-
-        return InstanceTask(cfg)
-    from seglab.engine.semantic import SemanticTask
-
-    return SemanticTask(cfg)
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(_to_tuple(state["python"]))
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n[0], n[1].numpy(), *n[2:]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _to_tuple(x: Any) -> Any:
-    return tuple(_to_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on norm weights and biases (1-D parameters), decay elsewhere."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def build_optimizer(model: nn.Module, t) -> torch.optim.Optimizer:
-    groups = param_groups(model, t.weight_decay)
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov)
-    if t.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=t.lr)
-    return torch.optim.AdamW(groups, lr=t.lr)
+def resolve_monitor(cfg: RunConfig, default: str) -> RunConfig:
+    """``cfg`` with ``train.monitor`` set to ``default`` when the user chose none (a copy; ``cfg`` is kept)."""
+    if cfg.train.monitor is not None:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, monitor=default))
 
 
 class Trainer:
-    """Owns the model, optimizer, schedule and the loop; hooks: on_step, on_eval, on_checkpoint."""
+    """Owns the model, optimizer, schedule, precision and state; ``fit`` runs the loop and the hooks.
+
+    ``hooks`` is the list called at each hook point, in order (see ``hooks.py`` for the contract);
+    :meth:`default_hooks` builds the standard run. Append to ``trainer.hooks`` to add one.
+    """
 
     def __init__(self, cfg: RunConfig, dist: D.DistInfo | None = None) -> None:
-        self.cfg, self.t = cfg, cfg.train
+        t = cfg.train
+        if t.accum < 1 or t.batch_size < 1 or t.epochs < 1:
+            raise ConfigError("train.accum, train.batch_size and train.epochs must be >= 1.")
         self.dist = dist or D.DistInfo()
         self.device = self.dist.device
-        self.out = Path(self.t.out)
-        self._check_precision()
-        seed_everything(self.t.seed)
+        self.out = Path(t.out)
+        self.precision = resolve_precision(t.precision, self.device)
+        seed_everything(t.seed)
         self.task = build_task(cfg)
-        self._build_model()
-        self._build_loaders()
-        self.optimizer = build_optimizer(self.raw_model, self.t)
-        steps_per_epoch = max(1, len(self.train_loader) // self.t.accum)
-        self.steps_per_epoch = steps_per_epoch
+        # The run's config, as config.yaml and every checkpoint show it: with the monitor actually used.
+        self.cfg = resolve_monitor(cfg, self.task.default_monitor)
+        self.t, self.monitor = self.cfg.train, self.cfg.train.monitor
+        built = build_model(cfg.model.name, self.task.num_classes, cfg.model.options, cfg.data.in_channels,
+                            self.dist, grad_checkpointing=t.grad_checkpointing, sync_bn=t.sync_bn,
+                            channels_last=t.channels_last, compile=t.compile)
+        self.raw_model, self.model, self.model_spec = built.raw, built.model, built.spec
+        loaders = build_loaders(self.task, self.dist, t.batch_size, cfg.data.workers, t.seed,
+                                balanced=cfg.data.sampler == "balanced")
+        self.sampler, self.train_loader, self.val_loader = loaders.sampler, loaders.train, loaders.val
+        self.optimizer = build_optimizer(self.raw_model, t.optimizer, t.lr, t.weight_decay, t.momentum, t.nesterov)
+        self.steps_per_epoch = max(1, len(self.train_loader) // t.accum)
         self.schedule = LRSchedule(
-            self.optimizer, self.t.schedule, steps_per_epoch * self.t.epochs, steps_per_epoch,
-            self.t.warmup_epochs, self.t.min_lr_ratio, self.t.poly_power, self.t.milestones, self.t.gamma,
-            self.t.plateau_patience, self.t.plateau_factor, self.monitor_mode)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.t.precision == "fp16")
-        self.ema = None
-        self._skip_update = False  # set by a skipped non-finite step until the optimizer step is dropped
-        if self.t.ema > 0:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-            self.ema = AveragedModel(self.raw_model, multi_avg_fn=get_ema_multi_avg_fn(self.t.ema), use_buffers=True)
-        self.criterion = self.task.build_criterion() if hasattr(self.task, "build_criterion") else self._criterion()
-        self.state = {"epoch": 0, "step": 0, "epoch_pos": 0, "best": None, "bad_epochs": 0, "history": [],
-                      "skipped": 0}
-        self.reporter = RunReporter(self.out, self.task, cfg, enabled=self.dist.is_main)
-        if self.t.resume:
+            self.optimizer, t.schedule, self.steps_per_epoch * t.epochs, self.steps_per_epoch, t.warmup_epochs,
+            t.min_lr_ratio, t.poly_power, t.milestones, t.gamma, t.plateau_patience, t.plateau_factor,
+            H.monitor_mode(self.monitor))
+        self.ema = build_ema(self.raw_model, t.ema)
+        self.criterion = self.task.criterion().to(self.device)
+        self.state, self.record = TrainState(), EpochRecord()
+        self.stop, self.summary, self.started = False, None, time.perf_counter()
+        self._skip_update = False  # set by a skipped non-finite micro-batch until its optimizer step is dropped
+        self.hooks: list[H.Hook] = self.default_hooks()
+        if t.resume:
             self._resume()
 
-    # --- construction ---------------------------------------------------------------------------
+    def default_hooks(self) -> list[H.Hook]:
+        """Steering hooks on every rank (order matters: eval, then LR, best, save); outputs on rank 0 only."""
+        t, task = self.t, self.task
+        hooks: list[H.Hook] = [H.EvalHook(task.evaluate, self.val_loader, t.eval_every, t.epochs),
+                               H.LRScheduleHook(self.schedule, self.monitor), H.BestTracker(self.monitor),
+                               H.CheckpointHook(t.save_every)]
+        if self.dist.is_main:
+            c = self.cfg
+            header = (f"[bold]seglab train[/] {c.model.name} on {c.data.root}: {len(task.train_set)} train / "
+                      f"{len(task.val_set)} val images, {task.num_classes} classes, {self.steps_per_epoch} "
+                      f"steps/epoch x {t.epochs} epochs, {t.precision} on {self.device}"
+                      + (f" x{self.dist.world_size} processes" if self.dist.distributed else "") + f" -> {self.out}")
+            setup = (f"loss `{t.loss}`, optimizer {t.optimizer} lr {t.lr}, schedule {t.schedule}, precision "
+                     f"{t.precision}, batch {t.batch_size} x accum {t.accum}, sampler {c.data.sampler}.")
+            hooks = [R.ProgressBar(t.epochs, len(self.train_loader), t.accum), *hooks,
+                     R.WriteConfig(self.out, c.to_yaml()), *([R.TensorBoardLog(self.out)] if t.tb else []),
+                     R.CSVLog(self.out), R.Report(self.out, f"Run report: {c.model.name} on {c.data.root}", setup,
+                                                  task.report_notes(), task.classes),
+                     R.ConsoleLog(header, t.epochs, task.headline, self.monitor), R.Plots(self.out, task.classes),
+                     R.Samples(self.out, task.save_samples, R.spread(len(task.val_set), t.num_samples))]
+        return [*hooks, H.EarlyStop(self.monitor, t.early_stop)]
+
+    # --- what hooks use -----------------------------------------------------------------------------
     @property
-    def monitor_mode(self) -> str:
-        return "min" if "loss" in self.t.monitor else "max"
+    def eval_model(self) -> torch.nn.Module:
+        """The model evaluation, samples and ``best.pt`` use: the EMA weights when EMA is on."""
+        return self.ema.module if self.ema is not None else self.model
 
-    def _check_precision(self) -> None:
-        if self.t.precision == "fp16" and self.device.type != "cuda":
-            raise ConfigError("precision fp16 needs a CUDA GPU (it relies on GradScaler); on CPU use bf16.")
-        if self.t.accum < 1 or self.t.batch_size < 1 or self.t.epochs < 1:
-            raise ConfigError("train.accum, train.batch_size and train.epochs must be >= 1.")
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
 
-    def autocast(self):
-        if self.t.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.t.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+    def autocast(self) -> AbstractContextManager:
+        """The run's autocast context (``train.precision``), fresh for each use."""
+        return self.precision.autocast()
 
-    def _build_model(self) -> None:
-        from seglab.models.registry import build_model, get_entry
+    def log(self, msg: str) -> None:
+        """A console line, from rank 0 only."""
+        if self.dist.is_main:
+            R.log(msg)
 
-        options = dict(self.cfg.model.options)
-        if "in_channels" in get_entry(self.cfg.model.name).options() and "in_channels" not in options:
-            options["in_channels"] = self.cfg.data.in_channels
-        self.model_spec = {"name": self.cfg.model.name, "num_classes": self.task.num_classes, "options": options}
-        model = build_model(self.cfg.model.name, self.task.num_classes, **options)
-        if self.t.grad_checkpointing:
-            if not hasattr(model, "set_grad_checkpointing"):
-                raise ConfigError(f"model {self.cfg.model.name!r} has no gradient checkpointing switch.")
-            model.set_grad_checkpointing(True)
-        if self.t.sync_bn and self.dist.distributed:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model.to(self.device)
-        if self.t.channels_last:
-            model.to(memory_format=torch.channels_last)
-        self.raw_model = model
-        if self.dist.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        self.model = torch.compile(model) if self.t.compile else model
+    def _call(self, point: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, point)(self)
 
-    def _criterion(self) -> nn.Module:
-        from seglab.losses import build_loss
-
-        self.class_weights = self.task.class_weights()
-        return build_loss(self.t.loss, self.task.num_classes, class_weights=self.class_weights,
-                          ignore_index=self.task.ignore_index).to(self.device)
-
-    def _build_loaders(self) -> None:
-        d, t = self.cfg.data, self.t
-        weights = self.task.sample_weights() if d.sampler == "balanced" else None
-        self.sampler = D.EpochSampler(len(self.task.train_set), t.seed, self.dist.rank, self.dist.world_size,
-                                      weights=weights)
-        common = dict(num_workers=d.workers, collate_fn=self.task.collate(),
-                      pin_memory=self.device.type == "cuda", persistent_workers=False)
-        # Own generator: creating an iterator must not draw from the global RNG (exact resume).
-        self.train_loader = torch.utils.data.DataLoader(
-            D.SeededDataset(self.task.train_set), batch_size=t.batch_size, sampler=self.sampler, drop_last=True,
-            generator=torch.Generator().manual_seed(t.seed), **common)
-        if len(self.task.train_set) // max(1, self.dist.world_size) < t.batch_size:
-            raise ConfigError(f"the training split has {len(self.task.train_set)} images, fewer than one batch of "
-                              f"{t.batch_size} per process; lower --batch-size.")
-        val_sampler = D.EpochSampler(len(self.task.val_set), 0, self.dist.rank, self.dist.world_size, shuffle=False)
-        self.val_loader = torch.utils.data.DataLoader(
-            _Unseeded(self.task.val_set), batch_size=t.batch_size, sampler=val_sampler,
-            generator=torch.Generator(), **common)
-
-    # --- checkpoints ------------------------------------------------------------------------------
+    # --- checkpoints --------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
-        eval_model = self.ema.module if self.ema is not None else self.raw_model
-        state = {**self.task.model_info(), "model": self.model_spec,
-                 "model_state": eval_model.state_dict(), "config": self.cfg.to_dict(),
-                 "epoch": self.state["epoch"], "step": self.state["step"],
-                 "metrics": self.state["history"][-1] if self.state["history"] else {},
+        """Everything inference needs (task metadata, weights, config) and everything an exact resume needs."""
+        weights = self.ema.module if self.ema is not None else self.raw_model
+        state = {**self.task.model_info(), "model": self.model_spec, "model_state": weights.state_dict(),
+                 "config": self.cfg.to_dict(), "epoch": self.state.epoch, "step": self.state.step,
+                 "metrics": self.state.history[-1] if self.state.history else {},
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
-                 "scaler": self.scaler.state_dict(), "rng": _rng_state(),
-                 "trainer": {k: v for k, v in self.state.items()},
-                 "class_weights": getattr(self, "class_weights", None)}
+                 "scaler": self.precision.scaler.state_dict(), "rng": rng_state(),
+                 "trainer": self.state.to_dict(), "class_weights": self.task.class_weights}
         if self.ema is not None:
             state["raw_model_state"] = self.raw_model.state_dict()
             state["ema"] = self.ema.state_dict()
         return state
 
     def save(self, name: str = "last.pt") -> None:
-        """Atomic write on rank 0 (temp file + rename): a kill mid-write leaves the old file intact."""
+        """Write ``<out>/<name>`` on rank 0, atomically: a kill mid-write leaves the old file intact."""
         if self.dist.is_main:
             save_checkpoint(self.out / name, self.checkpoint_state())
 
@@ -231,152 +172,110 @@ class Trainer:
         self.raw_model.load_state_dict(ck.get("raw_model_state", ck["model_state"]))
         self.optimizer.load_state_dict(ck["optimizer"])
         self.schedule.load_state_dict(ck["scheduler"])
-        self.scaler.load_state_dict(ck["scaler"])
+        self.precision.scaler.load_state_dict(ck["scaler"])
         if self.ema is not None and "ema" in ck:
             self.ema.load_state_dict(ck["ema"])
-        self.state = dict(ck["trainer"])
-        _set_rng_state(ck["rng"])
-        self.reporter.log(f"resumed from {path} at epoch {self.state['epoch'] + 1}, step {self.state['step']}")
+        self.state = TrainState.from_dict(ck["trainer"])
+        set_rng_state(ck["rng"])
+        self.log(f"resumed from {path} at epoch {self.state.epoch + 1}, step {self.state.step}")
 
-    # --- the loop ---------------------------------------------------------------------------------
+    # --- the loop -----------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        self.reporter.start(self)
+        """Run the remaining epochs with the hooks; returns the summary (also in ``self.summary``)."""
+        self.started = time.perf_counter()
+        self._call("before_train")
         try:
-            while self.state["epoch"] < self.t.epochs:
+            while self.state.epoch < self.t.epochs and not self.stop:
                 self.train_epoch()
-                row = self.on_epoch_end()
-                if self._should_stop(row):
-                    break
+                self.end_epoch()
         except KeyboardInterrupt:
             self.save()
             raise SeglabError(f"interrupted; progress saved to {self.out / 'last.pt'}. Continue with the same "
                               "command plus --resume.") from None
-        return self.reporter.finish(self)
+        s = self.state
+        self.summary = {"out": str(self.out), "best": s.best, "monitor": self.monitor, "epochs": s.epoch,
+                        "steps": s.step, "skipped_steps": s.skipped, "last": s.history[-1] if s.history else {},
+                        "minutes": round((time.perf_counter() - self.started) / 60, 2)}
+        self._call("after_train")
+        return self.summary
 
     def train_epoch(self) -> None:
+        """One pass over this rank's share of the training split (from ``state.epoch_pos`` on a resume)."""
         s, t = self.state, self.t
         self.model.train()
-        self.sampler.set_epoch(s["epoch"], s["epoch_pos"])
-        micro, self.epoch_loss, self.epoch_parts, self.epoch_images = 0, [], {}, 0
-        start = time.perf_counter()
-        progress = self.reporter.epoch_progress(s["epoch"], len(self.train_loader))
-        for batch in self.train_loader:
-            images, masks = self.task.loss_inputs(batch, self.device, t.channels_last)
-            micro += 1
-            sync = micro % t.accum == 0
-            ctx = self.model.no_sync() if self.dist.distributed and not sync else contextlib.nullcontext()
-            with ctx:
-                loss, parts = self.train_step(images, masks)
-            if not sync:
-                continue
-            self.optimizer_step(loss)
-            s["epoch_pos"] += t.accum * t.batch_size
-            self.epoch_images += t.accum * t.batch_size * self.dist.world_size
-            rate = self.epoch_images / max(1e-9, time.perf_counter() - start)
-            progress.advance(t.accum, loss=self.epoch_loss[-1] if self.epoch_loss else float("nan"),
-                             lr=self.optimizer.param_groups[0]["lr"], rate=rate)
-            if t.save_every and s["step"] % t.save_every == 0:
-                self.save()
-        progress.close()
-        self.epoch_time = time.perf_counter() - start
+        self.sampler.set_epoch(s.epoch, s.epoch_pos)
+        self.record = EpochRecord()
+        self._call("before_epoch")
+        for micro, batch in enumerate(self.train_loader, start=1):
+            inputs, targets = self.task.prepare_batch(batch, self.device, t.channels_last)
+            stepping = micro % t.accum == 0
+            # DDP all-reduces gradients on every backward unless told not to: only on the stepping one
+            quiet = self.dist.distributed and not stepping
+            with self.model.no_sync() if quiet else contextlib.nullcontext():
+                self.train_step(inputs, targets)
+            if stepping:
+                self.optimizer_step()
+                s.epoch_pos += t.accum * t.batch_size
+                self.record.images += t.accum * t.batch_size * self.dist.world_size
+                self._call("after_step")
+        self.record.seconds = time.perf_counter() - self.record.started
 
-    def train_step(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Forward, loss, backward of one micro-batch (the optimizer step happens every ``accum``)."""
+    def train_step(self, inputs: Any, targets: Any) -> torch.Tensor:
+        """Forward, loss and backward of one micro-batch; a non-finite loss never reaches ``backward``."""
         with self.autocast():
-            loss, parts = self.task.compute_loss(self.model, self.criterion, images, masks)
+            loss, parts = self.task.compute_loss(self.model, self.criterion, inputs, targets)
         if not torch.isfinite(loss):
             self._nonfinite(loss, parts)
-            return loss, parts
-        self.scaler.scale(loss / self.t.accum).backward()
-        self.epoch_loss.append(float(loss.detach()))
+            return loss
+        self.precision.scaler.scale(loss / self.t.accum).backward()
+        self.record.losses.append(float(loss.detach()))
         for k, v in parts.items():  # loss terms (loss_ce, loss_mask, ...) averaged per epoch in metrics.csv
-            self.epoch_parts[k] = self.epoch_parts.get(k, 0.0) + float(v)
-        return loss, parts
+            self.record.parts[k] = self.record.parts.get(k, 0.0) + float(v)
+        return loss
 
-    def _nonfinite(self, loss: torch.Tensor, parts: dict) -> None:
+    def _nonfinite(self, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
         desc = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items()) or f"loss={float(loss.detach())}"
         if not self.t.skip_nonfinite:
             raise NonFiniteLossError(
-                f"non-finite loss at epoch {self.state['epoch'] + 1}, step {self.state['step'] + 1} ({desc}). "
+                f"non-finite loss at epoch {self.state.epoch + 1}, step {self.state.step + 1} ({desc}). "
                 f"{self.out / 'last.pt'} holds the last good state. Lower --lr, use --precision fp32 or "
                 "--clip-grad, or pass --skip-nonfinite to skip such steps.")
-        self.state["skipped"] += 1
+        self.state.skipped += 1
         self._skip_update = True
 
-    def optimizer_step(self, loss: torch.Tensor) -> None:
-        """Unscale, clip, step, zero_grad, LR schedule, EMA: once per ``accum`` micro-batches."""
-        if self._skip_update:
-            self._skip_update = False
-            self.optimizer.zero_grad(set_to_none=True)
-        else:
+    def optimizer_step(self) -> None:
+        """(Unscale, clip,) step, zero_grad and EMA once per ``accum`` micro-batches; dropped after a NaN."""
+        scaler = self.precision.scaler
+        if not self._skip_update:
             if self.t.clip_grad:
-                self.scaler.unscale_(self.optimizer)
+                scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.t.clip_grad)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.ema is not None:
-                self.ema.update_parameters(self.raw_model)
-        self.state["step"] += 1
-        self.schedule.step_iter()
+            scaler.step(self.optimizer)
+            scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None and not self._skip_update:
+            self.ema.update_parameters(self.raw_model)
+        self._skip_update = False
+        self.state.step += 1
 
-    def on_epoch_end(self) -> dict[str, Any]:
-        """Evaluate, update LR-on-plateau / best / early stop, write checkpoints and reports."""
-        s = self.state
-        eval_model = self.ema.module if self.ema is not None else self.model
-        eval_model.eval()
-        row: dict[str, Any] = {"epoch": s["epoch"] + 1, "step": s["step"],
-                               "train_loss": D.all_reduce_mean(float(np.mean(self.epoch_loss))
-                                                               if self.epoch_loss else math.nan, self.device),
-                               **{f"train_{k}": D.all_reduce_mean(v / max(1, len(self.epoch_loss)), self.device)
-                                  for k, v in sorted(self.epoch_parts.items())},
-                               "lr": self.optimizer.param_groups[0]["lr"],
-                               "epoch_time_s": round(self.epoch_time, 2),
-                               "images_per_s": round(self.epoch_images / max(1e-9, self.epoch_time), 2)}
-        metrics = None
-        if (s["epoch"] + 1) % self.t.eval_every == 0 or s["epoch"] + 1 == self.t.epochs:
-            metrics, val_loss = self.task.evaluate(eval_model, self.val_loader, self.criterion, self.device,
-                                                   self.autocast)
-            row["val_loss"] = val_loss
-            row.update({k: v for k, v in metrics.items() if isinstance(v, float)})
-            self.schedule.step_eval(row.get(self.t.monitor, math.nan))
-        improved = self._update_best(row)
-        s["epoch"] += 1
-        s["epoch_pos"] = 0
-        s["history"].append(row)
-        self.save()
-        if improved:
-            self.save("best.pt")
-        self.reporter.epoch_end(self, row, metrics, improved)
-        return row
-
-    def _update_best(self, row: dict[str, Any]) -> bool:
-        value = row.get(self.t.monitor)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return False
-        best = self.state["best"]
-        better = best is None or (value > best if self.monitor_mode == "max" else value < best)
-        if better:
-            self.state["best"], self.state["bad_epochs"] = value, 0
-        else:
-            self.state["bad_epochs"] += 1
-        return better
-
-    def _should_stop(self, row: dict[str, Any]) -> bool:
-        if self.t.early_stop and self.state["bad_epochs"] >= self.t.early_stop:
-            self.reporter.log(f"early stop: {self.t.monitor} did not improve for {self.t.early_stop} evaluations")
-            return True
-        return False
-
-
-class _Unseeded(torch.utils.data.Dataset):
-    """Validation wrapper: accepts the sampler's ``(index, seed)`` pairs, ignores the seed."""
-
-    def __init__(self, dataset: torch.utils.data.Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, item: tuple[int, int]):
-        return self.dataset[item[0]]
+    def end_epoch(self) -> None:
+        """Close the epoch's row, count the epoch, then run the ``after_epoch`` hooks (eval, best, save, ...)."""
+        s, rec = self.state, self.record
+        self.eval_model.eval()
+        n = max(1, len(rec.losses))
+        rec.row = {"epoch": s.epoch + 1, "step": s.step,
+                   "train_loss": D.all_reduce_mean(float(np.mean(rec.losses)) if rec.losses else math.nan,
+                                                   self.device),
+                   **{f"train_{k}": D.all_reduce_mean(v / n, self.device) for k, v in sorted(rec.parts.items())},
+                   "lr": self.lr, "epoch_time_s": round(rec.seconds, 2),
+                   "images_per_s": round(rec.images / max(1e-9, rec.seconds), 2)}
+        before = copy.deepcopy(s)
+        s.epoch, s.epoch_pos = s.epoch + 1, 0
+        s.history.append(rec.row)
+        try:
+            self._call("after_epoch")
+        except KeyboardInterrupt:
+            # Interrupted during evaluation or saving: the Ctrl-C checkpoint keeps the epoch open, so a resume
+            # redoes this epoch's end (evaluation, best tracking, best.pt) instead of skipping it.
+            self.state = before
+            raise

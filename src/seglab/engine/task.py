@@ -1,0 +1,99 @@
+"""The contract between the one training loop and a segmentation task.
+
+The trainer (``trainer.py``) and its hooks (``hooks.py``, ``reporting.py``) know nothing about pixels,
+boxes or segments: everything task-specific comes through :class:`Task`. :class:`~seglab.engine.semantic.
+SemanticTask` and :class:`~seglab.engine.instance.InstanceTask` implement it; a new task (panoptic) is a new
+class with these members plus one entry in :data:`seglab.engine.build.TASK_BUILDERS` (where ``build_task``
+picks the task from the model's registry entry), and the trainer stays as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+Autocast = Callable[[], AbstractContextManager]
+"""A zero-argument factory of the run's autocast context (``nullcontext`` in fp32)."""
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training-time augmentation of the train split (validation images are only normalised)."""
+
+    crop_size: int = 256
+    scale: tuple[float, ...] = (0.5, 2.0)
+    hflip: float = 0.5
+    rotate: float = 0.0
+    color_jitter: float = 0.2
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the trainer asks of a task. Every member is used by the loop or a hook; none is optional.
+
+    Attributes:
+        name: the checkpoint's ``task`` value (``semantic``, ``instance``, ...).
+        headline: ``(metric key, short label)`` pairs printed in each epoch line, most important first.
+        default_monitor: the metric ``best.pt`` follows when the user chose none (``train.monitor`` unset).
+        train_set, val_set: the datasets; items are whatever :meth:`collate` batches.
+        num_classes: model outputs (instance: categories + background).
+        classes: a name per class index, ``len(classes) == num_classes``.
+        class_weights: per-class loss weights in use (``None``: unweighted); saved in checkpoints.
+    """
+
+    name: str
+    headline: tuple[tuple[str, str], ...]
+    default_monitor: str
+    train_set: torch.utils.data.Dataset
+    val_set: torch.utils.data.Dataset
+    num_classes: int
+    classes: list[str]
+    class_weights: list[float] | None
+
+    def collate(self) -> Callable[[list], Any]:
+        """The DataLoader ``collate_fn`` for both splits."""
+        ...
+
+    def model_info(self) -> dict[str, Any]:
+        """Checkpoint metadata that rebuilds the input pipeline at inference.
+
+        Keys: ``task, classes, in_channels, mean, std, ignore_index, palette`` (+ ``cat_ids`` for instance).
+        """
+        ...
+
+    def criterion(self) -> nn.Module:
+        """The loss module the trainer hands back to :meth:`compute_loss` and :meth:`evaluate`."""
+        ...
+
+    def sample_weights(self) -> torch.Tensor:
+        """One weight per training image for ``--sampler balanced`` (repeat factors)."""
+        ...
+
+    def prepare_batch(self, batch: Any, device: torch.device, channels_last: bool) -> tuple[Any, Any]:
+        """``(inputs, targets)`` of a collated batch, on ``device``."""
+        ...
+
+    def compute_loss(self, model: nn.Module, criterion: nn.Module, inputs: Any,
+                     targets: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward + loss: the scalar to optimise and its named, detached parts (``loss_ce``, ...)."""
+        ...
+
+    def evaluate(self, model: nn.Module, loader: torch.utils.data.DataLoader, criterion: nn.Module,
+                 device: torch.device, autocast: Autocast) -> tuple[dict[str, Any], float]:
+        """Validation metrics (identical on every DDP rank) and the mean validation loss (NaN if none)."""
+        ...
+
+    def save_samples(self, model: nn.Module, indices: list[int], path: Path, device: torch.device,
+                     autocast: Autocast) -> None:
+        """A picture of predictions on the validation images ``indices`` (rank 0 only)."""
+        ...
+
+    def report_notes(self) -> list[str]:
+        """Markdown lines ``report.md`` adds about this task's setup (e.g. the class weights used)."""
+        ...
