@@ -62,3 +62,92 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip("../shared/datasets is absent (only on seglab developer machines and CI)")
     return SHARED_DATASETS
+
+
+# --- Trained-model stand-ins shared by tests/inference (library) and tests/cli (end to end) -------------
+# Imports stay inside the fixtures: every test directory loads this file, and a package being refactored
+# must not break the collection of tests that never use these checkpoints.
+
+SEMANTIC_CLASSES = ["background", "square", "bar"]
+SEMANTIC_MEAN, SEMANTIC_STD = [0.45, 0.5, 0.55], [0.2, 0.25, 0.3]
+SEMANTIC_OPTIONS = {"base_channels": 8, "depth": 2}
+INSTANCE_CLASSES = ["background", "circle", "square", "triangle"]
+TINY_MASKRCNN = {"min_size": 64, "max_size": 64, "fpn_channels": 16, "box_batch_size_per_image": 16,
+                 "mask_head_layers": 1}
+
+
+def _semantic_state(model: torch.nn.Module, task: str = "semantic") -> dict:
+    return {"task": task, "model": {"name": "unet", "num_classes": 3, "options": SEMANTIC_OPTIONS},
+            "model_state": model.state_dict(), "classes": SEMANTIC_CLASSES, "in_channels": 3,
+            "mean": SEMANTIC_MEAN, "std": SEMANTIC_STD, "ignore_index": 255, "config": {"data": {"crop_size": 48}},
+            "epoch": 1, "step": 10, "metrics": {}, "palette": [[0, 0, 0], [250, 10, 10], [10, 250, 10]]}
+
+
+@pytest.fixture(scope="session")
+def semantic_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A 4-image val split (RGB PNG + label each) and a tiny random-weight U-Net checkpoint; read only.
+
+    Keys: ``root``, ``data``, ``run`` (run folder), ``ckpt`` (its best.pt), ``model`` (the saved weights,
+    eval mode), ``classes``, ``mean``, ``std``, ``inconsistent`` (the same U-Net saved as task 'instance').
+    """
+    from PIL import Image
+
+    from seglab.checkpoint import save_checkpoint
+    from seglab.models import build_model
+
+    root = tmp_path_factory.mktemp("semantic_run")
+    rng = np.random.default_rng(0)
+    data = root / "data"
+    (data / "images" / "val").mkdir(parents=True)
+    (data / "labels" / "val").mkdir(parents=True)
+    (data / "classes.txt").write_text("\n".join(SEMANTIC_CLASSES) + "\n")
+    for i, (h, w) in enumerate(((32, 40), (32, 40), (28, 44), (36, 36))):
+        label = np.zeros((h, w), np.uint8)
+        label[4:14, 5:15] = 1
+        label[20:24, :] = 2
+        label[0, :] = 255
+        image = rng.integers(0, 60, (h, w, 3)).astype(np.uint8)
+        image[label == 1] += np.uint8(150)
+        image[label == 2, 2] = 250
+        Image.fromarray(image).save(data / "images" / "val" / f"s{i}.png")
+        Image.fromarray(label).save(data / "labels" / "val" / f"s{i}.png")
+    torch.manual_seed(0)
+    model = build_model("unet", 3, **SEMANTIC_OPTIONS).eval()
+    run = root / "run"
+    save_checkpoint(run / "best.pt", _semantic_state(model))
+    save_checkpoint(root / "inconsistent.pt", _semantic_state(model, task="instance"))  # a U-Net "detector"
+    return {"root": root, "data": data, "run": run, "ckpt": run / "best.pt", "model": model,
+            "classes": SEMANTIC_CLASSES, "mean": SEMANTIC_MEAN, "std": SEMANTIC_STD,
+            "inconsistent": root / "inconsistent.pt"}
+
+
+@pytest.fixture(scope="session")
+def instance_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Shapes data (COCO file + mask folders, 2 train / 5 val images of 64 px) and a tiny Mask R-CNN checkpoint.
+
+    Keys: ``root``, ``data``, ``ckpt`` (``run/best.pt``), ``model`` (the saved weights with
+    ``score_thresh`` 0: every detection kept, so random weights still detect something), ``state`` (the
+    checkpoint's keys without the weights: ``CheckpointInfo.from_dict(state)`` describes the model),
+    ``classes``, ``tiny`` (the model options), ``other_categories`` (the same weights saved with category
+    ids 5, 6, 7, which the data does not have). Read only.
+    """
+    from seglab.checkpoint import save_checkpoint
+    from seglab.data.synthetic import make_shapes
+    from seglab.models import build_model
+
+    root = tmp_path_factory.mktemp("instance_run")
+    data = make_shapes(root / "data", n_train=2, n_val=5, size=64, seed=3)
+    torch.manual_seed(0)
+    model = build_model("maskrcnn_resnet18_fpn", 4, **TINY_MASKRCNN).eval()
+    model.roi_heads.score_thresh = 0.0  # random weights: keep every detection so there is something to check
+    state = {"task": "instance", "model": {"name": "maskrcnn_resnet18_fpn", "num_classes": 4,
+                                           "options": TINY_MASKRCNN},
+             "classes": INSTANCE_CLASSES, "cat_ids": [0, 1, 2, 3], "in_channels": 3, "mean": [0.0] * 3,
+             "std": [1.0] * 3, "ignore_index": 255, "config": {}, "epoch": 1, "step": 1, "metrics": {},
+             "palette": None}
+    ckpt = root / "run" / "best.pt"
+    save_checkpoint(ckpt, {**state, "model_state": model.state_dict()})
+    other = root / "other_categories.pt"  # the same model trained on categories 5, 6, 7 (not the data's)
+    save_checkpoint(other, {**state, "cat_ids": [0, 5, 6, 7], "model_state": model.state_dict()})
+    return {"root": root, "data": data, "ckpt": ckpt, "model": model, "state": state,
+            "classes": INSTANCE_CLASSES, "tiny": TINY_MASKRCNN, "other_categories": other}

@@ -152,3 +152,70 @@ def test_check_detects_a_wrong_file(gray_unet_onnx, tmp_path, tiny) -> None:
     with pytest.raises(ModelError, match="not written"):
         export_model(other, tmp_path / "b.pt", format="torchscript", in_channels=1, check=True, tolerance=-1.0)
     assert not (tmp_path / "b.pt").exists()
+
+
+# --- export_checkpoint: a loaded checkpoint with its metadata (what `seglab export` does) ----------------
+
+def test_export_checkpoint_onnx_with_check_and_metadata(semantic_run, tmp_path) -> None:
+    from seglab.checkpoint import load_checkpoint
+    from seglab.export import export_checkpoint
+
+    model, info = load_checkpoint(semantic_run["run"])
+    out = tmp_path / "m.onnx"
+    result = export_checkpoint(model, info, out, format="onnx", check=True)
+    assert result.path == out and result.format == "onnx"
+    assert result.max_abs_diff is not None and result.max_abs_diff < 1e-3
+    meta = read_metadata(out)
+    assert meta["seglab.classes"] == semantic_run["classes"]
+    assert meta["seglab.mean"] == semantic_run["mean"] and meta["seglab.std"] == semantic_run["std"]
+    assert meta["seglab.input_size"] == [48, 48] and meta["seglab.model"]["name"] == "unet"
+    x = torch.rand(1, 3, 64, 96)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    with torch.no_grad():
+        ref = semantic_run["model"](x).numpy()
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4)
+
+
+def test_export_checkpoint_torchscript_default_path(semantic_run, tmp_path) -> None:
+    from seglab.checkpoint import load_checkpoint
+    from seglab.export import export_checkpoint
+
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(semantic_run["ckpt"].read_bytes())
+    result = export_checkpoint(*load_checkpoint(ckpt), format="torchscript")
+    assert result.path == tmp_path / "best.torchscript.pt" and result.max_abs_diff is None
+    assert (tmp_path / "best.torchscript.pt").stat().st_size > 0
+    assert read_metadata(result.path)["seglab.classes"] == semantic_run["classes"]
+
+
+def test_export_checkpoint_refuses_check_images_for_semantic(semantic_run, tmp_path) -> None:
+    from seglab.checkpoint import load_checkpoint
+    from seglab.export import export_checkpoint
+
+    image = semantic_run["data"] / "images" / "val" / "s0.png"
+    with pytest.raises(ConfigError, match="--check-image"):
+        export_checkpoint(*load_checkpoint(semantic_run["ckpt"]), tmp_path / "m.onnx", check=True,
+                          check_images=[image])
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_instance_checkpoint_checked_on_real_images(instance_run, one_thread, tmp_path) -> None:
+    from seglab.checkpoint import load_checkpoint
+    from seglab.export import export_checkpoint
+
+    image = sorted((instance_run["data"] / "images" / "val").iterdir())[0]
+    out = tmp_path / "a.onnx"
+    result = export_checkpoint(*load_checkpoint(instance_run["ckpt"]), out, check=True, check_images=[image])
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-3
+    assert result.detections_compared is not None
+    meta = read_metadata(out)
+    assert meta["seglab.task"] == "instance" and meta["seglab.classes"] == instance_run["classes"]
+    assert meta["seglab.input_size"] == [64, 64] and meta["seglab.cat_ids"] == [0, 1, 2, 3]
+
+
+def test_export_check_with_max_size_below_min_size(instance_run, one_thread, tmp_path) -> None:
+    torch.manual_seed(0)  # max_size below min_size: the side that passes the resize unchanged is max_size
+    model = build_model("maskrcnn_resnet18_fpn", 4, **{**instance_run["tiny"], "min_size": 64, "max_size": 40}).eval()
+    result = export_model(model, tmp_path / "b.onnx", task="instance", check=True, tolerance=1e-3)
+    assert result.max_abs_diff < 1e-3 and result.detections_compared > 0
+    assert read_metadata(result.path)["seglab.input_size"] == [40, 40]

@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 from seglab.errors import SeglabError  # noqa: E402
 
 # Heavy parts (torch models, timm) load on first use so `seglab --help` and data tools start fast.
-_LAZY = {"build_model": "seglab.models.registry", "load_checkpoint": "seglab.engine.checkpoint",
-         "SegMetrics": "seglab.metrics.confusion", "build_loss": "seglab.losses"}
+_LAZY = {"build_model": "seglab.models.registry", "load_checkpoint": "seglab.checkpoint",
+         "train": "seglab.engine.trainer", "SegMetrics": "seglab.metrics.confusion", "build_loss": "seglab.losses"}
 
 __all__ = ["SeglabError", "__version__", *_LAZY]
 

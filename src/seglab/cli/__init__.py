@@ -14,8 +14,8 @@ from seglab.cli.app import app, err_console
 from seglab.errors import SeglabError
 
 # Each module registers its commands on `app` / `data_app` when imported.
-_COMMAND_MODULES = ("seglab.cli.models_cmd", "seglab.cli.data_cmd", "seglab.cli.data_tools_cmd",
-                    "seglab.cli.instance_cmd", "seglab.cli.train_cmd", "seglab.cli.use_cmd")
+_COMMAND_MODULES = ("seglab.cli.models_cmd", "seglab.cli.data_cmd", "seglab.cli.train_cmd",
+                    "seglab.cli.evaluate_cmd", "seglab.cli.predict_cmd", "seglab.cli.export_cmd")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,219 @@
+"""Checkpoints: plain dicts of tensors and Python values, written atomically, loaded weights-only.
+
+Training writes them (``engine/``) and every use reads them (``inference/``, ``export.py``, the CLI), so
+they live at package level. What a checkpoint says about its model is read and validated once, into a
+typed :class:`CheckpointInfo`; nothing else reads the raw dict or repeats its defaults.
+
+Layout of a checkpoint file (every key always present unless noted)::
+
+    seglab_version: str
+    task: "semantic" | "instance"  (older files: decided from the model's registry entry)
+    model: {"name": str, "num_classes": int, "options": dict}
+    model_state: state dict (EMA weights when EMA was on, raw weights under "raw_model_state")
+    classes: list[str]             class names, index i = class i
+    cat_ids: list[int]             instance checkpoints: COCO category id of each contiguous label
+    in_channels: int
+    mean, std: list[float]         input normalization (0-1 scaled pixels)
+    ignore_index: int
+    palette: list[[r, g, b]] | None
+    config: dict                   the full run config (re-runnable)
+    epoch, step: int
+    metrics: dict[str, float]      last validation metrics (may be empty)
+    optional: optimizer, scheduler, scaler, ema, rng, trainer ... (resume state)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from seglab import __version__
+from seglab.errors import CheckpointError, ModelError
+from seglab.fileio import atomic_path
+
+REQUIRED_KEYS = ("model", "model_state", "classes")
+TASKS = ("semantic", "instance")
+RESUME_KEYS = ("model_state", "raw_model_state", "optimizer", "scheduler", "scaler", "ema", "rng")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint says about its model: enough to rebuild it, feed it and name its outputs.
+
+    Attributes:
+        path: the file it was read from ("" for one built in memory).
+        task: ``semantic`` or ``instance``, decided once here.
+        model: registered model name; ``num_classes`` and ``options`` rebuild it with ``build_model``.
+        classes: class names by contiguous index (instance: index 0 is the background).
+        cat_ids: instance checkpoints: COCO category id of each contiguous index (else ``range(K)``).
+        in_channels, mean, std: the input the model expects (pixels / 255, then ``(x - mean) / std``).
+        ignore_index: the label value that meant "ignore" in training.
+        palette: ``(r, g, b)`` per class, when the data had a palette.
+        config: the run's full config (a dict, re-runnable); epoch, step, metrics: where it was saved.
+    """
+
+    path: str
+    task: str
+    model: str
+    num_classes: int
+    options: dict[str, Any]
+    classes: list[str]
+    cat_ids: list[int]
+    in_channels: int = 3
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    ignore_index: int = 255
+    palette: list[list[int]] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    epoch: int = 0
+    step: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    version: str = __version__
+
+    @classmethod
+    def from_dict(cls, ckpt: dict[str, Any], path: str | os.PathLike = "") -> CheckpointInfo:
+        """Read and validate the metadata of a checkpoint dict (the file's own keys).
+
+        Raises:
+            CheckpointError: a key of the wrong type, an unknown task, or class names and category ids
+                that disagree (the message names the file and the key).
+        """
+        where = str(path) or "checkpoint"
+        spec = ckpt.get("model")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise CheckpointError(f"{where}: 'model' must be {{name, num_classes, options}}; got {spec!r}. "
+                                  "The file is not a seglab checkpoint, or was edited by hand.")
+        classes = [str(c) for c in _list(ckpt, "classes", where)]
+        task = str(ckpt.get("task") or _registry_task(spec["name"]))
+        if task not in TASKS:
+            raise CheckpointError(f"{where}: unknown task {task!r} (expected one of {', '.join(TASKS)}).")
+        cat_ids = [int(c) for c in (ckpt.get("cat_ids") or range(len(classes)))]
+        if len(cat_ids) != len(classes):
+            raise CheckpointError(f"{where}: {len(classes)} class names but {len(cat_ids)} category ids; the "
+                                  "checkpoint is inconsistent. Retrain or fix its 'cat_ids'.")
+        mean, std = ckpt.get("mean"), ckpt.get("std")
+        return cls(path=str(path), task=task, model=spec["name"],
+                   num_classes=int(spec.get("num_classes", len(classes))), options=dict(spec.get("options") or {}),
+                   classes=classes, cat_ids=cat_ids, in_channels=int(ckpt.get("in_channels", 3)),
+                   mean=None if mean is None else [float(v) for v in mean],
+                   std=None if std is None else [float(v) for v in std],
+                   ignore_index=int(ckpt.get("ignore_index", 255)),
+                   palette=None if ckpt.get("palette") is None else [list(map(int, c)) for c in ckpt["palette"]],
+                   config=dict(ckpt.get("config") or {}), epoch=int(ckpt.get("epoch", 0)),
+                   step=int(ckpt.get("step", 0)), metrics=dict(ckpt.get("metrics") or {}),
+                   version=str(ckpt.get("seglab_version", "unknown")))
+
+    @property
+    def model_spec(self) -> dict[str, Any]:
+        """``{"name", "num_classes", "options"}``: the arguments of ``build_model``."""
+        return {"name": self.model, "num_classes": self.num_classes, "options": dict(self.options)}
+
+    @property
+    def image_channels(self) -> int:
+        """Channels to decode input files with: 1 (gray) for 1-channel models, else 3 (RGB)."""
+        return 1 if self.in_channels == 1 else 3
+
+    def build_model(self) -> nn.Module:
+        """A fresh (untrained) model of the checkpoint's architecture."""
+        from seglab.models.registry import build_model
+
+        return build_model(self.model, self.num_classes, **self.options)
+
+
+def _list(ckpt: dict[str, Any], key: str, where: str) -> list:
+    value = ckpt.get(key)
+    if not isinstance(value, (list, tuple)):
+        raise CheckpointError(f"{where}: '{key}' must be a list; got {type(value).__name__}.")
+    return list(value)
+
+
+def _registry_task(name: str) -> str:
+    """Checkpoints older than the 'task' key: the registry's word for the model, else semantic."""
+    from seglab.models.registry import get_entry
+
+    try:
+        return get_entry(name).task
+    except ModelError:
+        return "semantic"
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Save ``state`` to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
+    state = {"seglab_version": __version__, **state}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
+    """The checkpoint file ``path`` names: itself, or a run directory's ``best.pt`` (else ``last.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path}: run directory has no best.pt or last.pt. Train first, "
+                              "or pass the checkpoint file itself.")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found. Pass a .pt file written by `seglab train`.")
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True``; a run directory means its ``best.pt``.
+
+    Raises:
+        CheckpointError: missing, corrupt, or not a seglab checkpoint.
+    """
+    path = resolve_checkpoint_path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated / foreign files
+        raise CheckpointError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e}). The file may be "
+                              "truncated or not a seglab checkpoint; use last.pt or retrain.") from e
+    missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not a seglab checkpoint (missing {', '.join(missing)}). "
+                              "Plain state dicts can be loaded with build_model(...).load_state_dict().")
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def read_info(path: str | os.PathLike) -> CheckpointInfo:
+    """The validated metadata of the checkpoint at ``path`` (the weights are read too, then dropped)."""
+    ckpt = read_checkpoint(path)
+    return CheckpointInfo.from_dict(ckpt, ckpt["path"])
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointInfo]:
+    """Rebuild the model a checkpoint describes and load its weights.
+
+    Returns:
+        ``(model, info)``: the model in eval mode on ``device`` and its :class:`CheckpointInfo`.
+
+    Raises:
+        CheckpointError: unreadable file, bad metadata, or weights that do not fit the model.
+        ModelError: a checkpoint whose task disagrees with the model it holds.
+    """
+    ckpt = read_checkpoint(path)
+    info = CheckpointInfo.from_dict(ckpt, ckpt["path"])
+    model = info.build_model()
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{info.path}: weights do not fit model {info.model!r}: {e}") from e
+    _check_task(model, info)
+    model.to(device).eval()
+    return model, info
+
+
+def _check_task(model: nn.Module, info: CheckpointInfo) -> None:
+    from seglab.models.registry import is_instance_model
+
+    if info.task == "instance" and not is_instance_model(model):
+        raise ModelError(f"{info.path}: says task 'instance' but holds {info.model!r}, not a detector; the "
+                         "checkpoint is inconsistent. Retrain or fix its 'task'.")

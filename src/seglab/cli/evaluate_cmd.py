@@ -1,0 +1,111 @@
+"""`seglab evaluate`: score a checkpoint on a split (one library call, then tables)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from seglab.cli.app import app, console
+from seglab.cli.progress import progress_bar
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory (its best.pt) or a checkpoint file."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder (semantic: images/ + labels/; instance: "
+                              "annotations/instances_<split>.json or masks/<split>/)."),
+    split: str = typer.Option("val", "--split", help="Which split to score."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
+    tta: str | None = typer.Option(None, "--tta", help="flip | flip,scales=0.75,1,1.25 (semantic)"),
+    tile: int | None = typer.Option(None, "--tile", help="Sliding-window tile size in pixels (semantic)."),
+    overlap: float | None = typer.Option(None, "--overlap", help="Tile overlap fraction (default 0.25)."),
+    detections: Path | None = typer.Option(None, "--detections", help="Instance checkpoints: also write the "
+                                           "scored detections as a COCO results JSON."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+) -> None:
+    """Score a checkpoint on a split at full resolution.
+
+    Semantic: pixel accuracy, mIoU, Dice, per class. Instance: COCO mask and box AP, per class.
+    """
+    from seglab import checkpoint, distributed
+    from seglab.errors import ConfigError
+    from seglab.fileio import atomic_write_text
+    from seglab.inference.evaluation import evaluate_checkpoint
+    from seglab.inference.tiling import TileOptions
+
+    dist = distributed.setup(device)
+    try:
+        model, info = checkpoint.load_checkpoint(run, device=dist.device)
+        if detections is not None and info.task != "instance":
+            raise ConfigError(f"--detections: {info.path} is a semantic checkpoint; COCO detections come "
+                              "from instance checkpoints. Drop --detections.")
+        tiles = TileOptions(tile=tile, **({} if overlap is None else {"overlap": overlap}))
+        with progress_bar(f"evaluate {split}", enabled=dist.is_main) as callback:
+            result = evaluate_checkpoint(model, info, data, split, tta=tta, tiles=tiles, dist=dist,
+                                         callback=callback)
+        if not dist.is_main:
+            return
+        RENDERERS[info.task](result.metrics, info, f"{info.path} on {data} ({split}, {result.num_images} images)")
+        if json_out is not None:
+            atomic_write_text(json_out, json.dumps(result.record(), indent=2) + "\n")
+            console.print(f"metrics written to {json_out}")
+        if detections is not None:
+            atomic_write_text(detections, json.dumps(result.detections) + "\n")
+            console.print(f"{len(result.detections or [])} detections written to {detections} (COCO results format)")
+    finally:
+        distributed.cleanup()
+
+
+def _print_semantic(metrics: dict[str, Any], info: Any, title: str) -> None:
+    summary = Table(title=title, show_header=True)
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    for key, label in (("pixel_accuracy", "pixel accuracy"), ("mean_accuracy", "mean accuracy"),
+                       ("mean_iou", "mIoU"), ("mean_dice", "mean Dice"), ("fw_iou", "fwIoU")):
+        summary.add_row(label, pct(metrics.get(key)))
+    console.print(summary)
+    per_class = Table(show_header=True)
+    for col in ("class", "IoU", "Dice", "accuracy"):
+        per_class.add_column(col, justify="left" if col == "class" else "right")
+    for i, name in enumerate(info.classes):
+        per_class.add_row(name, *(pct(_at(metrics.get(k), i)) for k in
+                                  ("per_class_iou", "per_class_dice", "per_class_accuracy")))
+    console.print(per_class)
+
+
+def _print_instance(metrics: dict[str, Any], info: Any, title: str) -> None:
+    from seglab.inference.instance import STAT_KEYS
+
+    console.print(title, highlight=False)
+    summary = Table(show_header=True)
+    for col in ("metric", "mask", "box"):
+        summary.add_column(col, justify="left" if col == "metric" else "right")
+    for key in STAT_KEYS:
+        summary.add_row(key, pct(metrics.get(f"mask_{key}")), pct(metrics.get(f"box_{key}")))
+    console.print(summary)
+    per_class = Table(show_header=True)
+    for col in ("class", "mask AP", "box AP"):
+        per_class.add_column(col, justify="left" if col == "class" else "right")
+    for name, cat in zip(info.classes[1:], info.cat_ids[1:], strict=True):
+        per_class.add_row(name, *(pct(metrics[f"{kind}_per_class_AP"].get(cat)) for kind in ("mask", "box")))
+    console.print(per_class)
+
+
+# How each task's metrics are shown; a new task adds its table here.
+RENDERERS = {"semantic": _print_semantic, "instance": _print_instance}
+
+
+def _at(values: Any, i: int) -> Any:
+    return values[i] if values is not None and i < len(values) else None
+
+
+def pct(v: Any) -> str:
+    """A fraction as a percentage with two decimals; ``-`` for undefined (None / NaN)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{100 * float(v):.2f}"

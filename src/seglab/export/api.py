@@ -1,0 +1,138 @@
+"""Export entry points: ``export_model`` (any model) and ``export_checkpoint`` (a loaded checkpoint + metadata).
+
+Class names, mean/std, the training input size and the model spec travel in the file (ONNX
+``metadata_props``, a ``seglab.json`` extra file in TorchScript), so a deployment needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from seglab.checkpoint import CheckpointInfo
+from seglab.errors import ConfigError, ModelError
+from seglab.export.common import DOCS, FORMATS, ExportResult
+from seglab.export.instance import export_instance
+from seglab.export.semantic import export_semantic
+
+
+def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "onnx", in_channels: int = 3,
+                 metadata: dict[str, Any] | None = None, model_name: str | None = None,
+                 task: str = "semantic", check: bool = False, tolerance: float | None = None,
+                 check_images: list[torch.Tensor] | None = None) -> ExportResult:
+    """Export ``model`` to ``path`` (written atomically) and optionally check it against PyTorch.
+
+    The written file is always run (onnxruntime / TorchScript) on two input shapes before it replaces
+    ``path``, so a graph that only works at the example's size is never shipped. ``check`` returns
+    the largest difference from PyTorch; above ``tolerance`` it raises. Instance models (``task="instance"``)
+    export for one fixed-size image; ``check_images`` gives their check real pictures to detect in.
+
+    Raises:
+        ConfigError: unknown ``format``.
+        ModelError: the model cannot be exported (unsupported operators, TorchScript for instance models);
+            the message names the model and the reason.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"Expected --format to be one of {', '.join(FORMATS)}, but got {format!r}.")
+    name = model_name or type(model).__name__
+    if task == "instance":
+        return export_instance(model, Path(path), format=format, metadata=metadata or {}, name=name, check=check,
+                               tolerance=tolerance, check_images=check_images)
+    if task != "semantic":
+        raise ModelError(f"model {name!r} is a {task} model; seglab exports semantic and instance models. "
+                         f"See {DOCS}.")
+    return export_semantic(model, Path(path), format=format, in_channels=in_channels, metadata=metadata or {},
+                           name=name, check=check, tolerance=tolerance)
+
+
+def export_checkpoint(model: nn.Module, info: CheckpointInfo, out: str | os.PathLike | None = None, *,
+                      format: str = "onnx", check: bool = False, tolerance: float = 1e-3,
+                      check_images: list[str | os.PathLike] | None = None) -> ExportResult:
+    """Export a loaded checkpoint with its metadata: what ``seglab export`` does, in one call.
+
+    ``out`` defaults to the checkpoint's path with ``.onnx`` / ``.torchscript.pt``. ``check_images`` (instance
+    checkpoints) are image files the parity check runs on.
+
+    Raises:
+        ConfigError: ``check_images`` for a semantic checkpoint (its check uses random inputs of two shapes).
+    """
+    if check_images and info.task != "instance":
+        raise ConfigError("--check-image: semantic exports are checked on random inputs of two shapes; the "
+                          "option is for instance checkpoints. Drop it.")
+    images = None
+    if check_images:
+        from seglab.data.io import read_image
+        from seglab.inference.source import prepare_image
+
+        images = [prepare_image(read_image(p, channels=3)) for p in check_images]
+    src = Path(info.path)
+    out = Path(out) if out is not None else src.with_suffix(".onnx" if format == "onnx" else ".torchscript.pt")
+    return export_model(model, out, format=format, in_channels=info.in_channels, metadata=checkpoint_metadata(info),
+                        model_name=info.model, task=info.task, check=check, tolerance=tolerance if check else None,
+                        check_images=images)
+
+
+def checkpoint_metadata(info: CheckpointInfo) -> dict[str, Any]:
+    """The metadata a deployment needs, taken from a loaded checkpoint's ``info``."""
+    from seglab import __version__
+
+    return {
+        "seglab.version": __version__,
+        "seglab.model": info.model_spec,
+        "seglab.classes": list(info.classes),
+        "seglab.mean": list(info.mean or []),
+        "seglab.std": list(info.std or []),
+        "seglab.in_channels": info.in_channels,
+        "seglab.ignore_index": info.ignore_index,
+        "seglab.input_size": input_size(info),
+        "seglab.input": "image (N, C, H, W) float32: pixels / 255, then (x - mean) / std",
+        "seglab.output": "logits (N, K, H, W); softmax / argmax over dim 1",
+        **({"seglab.task": "instance", "seglab.cat_ids": list(info.cat_ids)} if info.task == "instance" else {}),
+    }
+
+
+def input_size(info: CheckpointInfo) -> list[int]:
+    """The ``[height, width]`` the model was trained at: the run config's crop size, else the registry's."""
+    config = info.config
+    for section in (config.get("data") or {}, config.get("train") or {}, config):
+        for key in ("crop_size", "input_size", "image_size", "size"):
+            v = section.get(key) if isinstance(section, dict) else None
+            if isinstance(v, int) and v > 0:
+                return [v, v]
+            if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(i, int) for i in v):
+                return [int(v[0]), int(v[1])]
+    from seglab.models.registry import get_entry
+
+    try:
+        size = get_entry(info.model).default_input
+    except ModelError:
+        size = 512
+    return [size, size]
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The seglab metadata stored in an exported ``.onnx`` or TorchScript file (JSON values decoded)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        raw = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    else:
+        files = {"seglab.json": ""}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+            torch.jit.load(str(path), _extra_files=files)
+        raw = json.loads(files["seglab.json"] or "{}")
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        try:
+            out[k] = json.loads(v)
+        except (TypeError, json.JSONDecodeError):
+            out[k] = v
+    return out

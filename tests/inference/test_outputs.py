@@ -1,0 +1,207 @@
+"""``predict_files``: every file ``seglab predict`` writes, checked against plain torch, plus clear refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as pycoco_mask
+
+from seglab.checkpoint import CheckpointInfo, load_checkpoint
+from seglab.errors import ConfigError
+from seglab.inference.outputs import PredictOptions, check_options, predict_files
+from seglab.inference.tiling import TileOptions
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # detection graphs: one thread is fastest on 2 shared cores
+
+
+@pytest.fixture(scope="module")
+def semantic(semantic_run: dict) -> tuple[torch.nn.Module, CheckpointInfo]:
+    return load_checkpoint(semantic_run["ckpt"])
+
+
+@pytest.fixture(scope="module")
+def instance(instance_run: dict) -> tuple[torch.nn.Module, CheckpointInfo]:
+    return load_checkpoint(instance_run["ckpt"])
+
+
+# --- semantic checkpoints ------------------------------------------------------------------------------
+
+def test_index_pngs_probs_and_csv(semantic_run, semantic, direct_labels, tmp_path) -> None:
+    folder = semantic_run["data"] / "images" / "val"
+    out = tmp_path / "pred"
+    options = PredictOptions(probs=True, tiles=TileOptions(batch_size=2))
+    result = predict_files(*semantic, [folder / "s0.png", str(folder / "s[12].png"), folder], out, options)
+    assert result.written == 4 and result.failures == [] and result.summary == out / "predictions.csv"
+    assert result.detections is None
+    for src in sorted(folder.iterdir()):
+        with Image.open(out / src.name) as im:
+            assert im.mode == "P" and im.size == Image.open(src).size
+            assert im.getpalette()[3:6] == [250, 10, 10]  # the checkpoint's palette
+            got = torch.from_numpy(np.array(im)).long()
+        assert torch.equal(got, direct_labels(semantic_run["model"], src))
+        probs = np.load(out / f"{src.stem}_probs.npy")
+        assert probs.dtype == np.float16 and probs.shape == (3, *got.shape)
+        np.testing.assert_allclose(probs.astype(np.float32).sum(0), 1.0, atol=2e-3)
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert [r["file"] for r in rows] == [str(p) for p in sorted(folder.iterdir())]  # each file once
+    shares = [sum(float(r[f"share_{c}"]) for c in semantic_run["classes"]) for r in rows]
+    assert all(r["status"] == "ok" for r in rows) and np.allclose(shares, 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["color", "overlay", "panel"])
+def test_picture_formats(semantic_run, semantic, tmp_path, fmt) -> None:
+    src = semantic_run["data"] / "images" / "val" / "s2.png"
+    out = tmp_path / fmt
+    assert predict_files(*semantic, [src], out, PredictOptions(format=fmt)).written == 1
+    with Image.open(out / "s2.png") as im:
+        assert im.mode in ("RGB", "RGBA")
+        if fmt != "panel":
+            assert im.size == (44, 28)
+        else:
+            assert im.size == (600, 360)  # input | prediction, 3 in each, 100 dpi, + legend
+
+
+def test_corrupt_inputs_are_reported_and_the_rest_written(semantic_run, semantic, tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = semantic_run["data"] / "images" / "val" / "s0.png"
+    (folder / "a_good.png").write_bytes(good.read_bytes())
+    (folder / "b_broken.png").write_bytes(good.read_bytes()[:60])  # truncated PNG
+    (folder / "c_good.jpg").write_bytes(b"")  # empty file
+    Image.open(good).save(folder / "d_good.jpg")
+    out = tmp_path / "out"
+    result = predict_files(*semantic, [folder, str(tmp_path / "missing*.png")], out,
+                           PredictOptions(tiles=TileOptions(tile=16)))
+    assert result.written == 2
+    failed = " ".join(f"{p}: {reason}" for p, reason in result.failures)
+    assert len(result.failures) == 3
+    assert "b_broken.png" in failed and "c_good.jpg" in failed and "missing*.png" in failed
+    assert sorted(p.name for p in out.glob("*.png")) == ["a_good.png", "d_good.png"]
+    rows = {Path(r["file"]).name: r["status"] for r in csv.DictReader((out / "predictions.csv").open())}
+    assert rows["a_good.png"] == "ok" and rows["d_good.jpg"] == "ok"
+    assert rows["b_broken.png"].startswith("error") and rows["c_good.jpg"].startswith("error")
+
+
+def test_features_and_bad_format(semantic_run, semantic, tmp_path) -> None:
+    src = semantic_run["data"] / "images" / "val" / "s0.png"
+    out = tmp_path / "f"
+    predict_files(*semantic, [src], out, PredictOptions(features="stem"))
+    assert (out / "s0_features.png").stat().st_size > 0
+    with pytest.raises(ConfigError, match="--format"):
+        PredictOptions(format="jpeg")
+
+
+def test_semantic_checkpoint_refuses_score_threshold(semantic, tmp_path) -> None:
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    with pytest.raises(ConfigError, match="semantic checkpoint"):
+        predict_files(*semantic, [image], tmp_path / "p", PredictOptions(score_threshold=0.3))
+    with pytest.raises(ConfigError, match="semantic checkpoint"):
+        check_options(semantic[1], PredictOptions(), {"score_threshold": 0.3})
+    assert not (tmp_path / "p").exists()
+
+
+# --- instance checkpoints ------------------------------------------------------------------------------
+
+def test_instance_ids_json_and_coco_results(instance_run, instance, tmp_path: Path) -> None:
+    images = sorted((instance_run["data"] / "images" / "val").iterdir())[:3]
+    out = tmp_path / "pred"
+    options = PredictOptions(score_threshold=0.2, format="overlay",
+                             tiles=TileOptions(batch_size=1))  # batch 1: bit-equal to the reference
+    result = predict_files(*instance, images, out, options)
+    assert result.written == 3 and result.failures == [] and result.detections == out / "predictions.json"
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    results = json.loads((out / "predictions.json").read_text())
+    model, classes = instance_run["model"], instance_run["classes"]
+    total = 0
+    for i, (path, row) in enumerate(zip(images, rows, strict=True), 1):
+        assert row["status"] == "ok" and row["image_id"] == str(i)
+        x = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+        with torch.no_grad():
+            ref = model([x])[0]
+        keep = ref["scores"] >= 0.2
+        order = torch.argsort(ref["scores"][keep], descending=True, stable=True)
+        masks = (ref["masks"][keep][order, 0] > 0.5).numpy()
+        labels, scores = ref["labels"][keep][order], ref["scores"][keep][order]
+        assert int(row["detections"]) == len(labels) > 0
+        ids = np.asarray(Image.open(out / f"{path.stem}.png"))
+        record = json.loads((out / f"{path.stem}.json").read_text())
+        assert int(row["instances"]) == ids.max() == len(record["labels"]) == len(record["scores"])
+        for c in (1, 2, 3):  # cat ids equal labels here
+            assert int(row[f"count_{classes[c]}"]) == record["labels"].count(c)
+        # every painted pixel belongs to the highest-scoring detection covering it
+        covered = masks.any(0)
+        assert np.array_equal(ids > 0, covered)
+        winner = np.argmax(masks, axis=0)  # masks are sorted by score: the first True is the best
+        previous = -1
+        for k, score in enumerate(record["scores"], 1):
+            j = int(winner[ids == k][0])  # the detection id k stands for; ids follow the score order
+            assert j > previous and np.array_equal(ids == k, covered & (winner == j))
+            assert score == pytest.approx(float(scores[j]), abs=1e-4)
+            assert record["labels"][k - 1] == int(labels[j]) and record["classes"][k - 1] == classes[int(labels[j])]
+            previous = j
+        mine = [r for r in results if r["image_id"] == i]
+        assert len(mine) == len(labels)
+        for r, m in zip(mine, masks, strict=True):
+            assert np.array_equal(pycoco_mask.decode(r["segmentation"]).astype(bool), m)
+        assert (out / f"{path.stem}_overlay.png").is_file()
+        total += len(labels)
+    assert len(results) == total
+
+
+def test_predicted_masks_read_back_as_an_instance_folder(instance_run, instance, tmp_path: Path) -> None:
+    from seglab.data.coco import InstanceMaskFolder
+
+    data = instance_run["data"]
+    out = tmp_path / "ds" / "masks" / "val"
+    predict_files(*instance, [data / "images" / "val"], out, PredictOptions(score_threshold=0.25, format="panel"))
+    shutil.copytree(data / "images", tmp_path / "ds" / "images")
+    shutil.copy(data / "classes.txt", tmp_path / "ds" / "classes.txt")
+    ds = InstanceMaskFolder(tmp_path / "ds", "val")
+    for i in range(len(ds)):
+        stem = ds.image_paths[i].stem
+        _, target = ds[i]
+        ids = np.asarray(Image.open(out / f"{stem}.png"))
+        assert len(target["labels"]) == ids.max()
+        assert (out / f"{stem}_panel.png").is_file()
+    for fmt in ("color", "index"):
+        predict_files(*instance, [ds.image_paths[0]], tmp_path / fmt, PredictOptions(format=fmt))
+    assert (tmp_path / "color" / f"{ds.image_paths[0].stem}_color.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == sorted(
+        [f"{ds.image_paths[0].stem}.png", f"{ds.image_paths[0].stem}.json", "predictions.csv", "predictions.json"])
+
+
+def test_instance_unreadable_inputs_are_reported_and_the_rest_written(instance_run, instance, tmp_path) -> None:
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    good = sorted((instance_run["data"] / "images" / "val").iterdir())[0]
+    out = tmp_path / "p"
+    result = predict_files(*instance, [bad, good], out)
+    assert result.written == 1 and [Path(p).name for p, _ in result.failures] == ["broken.png"]
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(open(out / "predictions.csv"))}
+    assert rows["broken.png"]["status"].startswith("error") and rows[good.name]["status"] == "ok"
+    assert {r["image_id"] for r in json.loads((out / "predictions.json").read_text())} <= {1}
+    assert rows[good.name]["image_id"] == "1"
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"tiles": TileOptions(tile=32)}, "--tile: .* instance checkpoint"),
+    ({"tta": "flip", "probs": True}, "--tta, --probs"),
+    ({"score_threshold": 1.5}, "score_threshold"),
+    ({"tiles": TileOptions(overlap=0.5, blend="linear")}, "--overlap, --blend"),
+    ({"features": "stem"}, "--features: .* instance checkpoint"),
+])
+def test_instance_checkpoint_refuses_options(instance_run, instance, tmp_path, options, message) -> None:
+    image = sorted((instance_run["data"] / "images" / "val").iterdir())[0]
+    with pytest.raises(ConfigError) as e:
+        predict_files(*instance, [image], tmp_path / "p", PredictOptions(**options))
+    assert re.search(message, " ".join(str(e.value).split())), str(e.value)
+    assert not (tmp_path / "p").exists()  # refused before anything is written
