@@ -126,3 +126,22 @@ def test_no_module_imports_the_cli() -> None:
     bad = [f"{m} imports {t}" for m, targets in graph.items() if not m.startswith("seglab.cli")
            and m != "seglab.__main__" for t in targets if t.startswith("seglab.cli")]
     assert not bad, "\n".join(bad)
+
+
+MAX_MODULE_LINES = 350  # STYLE.md: a package past that
+MAX_FUNCTION_LINES = 50  # STYLE.md: main()-like functions only wire parts together
+
+
+def test_modules_and_functions_stay_small() -> None:
+    big = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(SRC.parent)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            big.append(f"{where}: {len(text.splitlines())} lines (split it into a package)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    big.append(f"{where}:{node.lineno}: {node.name}() is {n} lines")
+    assert not big, "\n".join(big)

@@ -29,3 +29,14 @@ def can_run(format: str) -> bool:
 def first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:300] if text else type(e).__name__
+
+
+def require_onnx():
+    """The ``onnx`` module, or a clear error naming the extra that installs it."""
+    try:
+        import onnx
+    except ImportError as e:
+        from seglab.errors import ModelError
+
+        raise ModelError("ONNX export needs the 'export' extra: pip install 'seglab[export]'.") from e
+    return onnx

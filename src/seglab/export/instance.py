@@ -15,7 +15,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from seglab.errors import ModelError
-from seglab.export.common import DOCS, ExportResult, can_run, first_line
+from seglab.export.common import DOCS, ExportResult, can_run, first_line, require_onnx
 from seglab.fileio import atomic_path
 
 INSTANCE_OUTPUTS = ("boxes", "labels", "scores", "masks")
@@ -55,17 +55,11 @@ def export_instance(model: nn.Module, path: Path, *, format: str, metadata: dict
                          "checkpoint is inconsistent. Retrain, or export with task='semantic'.")
     if format != "onnx":
         raise ModelError(f"model {name!r}: instance models export to ONNX only (--format onnx). See {DOCS}.")
-    try:
-        import onnx
-    except ImportError as e:
-        raise ModelError("ONNX export needs the 'export' extra: pip install 'seglab[export]'.") from e
+    onnx = require_onnx()
     # A square of this side passes the model's resize unchanged (scale = min(min_size, max_size) / side = 1).
     h = w = min(int(model.transform.min_size[-1]), int(model.transform.max_size))
     wrapper = InstanceExportWrapper(model).eval()
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in {**metadata, "seglab.input_size": [h, w]}.items()}
-    meta["seglab.input"] = f"image (3, {h}, {w}) float32: RGB pixels / 255 (resize images to {h}x{w} first)"
-    meta["seglab.output"] = ("boxes (N, 4) XYXY pixels, labels (N,) int64 class index (seglab.classes), "
-                             "scores (N,), masks (N, 1, H, W) probabilities; one image per call")
+    meta = _metadata(metadata, h, w)
     sample = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
     dynamic = {k: {0: "detections"} for k in INSTANCE_OUTPUTS}
     with atomic_path(path) as tmp:
@@ -89,6 +83,15 @@ def export_instance(model: nn.Module, path: Path, *, format: str, metadata: dict
             raise ModelError(f"{path}: exported {name!r} differs from PyTorch by up to {diff:.3g} (tolerance "
                              f"{tolerance:g}); the file was not written. See {DOCS} for known issues.")
     return ExportResult(path, format, diff if check else None, compared if check else None)
+
+
+def _metadata(metadata: dict[str, Any], h: int, w: int) -> dict[str, str]:
+    """ONNX metadata strings: the checkpoint's, plus the fixed input size and what goes in and out."""
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in {**metadata, "seglab.input_size": [h, w]}.items()}
+    meta["seglab.input"] = f"image (3, {h}, {w}) float32: RGB pixels / 255 (resize images to {h}x{w} first)"
+    meta["seglab.output"] = ("boxes (N, 4) XYXY pixels, labels (N,) int64 class index (seglab.classes), "
+                             "scores (N,), masks (N, 1, H, W) probabilities; one image per call")
+    return meta
 
 
 def check_instance_export(path: str | os.PathLike, wrapper: nn.Module, size: tuple[int, int],

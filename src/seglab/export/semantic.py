@@ -19,7 +19,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from seglab.errors import ModelError
-from seglab.export.common import DOCS, ExportResult, can_run, first_line
+from seglab.export.common import DOCS, ExportResult, can_run, first_line, require_onnx
 from seglab.fileio import atomic_path
 from seglab.inference.tta import model_output
 
@@ -108,10 +108,7 @@ def check_export(path: str | os.PathLike, model: nn.Module, *, format: str = "on
 
 
 def _export_onnx(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, meta: dict[str, str], name: str) -> None:
-    try:
-        import onnx
-    except ImportError as e:
-        raise ModelError("ONNX export needs the 'export' extra: pip install 'seglab[export]'.") from e
+    onnx = require_onnx()
     dyn = torch.export.Dim.DYNAMIC
     log = io.StringIO()
     try:
