@@ -15,7 +15,14 @@ import torch
 from torch import nn
 
 from seglab.errors import ConfigError
-from seglab.inference.source import ImageLike, check_batch_size, eval_mode, model_device, prepare_image
+from seglab.inference.source import (
+    ImageLike,
+    check_batch_size,
+    eval_mode,
+    model_device,
+    prepare_image,
+    same_size_batches,
+)
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 
@@ -42,24 +49,11 @@ def predict_instances(
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"Expected `{name}` in [0, 1], but got {v}.")
     dev = model_device(model, device)
-    pending: list[tuple[Any, ImageLike, torch.Tensor]] = []
-
-    def flush() -> Iterator[tuple[Any, ImageLike, dict[str, torch.Tensor]]]:
+    for batch in same_size_batches(items, lambda image: prepare_image(image, in_channels=3), batch_size):
         with torch.inference_mode(), eval_mode(model):
-            outputs = model([x.to(dev) for _, _, x in pending])
-        for (key, image, _), out in zip(pending, outputs, strict=True):
+            outputs = model([x.to(dev) for _, _, x in batch])
+        for (key, image, _), out in zip(batch, outputs, strict=True):
             yield key, image, _select(out, score_threshold, mask_threshold)
-        pending.clear()
-
-    for key, image in items:
-        x = prepare_image(image, in_channels=3)
-        # Only same-size images share a batch: the model pads a batch to its largest image, and the padding
-        # would change detections near the border (results would depend on the batch's neighbours).
-        if pending and (x.shape != pending[0][2].shape or len(pending) >= batch_size):
-            yield from flush()
-        pending.append((key, image, x))
-    if pending:
-        yield from flush()
 
 
 def detect_dataset(

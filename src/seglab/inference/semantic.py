@@ -22,6 +22,7 @@ from seglab.inference.source import (
     model_device,
     model_in_channels,
     prepare_image,
+    same_size_batches,
 )
 from seglab.inference.tiling import TileOptions, sliding_window
 from seglab.inference.tta import TTA, parse_tta, predict_batch
@@ -112,23 +113,16 @@ def predict_many(
     tta = parse_tta(tta)
     dev = model_device(model, device)
     channels = model_in_channels(model)
-    pending: list[tuple[Any, ImageLike, torch.Tensor]] = []
 
-    def flush() -> Iterator[tuple[Any, ImageLike, torch.Tensor, torch.Tensor | None]]:
+    def prepare(image: ImageLike) -> torch.Tensor:
+        return prepare_image(image, mean=mean, std=std, in_channels=channels)
+
+    for batch in same_size_batches(items, prepare, batch_size):
         with torch.inference_mode(), eval_mode(model):
-            p = predict_batch(model, torch.stack([x for _, _, x in pending]).to(dev), tta=tta)
+            p = predict_batch(model, torch.stack([x for _, _, x in batch]).to(dev), tta=tta)
         labels = p.argmax(1).cpu()
-        for j, (key, image, _) in enumerate(pending):
+        for j, (key, image, _) in enumerate(batch):
             yield key, image, labels[j], p[j].cpu() if return_probs else None
-        pending.clear()
-
-    for key, image in items:
-        x = prepare_image(image, mean=mean, std=std, in_channels=channels)
-        if pending and (x.shape != pending[0][2].shape or len(pending) >= batch_size):
-            yield from flush()
-        pending.append((key, image, x))
-    if pending:
-        yield from flush()
 
 
 def evaluate(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import glob
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,6 +87,24 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
+
+
+def same_size_batches(items: Iterable[tuple[Any, ImageLike]], prepare: Callable[[ImageLike], torch.Tensor],
+                      batch_size: int) -> Iterator[list[tuple[Any, ImageLike, torch.Tensor]]]:
+    """Group consecutive ``(key, image)`` pairs into batches of prepared tensors of one shape.
+
+    Only same-size images share a batch: padding to a neighbour's size would make a prediction depend on
+    the other images of its batch. At most ``batch_size`` prepared images are held at a time.
+    """
+    pending: list[tuple[Any, ImageLike, torch.Tensor]] = []
+    for key, image in items:
+        x = prepare(image)
+        if pending and (x.shape != pending[0][2].shape or len(pending) >= batch_size):
+            yield pending
+            pending = []
+        pending.append((key, image, x))
+    if pending:
+        yield pending
 
 
 def model_in_channels(model: nn.Module) -> int | None:

@@ -40,7 +40,8 @@ class TileOptions:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.overlap < 1.0:
-            raise ConfigError(f"Expected --overlap in [0, 1), but got {self.overlap}; 0.25 is a good default.")
+            raise ConfigError(f"Expected --overlap in [0, 1), but got {self.overlap}; {TileOptions.overlap} is a "
+                              "good default.")
         if self.blend not in BLENDS:
             raise ConfigError(f"Expected --blend to be one of {', '.join(BLENDS)}, but got {self.blend!r}.")
         check_batch_size(self.batch_size)
