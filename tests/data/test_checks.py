@@ -1,4 +1,7 @@
-"""The dataset doctor: one tiny broken dataset per check, through the library and the CLI."""
+"""The dataset doctor: one tiny broken dataset per check, each problem named and rendered.
+
+`seglab data check` itself (exit codes, flags reaching ``check_dataset``) is tested in tests/cli/test_data_cmd.py.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +16,11 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from seglab.cli import main
 from seglab.data import checks
 from seglab.data.checks import Problem, check_dataset, render_problems
 from seglab.errors import DataError
 
 LABEL = (np.arange(48).reshape(6, 8) % 3).astype(np.uint8)
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    rc = main(["data", "check", *args])
-    captured = capsys.readouterr()
-    return rc, captured.out + captured.err
 
 
 def _save(path: Path, array: np.ndarray, fmt: str | None = None) -> None:
@@ -47,7 +43,7 @@ def _truncate(path: Path) -> None:
 
 
 # Each case breaks the clean dataset and names the file (relative to the root) the doctor must blame,
-# words its problem must contain, and extra CLI flags.
+# and words its problem (or fix) must contain.
 def _no_label(root: Path) -> str:
     (root / "labels/train/b.png").unlink()
     return "images/train/b.png"
@@ -170,51 +166,52 @@ def _bad_palette(root: Path) -> str:
     return "palette.txt"
 
 
-CASES: list[tuple[Callable[[Path], str], str, tuple[str, ...]]] = [
-    (_no_label, "has no label", ()),
-    (_no_image, "has no image", ()),
-    (_size_mismatch, "size mismatch", ()),
-    (_rgb_label, "seglab data convert rgb-to-index", ()),
-    (_rgba_label, "RGBA color label", ()),
-    (_jpeg_label, "JPEG label", ()),
-    (_jpeg_data_named_png, "JPEG data", ()),
-    (_tif_label, "must be PNG", ()),
-    (_two_band_label, "mode LA", ()),
-    (_value_ge_k, "values 7, 9 are >= 3", ()),
-    (_wide_label, "16-bit label with values up to 600", ()),
-    (_corrupt_image, "not an image file", ()),
-    (_truncated_image, "truncated", ()),
-    (_truncated_label, "truncated", ()),
-    (_empty_split, "empty split", ()),
-    (_no_labels_folder, "labels/ is missing", ()),
-    (_broken_link, "broken symbolic link", ()),
-    (_duplicate_stem, "duplicated stem 'a'", ()),
-    (_bomb, "--max-pixels 600000000", ()),
-    (_classes_too_short, "names 2 classes but labels use value 2", ()),
-    (_binary_0_255, "only 0 and 255", ()),
-    (_bad_palette, "three integers", ()),
+CASES: list[tuple[Callable[[Path], str], str]] = [
+    (_no_label, "has no label"),
+    (_no_image, "has no image"),
+    (_size_mismatch, "size mismatch"),
+    (_rgb_label, "seglab data convert rgb-to-index"),
+    (_rgba_label, "RGBA color label"),
+    (_jpeg_label, "JPEG label"),
+    (_jpeg_data_named_png, "JPEG data"),
+    (_tif_label, "must be PNG"),
+    (_two_band_label, "mode LA"),
+    (_value_ge_k, "values 7, 9 are >= 3"),
+    (_wide_label, "16-bit label with values up to 600"),
+    (_corrupt_image, "not an image file"),
+    (_truncated_image, "truncated"),
+    (_truncated_label, "truncated"),
+    (_empty_split, "empty split"),
+    (_no_labels_folder, "labels/ is missing"),
+    (_broken_link, "broken symbolic link"),
+    (_duplicate_stem, "duplicated stem 'a'"),
+    (_bomb, "--max-pixels 600000000"),
+    (_classes_too_short, "names 2 classes but labels use value 2"),
+    (_binary_0_255, "only 0 and 255"),
+    (_bad_palette, "three integers"),
 ]
 
 
-@pytest.mark.parametrize(("breaker", "words", "flags"), CASES, ids=[c[0].__name__.lstrip("_") for c in CASES])
-def test_each_problem_is_found_and_named(make_dataset, capsys, breaker, words, flags) -> None:
+def _rendered(problems: list[Problem], root: Path) -> str:
+    console = Console(width=80, record=True)  # the width `seglab data check` gets off a terminal
+    render_problems(problems, console, root=root)
+    return console.export_text()
+
+
+@pytest.mark.parametrize(("breaker", "words"), CASES, ids=[c[0].__name__.lstrip("_") for c in CASES])
+def test_each_problem_is_found_and_named(make_dataset, breaker, words) -> None:
     root = make_dataset()
     culprit = breaker(root)
     problems = check_dataset(root)
     assert any(Path(p.path) == root / culprit and words in p.problem + p.fix for p in problems), problems
-
-    rc, out = _run(capsys, str(root), *flags)
-    assert rc == 2
-    assert culprit in out
-    assert "Traceback" not in out
+    assert culprit in _rendered(problems, root)  # the table names the file relative to the root
 
 
-def test_clean_dataset_passes(make_dataset, capsys) -> None:
+def test_clean_dataset_passes(make_dataset) -> None:
     root = make_dataset(splits=("train", "val"))
-    assert check_dataset(root) == []
-    rc, out = _run(capsys, str(root))
-    assert rc == 0
-    assert "clean" in out and "8 files" in out
+    calls: list[tuple[int, int]] = []
+    assert check_dataset(root, callback=lambda done, total: calls.append((done, total))) == []
+    assert calls[-1] == (8, 8)  # 2 splits x 2 pairs, every file scanned
 
 
 def test_palette_mode_16_bit_in_range_ignore_and_no_classes_file_are_fine(make_dataset) -> None:
@@ -230,34 +227,36 @@ def test_palette_mode_16_bit_in_range_ignore_and_no_classes_file_are_fine(make_d
     assert check_dataset(root, num_classes=3) == []
 
 
-def test_num_classes_flag_checks_values_without_classes_file(make_dataset, capsys) -> None:
+def test_num_classes_checks_values_without_classes_file(make_dataset) -> None:
     root = make_dataset(classes=False)
     assert check_dataset(root) == []  # K unknown: no range check
-    rc, out = _run(capsys, str(root), "--num-classes", "2")
-    assert rc == 2
-    assert "labels/train/a.png" in out and "labels/train/b.png" in out
+    problems = check_dataset(root, num_classes=2)
+    assert {Path(p.path) for p in problems} == {root / "labels/train/a.png", root / "labels/train/b.png"}
+    text = _rendered(problems, root)
+    assert "labels/train/a.png" in text and "labels/train/b.png" in text
 
 
-def test_num_classes_flag_disagreeing_with_classes_file(make_dataset) -> None:
+def test_num_classes_disagreeing_with_classes_file(make_dataset) -> None:
     problems = check_dataset(make_dataset(), num_classes=5)
     assert [Path(p.path).name for p in problems] == ["classes.txt"]
     assert "--num-classes is 5" in problems[0].problem
 
 
-def test_ignore_index_flag(make_dataset, capsys) -> None:
+def test_ignore_index(make_dataset) -> None:
     root = make_dataset()
     label = LABEL.copy()
     label[0, 0] = 7
     _save(root / "labels/train/a.png", label)
-    assert _run(capsys, str(root))[0] == 2
-    assert _run(capsys, str(root), "--ignore-index", "7")[0] == 0
+    assert check_dataset(root) != []
+    assert check_dataset(root, ignore_index=7) == []
 
 
-def test_max_pixels_flag_lowers_and_lifts_the_limit(make_dataset, capsys) -> None:
+def test_max_pixels_lowers_and_lifts_the_limit(make_dataset) -> None:
     root = make_dataset()
-    rc, out = _run(capsys, str(root), "--max-pixels", "40")
-    assert rc == 2 and "--max-pixels 48" in out  # 8 x 6 images
-    assert _run(capsys, str(root), "--max-pixels", "48")[0] == 0
+    problems = check_dataset(root, max_pixels=40)
+    assert problems and any("--max-pixels 48" in p.problem + p.fix for p in problems)  # 8 x 6 images
+    assert "--max-pixels 48" in _rendered(problems, root)
+    assert check_dataset(root, max_pixels=48) == []
 
 
 def test_exif_rotation_is_applied_before_comparing_sizes(make_dataset) -> None:
@@ -296,20 +295,21 @@ def test_unreadable_file(make_dataset) -> None:
     assert any("permission denied" in p.problem for p in problems)
 
 
-def test_split_flag_and_missing_split(make_dataset, capsys) -> None:
+def test_splits_and_missing_split(make_dataset) -> None:
     root = make_dataset(splits=("train", "val"))
     _save(root / "labels/val/a.png", np.zeros((6, 8, 3), np.uint8))
     assert check_dataset(root, splits=["train"]) == []
     assert len(check_dataset(root, splits=["val"])) == 1
-    rc, out = _run(capsys, str(root), "--split", "train", "--split", "test")
-    assert rc == 2 and "images/test" in out and "labels/val" not in out
+    problems = check_dataset(root, splits=["train", "test"])
+    assert problems and all(Path(p.path).is_relative_to(root / "images/test") or
+                            Path(p.path).is_relative_to(root / "labels/test") for p in problems), problems
+    text = _rendered(problems, root)
+    assert "images/test" in text and "labels/val" not in text
 
 
-def test_missing_root_is_one_clear_error(tmp_path, capsys) -> None:
+def test_missing_root_is_one_clear_error(tmp_path) -> None:
     with pytest.raises(DataError, match="dataset folder not found"):
         check_dataset(tmp_path / "nope")
-    rc, out = _run(capsys, str(tmp_path / "nope"))
-    assert rc == 2 and "not found" in out and "Traceback" not in out
 
 
 def test_fast_path_samples_labels_but_reads_every_header(make_dataset, monkeypatch) -> None:
@@ -338,25 +338,7 @@ def test_render_problems_prints_names_literally() -> None:
     assert "labels/[red]x.png" in text and "bad [bold]thing" in text and "fix it" in text
 
 
-def test_instance_task_uses_the_coco_checker(tmp_path, capsys, monkeypatch) -> None:
-    import sys
-    import types
-
-    seen = {}
-
-    def fake_check(root, splits, max_pixels) -> list[Problem]:
-        seen.update(root=root, splits=splits, max_pixels=max_pixels)
-        return [Problem(root / "annotations/instances_train.json", "bad polygon", "fix it")]
-
-    fake = types.SimpleNamespace(check_instance_dataset=fake_check)
-    monkeypatch.setitem(sys.modules, "seglab.data.instance_checks", fake)
-    rc, out = _run(capsys, str(tmp_path), "--task", "instance", "--split", "train", "--max-pixels", "99")
-    assert rc == 2 and "instances_train.json" in out
-    assert seen == {"root": tmp_path, "splits": ["train"], "max_pixels": 99}
-
-
-def test_shared_semantic_datasets_are_clean(shared_datasets, capsys) -> None:
+def test_shared_semantic_datasets_are_clean(shared_datasets) -> None:
     for name in ("isbi2012_membrane", "camvid"):
-        rc, out = _run(capsys, str(shared_datasets / name))
-        assert rc == 0, out
-        assert "clean" in out
+        problems = check_dataset(shared_datasets / name)
+        assert problems == [], _rendered(problems, shared_datasets / name)

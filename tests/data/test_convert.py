@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.cli import main
 from seglab.data.convert import binary_to_index, index_to_rgb, load_palette, palette_to_l, rgb_to_index
 from seglab.errors import ConfigError, DataError
 
@@ -130,21 +129,6 @@ def test_dataset_root_is_mirrored(tmp_path: Path) -> None:
     assert np.all(np.asarray(Image.open(tmp_path / "fixed" / "labels" / "train" / "s.png")) == 1)
     with pytest.raises(DataError, match="never overwrite"):
         rgb_to_index(root, root, PALETTE)
-
-
-def test_cli_convert(index_labels: Path, tmp_path: Path) -> None:
-    pal = tmp_path / "palette.txt"
-    pal.write_text("".join(f"{r} {g} {b}\n" for r, g, b in PALETTE))
-    rgb, back = tmp_path / "rgb", tmp_path / "back"
-    assert main(["data", "convert", "index-to-rgb", str(index_labels), "--palette", str(pal), "--out", str(rgb),
-                 "--ignore-color", "255,255,255"]) == 0
-    assert main(["data", "convert", "rgb-to-index", str(rgb), "--palette", str(pal), "--out", str(back),
-                 "--ignore-color", "255,255,255"]) == 0
-    for p in index_labels.glob("*.png"):
-        assert np.array_equal(np.asarray(Image.open(back / p.name)), np.asarray(Image.open(p)))
-    assert main(["data", "convert", "binary", str(rgb), "--out", str(rgb)]) == 2
-    assert main(["data", "convert", "palette-to-l", str(back), "--out", str(tmp_path / "l")]) == 0
-    assert main(["data", "convert", "rgb-to-index", str(rgb), "--palette", str(pal), "--out", str(back)]) == 2
 
 
 def test_progress_callback_counts_files(index_labels: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The instance-mask PNG <-> COCO JSON converters, through the library and `seglab data convert`."""
+"""The instance-mask PNG <-> COCO JSON converters (`seglab data convert ...`: tests/cli/test_data_cmd.py)."""
 
 from __future__ import annotations
 
@@ -69,17 +69,3 @@ def test_progress_callback_counts_images(coco_root: Path, tmp_path: Path) -> Non
     calls.clear()
     coco_to_masks(coco_root, "train", tmp_path / "m", callback=lambda d, t: calls.append((d, t)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
-
-
-def test_cli_convert_commands(mask_root: Path, tmp_path: Path) -> None:
-    from seglab.cli import main
-
-    out = tmp_path / "out.json"
-    assert main(["data", "convert", "masks-to-coco", str(mask_root), "--split", "train", "--out", str(out)]) == 0
-    assert len(json.loads(out.read_text())["annotations"]) == 5
-    assert main(["data", "convert", "masks-to-coco", str(mask_root), "--split", "train", "--out", str(out)]) == 2
-    (mask_root / "annotations").mkdir()
-    out.rename(mask_root / "annotations" / "instances_train.json")
-    back = tmp_path / "back"
-    assert main(["data", "convert", "coco-to-masks", str(mask_root), "--split", "train", "--out", str(back)]) == 0
-    np.testing.assert_array_equal(read_label(back / "b.png"), read_label(mask_root / "masks" / "train" / "b.png"))

@@ -1,15 +1,13 @@
-"""Dataset statistics against numbers computed by hand, and `seglab data stats` on the CLI."""
+"""Dataset statistics against numbers computed by hand (`seglab data stats`: tests/cli/test_data_cmd.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.cli import main
 from seglab.data.stats import class_weights, compute_stats
 from seglab.errors import DataError
 
@@ -95,24 +93,11 @@ def test_grayscale_images_give_one_channel(tmp_path: Path) -> None:
     assert rgb["mean"] == pytest.approx([0.75] * 3)
 
 
-def test_cli_stats_json_and_weights(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "stats.json"
-    assert main(["data", "stats", str(tiny), "--json", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "--class-weights 0.8333,0.6667,3.333,0" in text
-    assert "--class-weights 1,0.8,2,0" in text
-    assert "bike" in text and "absent" in text
-    assert json.loads(out.read_text())["pixel_counts"] == [4, 5, 1, 0]
-
-
-def test_cli_stats_on_camvid(shared_datasets: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["data", "stats", str(shared_datasets / "camvid")]) == 0
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if "--class-weights" in ln]
-    assert len(lines) == 2
-    for line in lines:
-        weights = [float(w) for w in line.split("--class-weights")[1].strip().split(",")]
-        assert len(weights) == 11 and all(w > 0 for w in weights)
-    median = [float(w) for w in lines[1].split()[-1].split(",")]
+def test_stats_on_camvid(shared_datasets: Path) -> None:
+    s = compute_stats(shared_datasets / "camvid")
+    for key in ("weights_inverse", "weights_median"):
+        assert len(s[key]) == 11 and all(w > 0 for w in s[key]), key
+    median = s["weights_median"]
     # Rare classes (Pole 2, Pedestrian 9, Bicyclist 10) outweigh the big ones (Sky 0, Building 1, Road 3).
     assert min(median[2], median[9], median[10]) > 4 * max(median[0], median[1], median[3])
 

@@ -11,9 +11,8 @@ import pytest
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from seglab.cli import main
 from seglab.data.synthetic import DIGIT_CLASSES, SHAPE_CLASSES, make_digits, make_shapes
-from seglab.errors import DataError
+from seglab.errors import ConfigError, DataError
 
 # pycocotools (the independent RLE decoder here) trips a numpy-2 deprecation inside itself.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -122,11 +121,12 @@ def test_rerun_replaces_and_refuses_foreign_folders(tmp_path: Path) -> None:
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
-def test_cli_synth(tmp_path: Path) -> None:
-    out = tmp_path / "d"
-    assert main(["data", "synth", "--kind", "digits", "--out", str(out), "--n-train", "3", "--n-val", "1"]) == 0
-    assert len(list((out / "images" / "train").glob("*.png"))) == 3
-    assert main(["data", "synth", "--kind", "shapes", "--out", str(out), "--size", "8"]) == 2
+def test_too_small_images_and_negative_counts_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="size: shapes images need at least .* got 8"):
+        make_shapes(tmp_path / "s", n_train=1, n_val=1, size=8)
+    with pytest.raises(ConfigError, match="expected a count >= 0, got -1"):
+        make_digits(tmp_path / "d", n_train=-1, n_val=1)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "d").exists()
 
 
 def test_progress_callback_counts_every_image(tmp_path: Path) -> None:

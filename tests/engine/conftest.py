@@ -1,40 +1,12 @@
-"""A tiny semantic dataset written in seconds: bright squares (class 1) and dark discs (class 2)."""
+"""Training configs that run in CPU seconds; the tiny dataset they train on (``tiny_data``) is in tests/conftest.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from seglab.config import RunConfig, config_from_dict
-
-
-def write_tiny_dataset(root: Path, n_train: int = 16, n_val: int = 4, size: int = 32, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    for split, n in (("train", n_train), ("val", n_val)):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = rng.integers(90, 130, (size, size, 3)).astype(np.uint8)
-            lab = np.zeros((size, size), np.uint8)
-            x0, y0 = rng.integers(0, size // 2, 2)
-            lab[y0 : y0 + size // 3, x0 : x0 + size // 3] = 1
-            cx, cy = rng.integers(size // 4, 3 * size // 4, 2)
-            lab[(yy - cy) ** 2 + (xx - cx) ** 2 < (size // 6) ** 2] = 2
-            img[lab == 1] = (230, 220, 40)
-            img[lab == 2] = (20, 40, 160)
-            Image.fromarray(img).save(root / "images" / split / f"{split}_{i:03d}.png")
-            Image.fromarray(lab).save(root / "labels" / split / f"{split}_{i:03d}.png")
-    (root / "classes.txt").write_text("background\nsquare\ndisc\n")
-    return root
-
-
-@pytest.fixture
-def tiny_data(tmp_path: Path) -> Path:
-    return write_tiny_dataset(tmp_path / "data")
 
 
 @pytest.fixture

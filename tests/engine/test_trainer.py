@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from seglab.checkpoint import load_checkpoint, read_checkpoint
+from seglab.engine import hooks as H
 from seglab.engine.task import Task
 from seglab.engine.trainer import NonFiniteLossError, Trainer, train
 from seglab.errors import ConfigError
@@ -166,38 +166,88 @@ def test_resume_without_checkpoint_is_a_clear_error(tiny_data: Path, tmp_path: P
         Trainer(tiny_config(tiny_data, tmp_path / "none", resume=True))
 
 
-def test_cli_train_bad_value_exits_2(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run([sys.executable, "-m", "seglab", "train", "--data", str(tiny_data), "--optimizer",
-                           "rmsprop", "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env)
-    assert proc.returncode == 2
-    assert "train.optimizer" in proc.stderr and "adamw" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_cli_flags_reach_the_config(monkeypatch, tmp_path: Path) -> None:
-    """Only the flags given override the YAML; switches, renamed flags and --set land in their sections."""
-    import seglab.engine.trainer as T
-    from seglab.cli import main
-
-    seen = []
-    monkeypatch.setattr(T, "train", seen.append)
-    yaml = tmp_path / "c.yaml"
-    yaml.write_text("train: {lr: 0.5, epochs: 7, monitor: pixel_accuracy}\ndata: {crop_size: 64}\n")
-    assert main(["train", "--config", str(yaml), "--data", "d", "--model", "fcn", "--epochs", "3", "--resume",
-                 "--monitor", "val_loss", "--class-weights", "1,2", "--sampler", "balanced", "--model-opt",
-                 "base_channels=8", "--set", "train.gamma=0.5"]) == 0
-    (cfg,) = seen
-    assert (cfg.data.root, cfg.model.name, cfg.model.options) == ("d", "fcn", {"base_channels": 8})
-    assert (cfg.train.epochs, cfg.train.lr, cfg.train.resume, cfg.train.monitor) == (3, 0.5, True, "val_loss")
-    assert cfg.train.class_weights == [1.0, 2.0] and cfg.data.sampler == "balanced" and cfg.train.gamma == 0.5
-    assert cfg.data.crop_size == 64 and cfg.train.tb is False  # from the YAML / untouched defaults
-    seen.clear()
-    assert main(["train", "--data", "d"]) == 0
-    assert seen[0].train.monitor is None and seen[0].train.resume is False  # left to the task
-
-
 def test_a_chosen_monitor_is_kept(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
     cfg = tiny_config(tiny_data, tmp_path / "m", monitor="val_loss")
     trainer = Trainer(cfg)
     assert trainer.monitor == "val_loss" and trainer.cfg.train.monitor == "val_loss"
     assert trainer.schedule is not None and isinstance(trainer.task, Task)
+
+
+class _InterruptAt(H.Hook):
+    """Raises KeyboardInterrupt (a Ctrl-C) in ``after_epoch`` of the ``epoch``-th epoch."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def after_epoch(self, trainer) -> None:
+        if trainer.state.epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def _interrupt_evaluation_at(trainer: Trainer, epoch: int) -> None:
+    """Make the EvalHook's evaluation raise KeyboardInterrupt in the ``epoch``-th epoch (before any metric)."""
+    (hook,) = [h for h in trainer.hooks if isinstance(h, H.EvalHook)]
+    evaluate = hook.evaluate
+
+    def interrupted(*args, **kwargs):
+        if trainer.state.epoch == epoch:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    hook.evaluate = interrupted
+
+
+TIMING = ("epoch_time_s", "images_per_s")  # differ between any two runs
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    """metrics.csv without the timing columns."""
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader((out / "metrics.csv").open())]
+
+
+@pytest.mark.parametrize("where", ["evaluation", "after_checkpoint"])
+def test_ctrl_c_while_ending_an_epoch_keeps_it_open_and_resume_redoes_it(tiny_data: Path, tmp_path: Path,
+                                                                         tiny_config, where: str) -> None:
+    """Ctrl-C in epoch 2's evaluation (or in a hook after its checkpoints): last.pt still says 1 epoch done,
+    and --resume re-evaluates epoch 2, ending with the weights, metrics and best.pt of a straight run."""
+    from seglab.errors import SeglabError
+
+    common = dict(epochs=3, num_samples=0)
+    train(tiny_config(tiny_data, tmp_path / "ref", **common))
+    trainer = Trainer(tiny_config(tiny_data, tmp_path / "cut", **common))
+    if where == "evaluation":
+        _interrupt_evaluation_at(trainer, 2)
+    else:
+        trainer.hooks.append(_InterruptAt(2))  # last: after eval, best tracking, last.pt/best.pt and metrics.csv
+    with pytest.raises(SeglabError, match="interrupted; progress saved to .*last.pt"):
+        trainer.fit()
+    ck = read_checkpoint(tmp_path / "cut" / "last.pt")
+    assert ck["epoch"] == 1 and ck["trainer"]["epoch"] == 1 and ck["step"] == 8  # epoch 2 trained, not closed
+    assert [row["epoch"] for row in ck["trainer"]["history"]] == [1]
+
+    summary = train(tiny_config(tiny_data, tmp_path / "cut", resume=True, **common))
+    assert summary["epochs"] == 3 and summary["steps"] == 12
+    ref, cut = _rows(tmp_path / "ref"), _rows(tmp_path / "cut")
+    assert [r["epoch"] for r in cut] == ["1", "2", "3"]
+    assert cut[0] == ref[0] and cut[2] == ref[2]
+    assert cut[1] == ref[1]  # epoch 2's evaluation is redone, its training numbers come from last.pt
+    for name in ("last.pt", "best.pt"):
+        a, b = read_checkpoint(tmp_path / "ref" / name), read_checkpoint(tmp_path / "cut" / name)
+        assert (a["epoch"], a["step"], a["metrics"]["mean_iou"]) == (b["epoch"], b["step"], b["metrics"]["mean_iou"])
+        assert a["trainer"]["best"] == b["trainer"]["best"] and a["trainer"]["bad_epochs"] == b["trainer"]["bad_epochs"]
+        for k, v in a["model_state"].items():
+            assert torch.equal(v, b["model_state"][k]), (name, k)
+
+
+def test_resume_after_ctrl_c_keeps_the_interrupted_epochs_training_numbers(tiny_data: Path, tmp_path: Path,
+                                                                           tiny_config) -> None:
+    from seglab.errors import SeglabError
+
+    trainer = Trainer(tiny_config(tiny_data, tmp_path / "cut", epochs=2, num_samples=0))
+    trainer.hooks.append(_InterruptAt(2))  # after CSVLog: metrics.csv already holds epoch 2's full row
+    with pytest.raises(SeglabError, match="interrupted"):
+        trainer.fit()
+    before = _rows(tmp_path / "cut")
+    assert [r["epoch"] for r in before] == ["1", "2"] and before[1]["train_loss"] != "nan"
+    train(tiny_config(tiny_data, tmp_path / "cut", epochs=2, num_samples=0, resume=True))
+    assert _rows(tmp_path / "cut") == before

@@ -59,6 +59,17 @@ class EpochRecord:
     def images_per_s(self) -> float:
         return self.images / max(1e-9, time.perf_counter() - self.started)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The training numbers so far, for a checkpoint written mid-epoch (resume continues them)."""
+        return {"losses": list(self.losses), "parts": dict(self.parts), "images": self.images,
+                "seconds": time.perf_counter() - self.started}
+
+    @classmethod
+    def resumed(cls, d: dict[str, Any]) -> EpochRecord:
+        """The record :meth:`to_dict` saved, its clock continuing from the seconds already spent."""
+        return cls(started=time.perf_counter() - float(d.get("seconds", 0.0)), losses=list(d.get("losses", [])),
+                   parts=dict(d.get("parts", {})), images=int(d.get("images", 0)))
+
 
 def rng_state() -> dict[str, Any]:
     """Every global RNG (python, numpy, torch, CUDA) as plain values and tensors."""

@@ -150,7 +150,8 @@ class Trainer:
                  "metrics": self.state.history[-1] if self.state.history else {},
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
                  "scaler": self.precision.scaler.state_dict(), "rng": rng_state(),
-                 "trainer": self.state.to_dict(), "class_weights": self.task.class_weights}
+                 "trainer": self.state.to_dict(), "epoch_record": self.record.to_dict(),
+                 "class_weights": self.task.class_weights}
         if self.ema is not None:
             state["raw_model_state"] = self.raw_model.state_dict()
             state["ema"] = self.ema.state_dict()
@@ -176,6 +177,8 @@ class Trainer:
         if self.ema is not None and "ema" in ck:
             self.ema.load_state_dict(ck["ema"])
         self.state = TrainState.from_dict(ck["trainer"])
+        if self.state.epoch_pos and "epoch_record" in ck:  # saved mid-epoch: its losses so far count too
+            self.record = EpochRecord.resumed(ck["epoch_record"])
         set_rng_state(ck["rng"])
         self.log(f"resumed from {path} at epoch {self.state.epoch + 1}, step {self.state.step}")
 
@@ -204,7 +207,8 @@ class Trainer:
         s, t = self.state, self.t
         self.model.train()
         self.sampler.set_epoch(s.epoch, s.epoch_pos)
-        self.record = EpochRecord()
+        if not s.epoch_pos:  # a fresh epoch; a resumed one keeps the record restored from last.pt
+            self.record = EpochRecord()
         self._call("before_epoch")
         for micro, batch in enumerate(self.train_loader, start=1):
             inputs, targets = self.task.prepare_batch(batch, self.device, t.channels_last)
