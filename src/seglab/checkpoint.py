@@ -1,6 +1,6 @@
 """Checkpoints: plain dicts of tensors and Python values, written atomically, loaded weights-only.
 
-Training writes them (``engine/``) and every use reads them (``inference/``, ``export.py``, the CLI), so
+Training writes them (``engine/``) and every use reads them (``inference/``, ``export/``, the CLI), so
 they live at package level. What a checkpoint says about its model is read and validated once, into a
 typed :class:`CheckpointInfo`; nothing else reads the raw dict or repeats its defaults.
 
