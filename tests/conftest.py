@@ -260,3 +260,17 @@ def instance_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     save_checkpoint(other, {**state, "cat_ids": [0, 5, 6, 7], "model_state": model.state_dict()})
     return {"root": root, "data": data, "ckpt": ckpt, "model": model, "state": state,
             "classes": INSTANCE_CLASSES, "tiny": TINY_MASKRCNN, "other_categories": other}
+
+
+@pytest.fixture
+def index_labels(tmp_path: Path, rng: np.random.Generator) -> Path:
+    """Three 9 x 13 class-index PNGs (values 0..3, a few ignore pixels 255) in ``tmp_path/idx``."""
+    from PIL import Image
+
+    src = tmp_path / "idx"
+    src.mkdir()
+    for stem in ("a", "b", "c"):
+        label = rng.integers(0, 4, size=(9, 13)).astype(np.uint8)
+        label[0, :3] = 255  # some ignore pixels
+        Image.fromarray(label).save(src / f"{stem}.png")
+    return src

@@ -38,7 +38,6 @@ from seglab.fileio import atomic_path
 
 REQUIRED_KEYS = ("model", "model_state", "classes")
 TASKS = ("semantic", "instance")
-RESUME_KEYS = ("model_state", "raw_model_state", "optimizer", "scheduler", "scaler", "ema", "rng")
 
 
 @dataclass(frozen=True)

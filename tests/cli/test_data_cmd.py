@@ -45,18 +45,6 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def index_labels(tmp_path: Path, rng: np.random.Generator) -> Path:
-    """Three 9 x 13 class-index PNGs (values 0..3, a few ignore pixels 255) in ``tmp_path/idx``."""
-    src = tmp_path / "idx"
-    src.mkdir()
-    for stem in ("a", "b", "c"):
-        label = rng.integers(0, 4, size=(9, 13)).astype(np.uint8)
-        label[0, :3] = 255
-        Image.fromarray(label).save(src / f"{stem}.png")
-    return src
-
-
-@pytest.fixture
 def palette_file(tmp_path: Path) -> Path:
     path = tmp_path / "palette.txt"
     path.write_text("".join(f"{r} {g} {b}\n" for r, g, b in PALETTE))

@@ -19,17 +19,6 @@ def _digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def index_labels(tmp_path: Path, rng: np.random.Generator) -> Path:
-    src = tmp_path / "idx"
-    src.mkdir()
-    for stem in ("a", "b", "c"):
-        label = rng.integers(0, 4, size=(9, 13)).astype(np.uint8)
-        label[0, :3] = 255  # some ignore pixels
-        Image.fromarray(label).save(src / f"{stem}.png")
-    return src
-
-
 def test_load_palette_formats(tmp_path: Path) -> None:
     p = tmp_path / "palette.txt"
     p.write_text("# comment\n0 0 0\nroad 128 64 128\ntraffic light, 220, 20, 60\n\n0 0 142  # car\n")
