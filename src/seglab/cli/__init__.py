@@ -43,6 +43,10 @@ def _register() -> None:
                 raise
 
 
+def _print_error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one message and exit 2 (``--debug`` shows the traceback)."""
     _register()
@@ -54,13 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     except SeglabError as e:
         if os.environ.get("SEGLAB_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        _print_error(str(e))
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    except OSError as e:  # last resort: a file-system failure not met where the file was written
+        if os.environ.get("SEGLAB_DEBUG") or e.filename is None:
+            raise
+        from seglab.fileio import describe_os_error
+
+        _print_error(describe_os_error(e))
+        return SeglabError.exit_code
     except Exception as e:  # usage errors (typer bundles its own click) arrive here in non-standalone mode
         if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):
             e.show()
