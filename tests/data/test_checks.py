@@ -259,19 +259,6 @@ def test_max_pixels_lowers_and_lifts_the_limit(make_dataset) -> None:
     assert check_dataset(root, max_pixels=48) == []
 
 
-def test_exif_rotation_is_applied_before_comparing_sizes(make_dataset) -> None:
-    root = make_dataset()
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees: the 8x6 stored pixels are seen as 6x8
-    (root / "images/train/a.png").unlink()
-    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(root / "images/train/a.jpg", exif=exif)
-    for fast in (True, False):
-        problems = check_dataset(root, fast=fast)
-        assert [(Path(p.path).name, "size mismatch" in p.problem) for p in problems] == [("a.png", True)]
-    _save(root / "labels/train/a.png", LABEL.T.copy())
-    assert check_dataset(root) == []
-
-
 def test_permission_denied_is_reported_not_raised(make_dataset, monkeypatch) -> None:
     root = make_dataset()
     real_open = Image.open

@@ -182,33 +182,42 @@ def _check_split(scan: _Scan, split: str, images: list[Path], labels: list[Path]
     for label in pairing.orphans:
         scan.add(label, "label has no image", f"add images/{split}/{label.stem}.png (or .jpg/.tif) "
                  "or remove the label")
-    sizes, seen = _inspect_files(scan, images, labels)
+    reports, seen = _inspect_files(scan, images, labels)
     for image, label in pairing.pairs:
-        if sizes[image] and sizes[label] and sizes[image] != sizes[label]:
-            (iw, ih), (lw, lh) = sizes[image], sizes[label]
-            scan.add(label, f"size mismatch: label is {lw}x{lh}, image {image.name} is {iw}x{ih}",
-                     "re-export the label at the image size (nearest-neighbour if resized)")
+        _check_sizes(scan, reports[image], reports[label])
     if scan.ignore_index == 255 and seen == {0, 255}:
         scan.add(label_dir, "labels hold only 0 and 255, and 255 is the ignore index: no pixel is foreground",
                  "if 255 marks the object, convert the masks to 0/1 with `seglab data convert` "
                  "(see `seglab data convert --help`)")
 
 
+def _check_sizes(scan: _Scan, image: FileReport, label: FileReport) -> None:
+    """Image and label must have the same stored size (seglab never applies an EXIF turn)."""
+    if not image.size or not label.size or image.size == label.size:
+        return
+    (iw, ih), (lw, lh) = image.size, label.size
+    fix = "re-export the label at the image size (nearest-neighbour if resized)"
+    if image.orientation in (5, 6, 7, 8) and (lh, lw) == image.size:
+        fix = ("the label fits the EXIF-turned view of the image: rotate the image file itself (see its EXIF "
+               "orientation problem)")
+    scan.add(label.path, f"size mismatch: label is {lw}x{lh}, image {image.path.name} is {iw}x{ih}", fix)
+
+
 def _inspect_files(scan: _Scan, images: list[Path],
-                   labels: list[Path]) -> tuple[dict[Path, tuple[int, int] | None], set[int]]:
-    """Inspect every file in the worker threads; return each one's size and the label values seen."""
+                   labels: list[Path]) -> tuple[dict[Path, FileReport], set[int]]:
+    """Inspect every file in the worker threads; return each one's report and the label values seen."""
     decode = _labels_to_decode(labels, scan.fast)
     jobs = [(inspect_image, p, not scan.fast) for p in images] + [(inspect_label, p, p in decode) for p in labels]
-    sizes: dict[Path, tuple[int, int] | None] = {}
+    reports: dict[Path, FileReport] = {}
     seen: set[int] = set()
     for report in scan.map(lambda job: job[0](job[1], job[2], scan.max_pixels), jobs):  # results in order
         scan.problems.extend(Problem(report.path, problem, fix) for problem, fix in report.findings)
-        sizes[report.path] = report.size
+        reports[report.path] = report
         if report.values is not None:
             seen.update(report.values.tolist())
             _check_values(scan, report)
         scan.tick()
-    return sizes, seen
+    return reports, seen
 
 
 def _labels_to_decode(labels: list[Path], fast: bool) -> set[Path]:

@@ -17,6 +17,12 @@ from PIL import Image, UnidentifiedImageError
 from seglab.data.io import LABEL_EXTS, exif_orientation
 from seglab.data.layout import PALETTE_FILE
 
+# What a viewer does to an image with each EXIF orientation tag (seglab does none of it).
+EXIF_TURNS = {2: "mirrored left-right", 3: "turned 180 degrees", 4: "mirrored top-bottom",
+              5: "mirrored and turned 90 degrees", 6: "turned 90 degrees clockwise",
+              7: "mirrored and turned 90 degrees", 8: "turned 90 degrees counter-clockwise"}
+EXIF_POLICY = "seglab reads pixels as stored and ignores the EXIF orientation"
+
 # Pillow modes of single-channel class-index labels, and their bits per pixel.
 _INDEX_MODES = {"L": 8, "P": 8, "1": 8, "I;16": 16, "I;16L": 16, "I;16B": 16, "I": 32}
 
@@ -26,7 +32,8 @@ class FileReport:
     """What inspecting one file found."""
 
     path: Path
-    size: tuple[int, int] | None = None  # (width, height) as the dataset will see it
+    size: tuple[int, int] | None = None  # (width, height) as stored, which is what the dataset reads
+    orientation: int = 1  # EXIF orientation tag of an image (1: none; never applied)
     values: np.ndarray | None = None  # label values present, when decoded
     wide: bool = False  # a 16/32-bit label
     findings: list[tuple[str, str]] = field(default_factory=list)  # (problem, fix)
@@ -38,7 +45,12 @@ class FileReport:
 
 
 def inspect_image(path: Path, decode: bool, max_pixels: int) -> FileReport:
-    """Read an image's header (and with ``decode`` its pixels, which finds truncated files); never raises."""
+    """Read an image's header (and with ``decode`` its pixels, which finds truncated files); never raises.
+
+    An EXIF orientation tag other than 1 is a finding: seglab reads the stored pixels (see
+    :func:`seglab.data.io.read_image`), and whether the label matches them or the turned view that photo
+    viewers and many annotation tools show cannot be told from the files.
+    """
     report = FileReport(path)
     try:
         with Image.open(path) as im:
@@ -47,12 +59,24 @@ def inspect_image(path: Path, decode: bool, max_pixels: int) -> FileReport:
                 return _bomb(report, w, h, max_pixels)
             if decode:
                 im.load()  # decoding is the only way to find a truncated file
-            if exif_orientation(im, loaded=decode) in (5, 6, 7, 8):  # EXIF 90-degree turn, as read_image does
-                w, h = h, w
+            report.orientation = exif_orientation(im, loaded=decode)
     except Exception as e:  # any decoder failure is a finding about the file, never a crash
         return _unreadable(report, e, "image")
     report.size = (w, h)
+    if report.orientation in EXIF_TURNS:
+        report.add(*exif_finding(path, report.orientation, w, h))
     return report
+
+
+def exif_finding(path: Path, tag: int, width: int, height: int) -> tuple[str, str]:
+    """The doctor's ``(problem, fix)`` for an image whose EXIF orientation ``tag`` (2-8) seglab ignores."""
+    problem = (f"EXIF orientation tag {tag} (viewers show the image {EXIF_TURNS[tag]}): {EXIF_POLICY}, so "
+               f"its label must match the stored {width}x{height} pixels; the files cannot tell which view "
+               "the label was drawn on")
+    fix = (f"if your labels were drawn on the rotated view, rotate the image file itself, e.g. with "
+           f"`exiftran -ai {path}` or PIL ImageOps.exif_transpose, and save it without the tag; if they "
+           f"match the stored pixels, only remove the tag (`exiftool -Orientation= {path}`)")
+    return problem, fix
 
 
 def inspect_label(path: Path, decode: bool, max_pixels: int) -> FileReport:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from seglab.errors import DataError
 
@@ -33,7 +34,11 @@ def list_files(folder: str | os.PathLike, exts: tuple[str, ...]) -> list[Path]:
 
 
 def read_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
-    """Read an image as ``uint8`` HxWxC (C = ``channels``: 1 gray or 3 RGB), EXIF rotation applied.
+    """Read an image as ``uint8`` HxWxC (C = ``channels``: 1 gray or 3 RGB), pixels as stored.
+
+    The EXIF orientation tag is ignored on purpose: labels are drawn on the stored pixels, and turning the
+    image alone would pair it with a label turned the other way. The doctor reports tagged images
+    (:func:`exif_orientation`).
 
     Raises:
         DataError: the file is missing, truncated or not an image.
@@ -41,11 +46,11 @@ def read_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
             im = _to_mode(im, "L" if channels == 1 else "RGB")
             arr = np.asarray(im)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot read image ({e}). Re-export the file or remove it.") from e
+    except Exception as e:  # any decoder failure (Pillow raises OSError, SyntaxError, EOFError, ...)
+        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e}). Re-export the file or "
+                        "remove it.") from e
     return arr[..., None] if arr.ndim == 2 else arr
 
 
@@ -83,50 +88,79 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
             arr = np.asarray(im)
     except DataError:
         raise
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot read label ({e}). Re-export the file or remove it.") from e
+    except Exception as e:  # any decoder failure, as in read_image
+        raise DataError(f"{path}: cannot read label ({type(e).__name__}: {e}). Re-export the file or "
+                        "remove it.") from e
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     return arr.astype(np.int32) if arr.dtype.itemsize > 1 else arr
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; a syntax error names the line and column so the user can find it.
+    """Read a JSON file (UTF-8, a byte-order mark allowed); a syntax error names the line and column.
+
+    Only the syntax is checked here: what the document must hold is checked by its reader (for COCO files
+    :func:`seglab.data.instance_checks.load_coco`).
 
     Raises:
-        DataError: the file is missing, unreadable or not valid JSON.
+        DataError: the file is missing, unreadable, not UTF-8 or not valid JSON.
     """
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError as e:
         raise DataError(f"{path}: file not found. Check the dataset root and split name.") from e
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}. "
                         "Fix the file (a JSON linter shows the spot) or re-export it.") from e
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); JSON files must be UTF-8. "
+                        "Re-export the file as UTF-8.") from e
+    except RecursionError as e:
+        raise DataError(f"{path}: JSON nested too deeply to read. Re-export the file.") from e
+    except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read JSON ({e}). Re-export the file.") from e
 
 
-def exif_orientation(im: Image.Image, loaded: bool = False) -> int:
-    """EXIF orientation tag (1 = as stored; 5-8 swap width and height) without decoding the pixels.
+def show_value(value: Any, limit: int = 60) -> str:
+    """A JSON value as messages quote it: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
-    A PNG's eXIf chunk may follow the pixel data, and Pillow's ``getexif`` then decodes the whole image,
-    so an unloaded PNG only looks at the chunks already read.
+
+def is_int(value: Any) -> bool:
+    """An integer from a JSON document (``true`` / ``false`` are not integers)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite number from a JSON document (not a bool, not NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def exif_orientation(im: Image.Image, loaded: bool = False) -> int:
+    """EXIF orientation tag (1 = as stored; 2-8 = viewers show the image turned or mirrored), read without
+    decoding the pixels; 1 when there is no tag or the EXIF block is unreadable.
+
+    seglab never applies the tag (:func:`read_image`); the doctor reports it. A PNG's eXIf chunk may follow
+    the pixel data, and Pillow's ``getexif`` then decodes the whole image, so an unloaded PNG only looks at
+    the chunks already read.
     """
     if im.format == "PNG" and "exif" not in im.info and not loaded:
         return 1
-    return int(im.getexif().get(EXIF_ORIENTATION, 1))
+    try:
+        tag = im.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # a malformed EXIF block: seglab ignores EXIF anyway
+        return 1
+    return tag if is_int(tag) else 1
 
 
 def image_size(path: str | os.PathLike, max_pixels: int) -> tuple[tuple[int, int] | None, str | None]:
-    """``((width, height), None)`` as :func:`read_image` sees it (EXIF turn applied), from the header only;
+    """``((width, height), None)`` as stored (what :func:`read_image` returns), from the header only;
     ``(None, reason)`` when the file cannot be used (unreadable, or over ``max_pixels``). Never raises."""
     try:
         with Image.open(path) as im:
             w, h = im.size
-            if exif_orientation(im) in (5, 6, 7, 8):
-                w, h = h, w
     except Exception as e:  # any decoder failure is a finding about the file; the caller reports it
         return None, f"cannot read image ({type(e).__name__}: {e})"
     if w * h > max_pixels:

@@ -75,8 +75,12 @@ def _infer_num_classes(pairs: list[tuple[Path, Path]], ignore_index: int) -> int
 
 
 def _image_channels(path: Path) -> int:
-    with Image.open(path) as im:
-        return 1 if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F") else 3
+    try:
+        with Image.open(path) as im:
+            return 1 if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F") else 3
+    except Exception as e:  # any decoder failure, as in read_image
+        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e}). Re-export the file or remove "
+                        f"it (`seglab data check` lists every unreadable file).") from e
 
 
 def _weights(counts: np.ndarray, present_totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
