@@ -99,6 +99,28 @@ def test_features_and_bad_format(semantic_run, semantic, tmp_path) -> None:
         PredictOptions(format="jpeg")
 
 
+def test_output_names_never_collide(semantic_run, semantic, direct_labels, tmp_path) -> None:
+    """An input named like another input's output (``s0_features.png``) or with a taken stem gets ``-2``."""
+    val = semantic_run["data"] / "images" / "val"
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    shutil.copy(val / "s0.png", a / "s0.png")
+    shutil.copy(val / "s1.png", a / "s0_features.png")
+    Image.open(val / "s2.png").save(b / "s0.bmp")
+    out = tmp_path / "out"
+    result = predict_files(*semantic, [a, b], out, PredictOptions(features="stem", probs=True))
+    assert result.written == 3 and not result.failures
+    stems = ["s0", "s0_features-2", "s0-2"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["predictions.csv"] + [f"{s}{end}" for s in stems for end in (".png", "_probs.npy", "_features.png")])
+    rows = {Path(r["file"]).name: r["output"] for r in csv.DictReader((out / "predictions.csv").open())}
+    assert rows == {"s0.png": "s0.png", "s0_features.png": "s0_features-2.png", "s0.bmp": "s0-2.png"}
+    for src, stem in ((val / "s1.png", "s0_features-2"), (val / "s2.png", "s0-2")):
+        got = np.asarray(Image.open(out / f"{stem}.png"))
+        assert np.array_equal(got, direct_labels(semantic[0], src).numpy())
+
+
 def test_semantic_checkpoint_refuses_score_threshold(semantic, tmp_path) -> None:
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)

@@ -5,7 +5,9 @@ class palette, color, overlay or a panel), optionally ``<stem>_probs.npy`` and `
 instance checkpoints write ``<stem>.png`` of instance ids (0 = background) with ``<stem>.json`` (category,
 class name and score of each id) and a picture ``<stem>_<format>.png`` for color/overlay/panel, plus
 ``predictions.json`` (COCO results). Both write ``predictions.csv``, one row per input (errors included).
-Every file is written atomically; an unreadable input is reported and the others are still written.
+Every file is written atomically; an unreadable input is reported and the others are still written. Every
+output name is planned before anything is written: one that would replace an input (``--out`` the input
+folder) or another output is refused, and a file-system failure (full disk, read-only) ends the run.
 """
 
 from __future__ import annotations
@@ -70,13 +72,19 @@ def predict_files(model: nn.Module, info: CheckpointInfo, inputs: Sequence[str |
     Raises:
         ConfigError: options that do not apply to the checkpoint's task.
         DataError: no input names any image.
+        OutputError: ``out`` is a file or not writable, an output would replace an input (nothing is written
+            then), or the file system refuses a write (full disk, ...).
     """
+    from seglab.fileio import check_output_path, refuse_overwrite
+
     options = options or PredictOptions()
     check_options(info, options)
+    check_output_path(out, directory=True)
     writer = WRITERS[info.task](Path(out), info, options, model)
     paths, failures = expand_inputs(inputs)
     if not paths and not failures:
         raise DataError(f"no images found in {', '.join(map(str, inputs))} (extensions: png, jpg, tif, bmp).")
+    refuse_overwrite(writer.plan(paths), [*paths, *filter(None, [info.path])])
     n_ok = _stream(paths, failures, writer, info.image_channels, 2 * options.tiles.batch_size, callback)
     return PredictResult(Path(out), n_ok, failures, Path(out) / "predictions.csv", writer.detections_path)
 
@@ -111,17 +119,29 @@ def semantic_only(info: CheckpointInfo, given: dict[str, Any]) -> None:
 
 
 class OutputNames:
-    """Unique output stems: ``a.png`` and ``a.jpg`` from two folders become ``a`` and ``a-2``."""
+    """Unique output stems whose files collide with no other output.
 
-    def __init__(self) -> None:
-        self.used: set[str] = set()
+    ``a.png`` and ``a.jpg`` from two folders become ``a`` and ``a-2``; so does an input ``a_features.png``
+    beside ``a.png`` when ``a``'s outputs include ``a_features.png``. ``files(stem)`` lists a stem's output
+    file names; ``reserved`` are the summary files (``predictions.csv``).
+    """
+
+    def __init__(self, files: Callable[[str], list[str]], reserved: Sequence[str] = ()) -> None:
+        self.files = files
+        self.used: set[str] = set(reserved)
+        self.stems: dict[Path, str] = {}
 
     def __call__(self, path: Path) -> str:
         stem, n = path.stem, 2
-        while stem in self.used:
+        while any(name in self.used for name in self.files(stem)):
             stem, n = f"{path.stem}-{n}", n + 1
-        self.used.add(stem)
+        self.used.update(self.files(stem))
         return stem
+
+    def plan(self, out: Path, paths: Sequence[Path]) -> list[Path]:
+        """Name every input (in order, so names do not depend on which inputs fail); all files to write."""
+        self.stems = {p: self(p) for p in paths}
+        return [out / name for name in sorted(self.used)]
 
 
 def class_palette(info: CheckpointInfo) -> np.ndarray:
@@ -143,8 +163,17 @@ class SemanticWriter:
     def __init__(self, out: Path, info: CheckpointInfo, options: PredictOptions, model: nn.Module) -> None:
         self.out, self.info, self.options, self.model = out, info, options, model
         self.palette = class_palette(info)
-        self.name = OutputNames()
+        self.names = OutputNames(self.files, ["predictions.csv"])
         self.columns = ["file", "output", "height", "width", "status"] + [f"share_{c}" for c in info.classes]
+
+    def files(self, stem: str) -> list[str]:
+        """The file names one input's outputs take."""
+        return [f"{stem}.png"] + [f"{stem}_probs.npy"] * self.options.probs + \
+            [f"{stem}_features.png"] * bool(self.options.features)
+
+    def plan(self, paths: Sequence[Path]) -> list[Path]:
+        """Name every input's outputs; returns every file this writer will write."""
+        return self.names.plan(self.out, paths)
 
     @staticmethod
     def refuse(info: CheckpointInfo, given: dict[str, Any]) -> None:
@@ -167,7 +196,7 @@ class SemanticWriter:
         from seglab.data.io import write_label
         from seglab.fileio import atomic_path
 
-        stem, info, fmt = self.name(path), self.info, self.options.format
+        stem, info, fmt = self.names.stems[path], self.info, self.options.format
         target = self.out / f"{stem}.png"
         lab = labels.numpy()
         if fmt == "index":
@@ -207,7 +236,7 @@ class InstanceWriter:
     def __init__(self, out: Path, info: CheckpointInfo, options: PredictOptions, model: nn.Module) -> None:
         self.out, self.info, self.options, self.model = out, info, options, model
         self.classes, self.cat_ids = info.classes, info.cat_ids
-        self.name = OutputNames()
+        self.names = OutputNames(self.files, ["predictions.csv", "predictions.json"])
         self.detections: list[dict] = []
         self.detections_path = out / "predictions.json"
         self.image_id = 0
@@ -215,6 +244,15 @@ class InstanceWriter:
             [f"count_{c}" for c in self.classes[1:]]
 
     refuse = staticmethod(semantic_only)
+
+    def files(self, stem: str) -> list[str]:
+        """The file names one input's outputs take."""
+        fmt = self.options.format
+        return [f"{stem}.png", f"{stem}.json"] + ([f"{stem}_{fmt}.png"] if fmt != "index" else [])
+
+    def plan(self, paths: Sequence[Path]) -> list[Path]:
+        """Name every input's outputs; returns every file this writer will write."""
+        return self.names.plan(self.out, paths)
 
     def predict(self, items: Iterator[tuple[Path, np.ndarray]]) -> Iterator[tuple]:
         """``(path, image, instances)`` per readable input (detections at or above the score threshold)."""
@@ -230,7 +268,7 @@ class InstanceWriter:
         from seglab.fileio import atomic_write_text
         from seglab.inference.instance import instances_to_coco
 
-        stem, fmt = self.name(path), self.options.format
+        stem, fmt = self.names.stems[path], self.options.format
         self.image_id += 1
         ids, kept = viz.instance_ids(inst["masks"], inst["scores"])
         palette = viz.default_palette(256, ignore_index=None)
@@ -262,7 +300,8 @@ class InstanceWriter:
         atomic_write_text(self.detections_path, json.dumps(self.detections) + "\n")
 
 
-# The writer of each task; a new task adds its writer here (same methods: refuse, predict, write, finish).
+# The writer of each task; a new task adds its writer here (same methods: refuse, files, plan, predict, write,
+# finish).
 WRITERS: dict[str, Any] = {"semantic": SemanticWriter, "instance": InstanceWriter}
 
 
@@ -278,7 +317,7 @@ def _save_rgb(target: Path, rgb: np.ndarray) -> None:
 def _stream(paths: list[Path], failures: list[tuple[str, str]], writer: Any, channels: int, lookahead: int,
             callback: Progress | None) -> int:
     """Stream ``paths`` through the writer's model into its files; predictions.csv gets one row per input."""
-    from seglab.fileio import atomic_path
+    from seglab.fileio import OutputError, atomic_path
 
     ok, done, total = 0, 0, len(paths)
     writer.out.mkdir(parents=True, exist_ok=True)
@@ -311,6 +350,8 @@ def _stream(paths: list[Path], failures: list[tuple[str, str]], writer: Any, cha
             try:
                 table.writerow(writer.write(path, image, *result))
                 ok += 1
+            except OutputError:
+                raise  # the output side failed (disk full, ...): every further input would fail the same way
             except (SeglabError, OSError) as e:
                 fail(path, e)
             advance()
