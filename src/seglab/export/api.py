@@ -20,6 +20,7 @@ from seglab.errors import ConfigError, ModelError
 from seglab.export.common import DOCS, FORMATS, ExportResult
 from seglab.export.instance import export_instance
 from seglab.export.semantic import export_semantic
+from seglab.fileio import check_output_path, refuse_overwrite
 
 
 def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "onnx", in_channels: int = 3,
@@ -37,9 +38,11 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
         ConfigError: unknown ``format``.
         ModelError: the model cannot be exported (unsupported operators, TorchScript for instance models);
             the message names the model and the reason.
+        OutputError: ``path`` is a folder or cannot be written (checked before exporting).
     """
     if format not in FORMATS:
         raise ConfigError(f"Expected --format to be one of {', '.join(FORMATS)}, but got {format!r}.")
+    check_output_path(path)
     name = model_name or type(model).__name__
     if task == "instance":
         return export_instance(model, Path(path), format=format, metadata=metadata or {}, name=name, check=check,
@@ -61,6 +64,7 @@ def export_checkpoint(model: nn.Module, info: CheckpointInfo, out: str | os.Path
 
     Raises:
         ConfigError: ``check_images`` for a semantic checkpoint (its check uses random inputs of two shapes).
+        OutputError: ``out`` would replace the checkpoint or a check image, or cannot be written.
     """
     if check_images and info.task != "instance":
         raise ConfigError("--check-image: semantic exports are checked on random inputs of two shapes; the "
@@ -73,6 +77,7 @@ def export_checkpoint(model: nn.Module, info: CheckpointInfo, out: str | os.Path
         images = [prepare_image(read_image(p, channels=3)) for p in check_images]
     src = Path(info.path)
     out = Path(out) if out is not None else src.with_suffix(".onnx" if format == "onnx" else ".torchscript.pt")
+    refuse_overwrite([out], [*filter(None, [info.path]), *(check_images or [])])
     return export_model(model, out, format=format, in_channels=info.in_channels, metadata=checkpoint_metadata(info),
                         model_name=info.model, task=info.task, check=check, tolerance=tolerance if check else None,
                         check_images=images)

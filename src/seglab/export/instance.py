@@ -63,16 +63,17 @@ def export_instance(model: nn.Module, path: Path, *, format: str, metadata: dict
     sample = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
     dynamic = {k: {0: "detections"} for k in INSTANCE_OUTPUTS}
     with atomic_path(path) as tmp:
+        graph = io.BytesIO()  # exported in memory: a write the disk refuses is then atomic_path's OutputError
         try:
             with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")  # tracer warnings: the fixed-size check below covers them
-                torch.onnx.export(wrapper, (sample,), str(tmp), dynamo=False, opset_version=17,
+                torch.onnx.export(wrapper, (sample,), graph, dynamo=False, opset_version=17,
                                   input_names=["image"], output_names=list(INSTANCE_OUTPUTS),
                                   dynamic_axes=dynamic)
         except Exception as e:
             raise ModelError(f"model {name!r} cannot be exported to ONNX: {type(e).__name__}: "
                              f"{first_line(e)}. See {DOCS}.") from e
-        proto = onnx.load(str(tmp))
+        proto = onnx.load_model_from_string(graph.getvalue())
         onnx.helper.set_model_props(proto, meta)
         onnx.save(proto, str(tmp))
         diff, compared = None, None

@@ -131,10 +131,16 @@ def _export_torchscript(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, met
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about frozen branches: checked by shape probes
             traced = torch.jit.trace(wrapper, sample, check_trace=False)
-            torch.jit.save(traced, str(tmp), _extra_files={"seglab.json": json.dumps(meta)})
     except Exception as e:
         raise ModelError(f"model {name!r} cannot be traced to TorchScript: {type(e).__name__}: "
                          f"{first_line(e)}. Use --format onnx; see {DOCS}.") from e
+    # Serialized in memory, written by Python: torch.jit.save to a full disk aborts the whole process
+    # (std::terminate, measured with torch 2.14), a Python write raises OSError -> atomic_path's OutputError.
+    data = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+        torch.jit.save(traced, data, _extra_files={"seglab.json": json.dumps(meta)})
+    tmp.write_bytes(data.getvalue())
 
 
 def onnx_runner(path: str | os.PathLike):
