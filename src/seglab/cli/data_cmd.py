@@ -20,7 +20,7 @@ from seglab.cli.app import console, convert_app, data_app
 from seglab.cli.progress import progress_bar
 from seglab.data.io import DEFAULT_MAX_PIXELS
 from seglab.errors import ConfigError, DataError
-from seglab.fileio import atomic_write_text
+from seglab.fileio import atomic_write_text, check_output_path, refuse_overwrite
 
 
 def _progress(what: str) -> contextlib.AbstractContextManager[Callable[[int, int], None]]:
@@ -244,6 +244,8 @@ def masks_to_coco_cmd(
     from seglab.data.instance_convert import masks_to_coco
 
     out = out or root / "annotations" / f"instances_{split}.json"
+    check_output_path(out)
+    refuse_overwrite([out], [root / "images" / split, root / "masks" / split])
     with _progress(f"masks -> COCO ({split})") as callback:
         n = masks_to_coco(root, split, out, overwrite=force, callback=callback)
     console.print(f"[green]wrote[/] {escape(str(out))}: {n['images']} images, {n['instances']} instances",
@@ -262,6 +264,12 @@ def coco_to_masks_cmd(
     from seglab.data.instance_convert import coco_to_masks
 
     out = out or root / "masks" / split
+    check_output_path(out, directory=True)
+    images = root / "images" / split
+    # Mask files take the images' stems: writing them into the images folder would replace PNG images.
+    stems = [p.stem for p in images.iterdir()] if images.is_dir() else []
+    refuse_overwrite([out / f"{s}{ext}" for s in stems for ext in (".png", ".json")],
+                     [images, root / "annotations" / f"instances_{split}.json"])
     with _progress(f"COCO -> masks ({split})") as callback:
         n = coco_to_masks(root, split, out, overwrite=force, callback=callback)
     notes = [f"{n['skipped_crowd']} crowd regions skipped"] if n["skipped_crowd"] else []

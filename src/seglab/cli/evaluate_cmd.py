@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def evaluate(
     """
     from seglab import checkpoint, distributed
     from seglab.errors import ConfigError
-    from seglab.fileio import atomic_write_text
+    from seglab.fileio import atomic_write_text, check_output_path, refuse_overwrite
     from seglab.inference.evaluation import evaluate_checkpoint
     from seglab.inference.tiling import TileOptions
 
@@ -44,6 +45,13 @@ def evaluate(
         if detections is not None and info.task != "instance":
             raise ConfigError(f"--detections: {info.path} is a semantic checkpoint; COCO detections come "
                               "from instance checkpoints. Drop --detections.")
+        outputs = {flag: path for flag, path in (("--json", json_out), ("--detections", detections)) if path}
+        for flag, path in outputs.items():  # before the evaluation: a bad path fails in a second, not after it
+            check_output_path(path, flag=flag)
+            refuse_overwrite([path], [info.path, *(data / part for part in DATASET_PARTS)], flag=flag)
+        if len(outputs) == 2 and os.path.realpath(json_out) == os.path.realpath(detections):
+            raise ConfigError(f"--json and --detections both name {json_out}; the second would replace the "
+                              "first. Pass two different files.")
         tiles = TileOptions(tile=tile, **({} if overlap is None else {"overlap": overlap}))
         with progress_bar(f"evaluate {split}", enabled=dist.is_main) as callback:
             result = evaluate_checkpoint(model, info, data, split, tta=tta, tiles=tiles, dist=dist,
@@ -95,6 +103,9 @@ def _print_instance(metrics: dict[str, Any], info: Any, title: str) -> None:
         per_class.add_row(name, *(pct(metrics[f"{kind}_per_class_AP"].get(cat)) for kind in ("mask", "box")))
     console.print(per_class)
 
+
+# What evaluate reads from a dataset folder (both layouts); --json / --detections never replace these.
+DATASET_PARTS = ("images", "labels", "masks", "annotations", "classes.txt", "palette.txt")
 
 # How each task's metrics are shown; a new task adds its table here.
 RENDERERS = {"semantic": _print_semantic, "instance": _print_instance}

@@ -21,7 +21,7 @@ from PIL import Image
 from seglab.data.io import IMAGE_EXTS, LABEL_EXTS, list_files, read_image, read_label, write_label
 from seglab.data.layout import CLASSES_FILE, read_palette
 from seglab.errors import ConfigError, DataError
-from seglab.fileio import atomic_path
+from seglab.fileio import atomic_path, check_output_path, refuse_overwrite
 
 __all__ = ["load_palette", "rgb_to_index", "index_to_rgb", "binary_to_index", "palette_to_l"]
 
@@ -74,11 +74,16 @@ def _codes(rgb: np.ndarray) -> np.ndarray:
 
 def _plan(src_dir: str | os.PathLike, out_dir: str | os.PathLike,
           exts: tuple[str, ...]) -> list[tuple[Path, Path]]:
-    """(input, output) paths; refuses an output folder equal to its input folder."""
+    """(input, output) paths, checked before anything is written.
+
+    Refuses an output folder equal to its input folder or that cannot be written, any output that would
+    replace an input (other names of one file included), and two inputs that would write one output.
+    """
     src, out = Path(src_dir), Path(out_dir)
     if not src.is_dir():
         raise DataError(f"{src}: folder not found. "
                         "Pass a folder of label files or a dataset root with labels/.")
+    check_output_path(out, directory=True)
     folders = [(src, out)]
     if (src / "labels").is_dir():
         folders = [(d, out / "labels" / d.name) for d in sorted((src / "labels").iterdir()) if d.is_dir()]
@@ -90,6 +95,13 @@ def _plan(src_dir: str | os.PathLike, out_dir: str | os.PathLike,
         pairs += [(p, o / f"{p.stem}.png") for p in list_files(s, exts)]
     if not pairs:
         raise DataError(f"{src}: no label files ({', '.join(exts)}) found. Check the path.")
+    seen: dict[Path, Path] = {}
+    for s, o in pairs:
+        if o in seen:
+            raise DataError(f"{seen[o]} and {s} would both be written as {o}; one would replace the other. "
+                            "Keep one label file per stem.")
+        seen[o] = s
+    refuse_overwrite([o for _, o in pairs], [s for s, _ in pairs])
     return pairs
 
 
@@ -116,9 +128,15 @@ def _mirror_root(src: Path, out: Path) -> None:
             try:
                 os.link(image, dst)  # free on the same filesystem
             except OSError:
-                shutil.copy2(image, dst)
+                _copy(image, dst)
     if (src / CLASSES_FILE).is_file() and not (out / CLASSES_FILE).exists():
-        shutil.copy2(src / CLASSES_FILE, out / CLASSES_FILE)
+        _copy(src / CLASSES_FILE, out / CLASSES_FILE)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy atomically: a copy cut short (full disk) must not stay behind as a complete-looking file."""
+    with atomic_path(dst) as tmp:
+        shutil.copy2(src, tmp)
 
 
 def rgb_to_index(src_dir: str | os.PathLike, out_dir: str | os.PathLike, palette: PaletteLike,
