@@ -65,7 +65,8 @@ def test_doctor_mask_folder_checks(mask_root: Path, instance_spec) -> None:
     problems = {(Path(p.path).name, p.problem.split(" ")[0]) for p in
                 check_instance_dataset(mask_root, None, DEFAULT_MAX_PIXELS)}
     assert problems == {("a.png", "no"), ("b.json", "2"), ("c.png", "mask"), ("d.png", "image")}
-    assert any(p.problem.startswith("image has 1920 pixels, over the limit of 100")
+    # the same words as the semantic doctor (seglab.data.file_checks.inspect_image reads both)
+    assert any(p.problem.startswith("48x40 = 1,920 pixels is above the 100 limit")
                for p in check_instance_dataset(mask_root, None, 100))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from seglab.data.instance_checks import check_coco_split, raise_first_problem
+from seglab.data.instance_checks import check_coco_split, load_coco, raise_first_problem
 from seglab.data.instance_dataset import InstanceDataset
 from seglab.data.io import DEFAULT_MAX_PIXELS, read_image, read_json
 from seglab.data.masks import InstanceMaskFolder
@@ -39,10 +39,13 @@ class CocoInstances(InstanceDataset):
 
     Crowd annotations (``iscrowd=1``) are kept out of the targets: they mark regions of many objects that
     should neither be learnt as one instance nor punished as background; evaluation against the original
-    JSON still honours them. ``check=True`` runs the instance doctor on the split first.
+    JSON still honours them. ``check=True`` runs the instance doctor on the split first (image files
+    included); without it every record of the JSON is still checked before use
+    (:func:`seglab.data.instance_checks.load_coco`: types, references, sizes, file names inside
+    ``images/<split>/``).
 
     Raises:
-        DataError: (with ``check``) the first problem the doctor finds; an unreadable JSON.
+        DataError: (with ``check``) the first problem the doctor finds; an unreadable JSON or a bad record.
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", transforms: Callable | None = None,
@@ -51,13 +54,10 @@ class CocoInstances(InstanceDataset):
         self.ann_file = self.root / "annotations" / f"instances_{split}.json"
         if check:
             raise_first_problem(check_coco_split(self.root, split, DEFAULT_MAX_PIXELS), self.root)
-        data = read_json(self.ann_file)
-        self.images = sorted(data["images"], key=lambda im: im["id"])
-        self.set_categories({c["id"]: c.get("name", f"class_{c['id']}") for c in data["categories"]})
-        self._anns: dict[int, list[dict]] = {im["id"]: [] for im in self.images}
-        for a in sorted(data["annotations"], key=lambda a: a.get("id", 0)):
-            if not a.get("iscrowd", 0) and a["image_id"] in self._anns:
-                self._anns[a["image_id"]].append(a)
+        index = load_coco(self.ann_file, self.root / "images" / split)
+        self.images = sorted(index.images.values(), key=lambda im: im["id"])
+        self.set_categories(index.categories)
+        self._anns: dict[int, list[dict]] = index.per_image()
 
     def __len__(self) -> int:
         return len(self.images)

@@ -1,22 +1,197 @@
-"""The instance dataset doctor: every problem of a COCO JSON or an instance-mask folder, in one report.
+"""Instance annotation files checked before use, and the instance dataset doctor.
 
-``seglab data check --task instance`` prints what :func:`check_instance_dataset` returns;
-:class:`seglab.data.coco.CocoInstances` runs :func:`check_coco_split` before loading and raises the first
-problem (:func:`raise_first_problem`).
+Annotation files are untrusted input: :func:`index_coco` checks every record of a COCO instances document
+(types, ids, references, claimed sizes, file names inside ``images/<split>/``) before anything reads it;
+readers call :func:`load_coco`, which raises the first problem naming the file, the record and the field.
+The doctor (:func:`check_instance_dataset`) reports them all, plus what needs the files (missing images,
+sizes, EXIF orientation, boxes, empty masks); ``CocoInstances`` raises its first (:func:`raise_first_problem`).
 """
 
 from __future__ import annotations
 
-import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seglab.data.checks import Problem
-from seglab.data.io import DEFAULT_MAX_PIXELS, LABEL_EXTS, image_size, read_label
-from seglab.data.layout import CLASSES_FILE, category_names, list_split, pair_by_stem, read_classes, sort_splits
-from seglab.data.rle import rle_area, segmentation_to_rle
+from seglab.data.file_checks import FileReport, inspect_image
+from seglab.data.io import (
+    DEFAULT_MAX_PIXELS,
+    LABEL_EXTS,
+    is_int,
+    is_number,
+    pil_pixel_limit,
+    read_json,
+    read_label,
+    show_value,
+)
+from seglab.data.layout import (
+    CLASSES_FILE,
+    category_names,
+    containment_problem,
+    list_split,
+    pair_by_stem,
+    read_classes,
+    read_instance_labels,
+    sort_splits,
+)
+from seglab.data.rle import rle_area, segmentation_problem, segmentation_to_rle
 from seglab.errors import DataError
+
+COCO_LISTS = ("images", "annotations", "categories")
+_IMAGE_FIX = "give each image {\"id\": <int>, \"file_name\": <path>, \"width\": <int>, \"height\": <int>}"
+_ANN_FIX = "fix the annotation (COCO instances format) or remove it"
+
+
+@dataclass
+class CocoIndex:
+    """A COCO instances document after :func:`index_coco`: the records that passed, and every problem.
+
+    ``images`` maps image id -> record (file order), ``categories`` category id -> name, ``annotations``
+    holds ``(position in the file, record)`` of the annotations that passed.
+    """
+
+    path: Path
+    images: dict[int, dict] = field(default_factory=dict)
+    categories: dict[int, str] = field(default_factory=dict)
+    annotations: list[tuple[int, dict]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    image_ids: set[int] = field(default_factory=set)  # every id given, broken records included
+    annotation_ids: set[int] = field(default_factory=set)
+
+    def add(self, problem: str, fix: str) -> None:
+        self.problems.append(Problem(self.path, problem, fix))
+
+    def per_image(self) -> dict[int, list[dict]]:
+        """The non-crowd annotations of each image, in annotation id order."""
+        out: dict[int, list[dict]] = {i: [] for i in self.images}
+        for _, a in sorted(self.annotations, key=lambda ia: ia[1]["id"]):
+            if not a.get("iscrowd", 0):
+                out[a["image_id"]].append(a)
+        return out
+
+    def crowd(self) -> int:
+        """Number of crowd regions (``iscrowd=1``)."""
+        return sum(bool(a.get("iscrowd", 0)) for _, a in self.annotations)
+
+
+def load_coco(path: str | os.PathLike, images_dir: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> CocoIndex:
+    """Read a COCO instances JSON whose images lie in ``images_dir`` and check every record.
+
+    Raises:
+        DataError: unreadable or invalid JSON, or the first problem :func:`index_coco` finds (file, record
+            and field named).
+    """
+    index = index_coco(read_json(path), Path(path), images_dir, max_pixels)
+    if index.problems:
+        p, more = index.problems[0], len(index.problems) - 1
+        also = f" ({more} more problem(s) in this file)" if more else ""
+        raise DataError(f"{p.path}: {p.problem}{also}. Fix: {p.fix}. `seglab data check --task instance` "
+                        "lists every problem.")
+    return index
+
+
+def index_coco(data: Any, path: Path, images_dir: Path, max_pixels: int) -> CocoIndex:
+    """Check a parsed COCO instances document record by record (no image file is opened).
+
+    Every image needs an integer ``id``, a ``file_name`` inside ``images_dir`` and positive integer
+    ``width`` x ``height`` of at most ``max_pixels``; every category an integer ``id`` > 0; every
+    annotation integer ``id``, ``image_id`` and ``category_id`` naming listed records, a ``segmentation``
+    that fits its image (:func:`seglab.data.rle.segmentation_problem`) and, when given, a 4-number ``bbox``,
+    a number ``area`` and ``iscrowd`` 0 or 1.
+    """
+    index = CocoIndex(path)
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in COCO_LISTS):
+        index.add(f"not a COCO instances file (needs the lists {', '.join(map(repr, COCO_LISTS))}); got "
+                  f"{show_value(data if not isinstance(data, dict) else sorted(data))}",
+                  "export the annotations in COCO instances format")
+        return index
+    for i, c in enumerate(data["categories"]):
+        _add_category(index, i, c)
+    for i, im in enumerate(data["images"]):
+        _add_image(index, i, im, images_dir, max_pixels)
+    for i, a in enumerate(data["annotations"]):
+        _add_annotation(index, i, a)
+    return index
+
+
+def _add_category(index: CocoIndex, i: int, c: Any) -> None:
+    fix = 'give each category {"id": <int > 0>, "name": <text>}'
+    if not isinstance(c, dict) or not is_int(c.get("id")) or c["id"] <= 0:
+        return index.add(f"categories[{i}] must be an object with an integer id > 0 (0 is the background) "
+                         f"and a name; got {show_value(c)}", fix)
+    name = c.get("name", f"class_{c['id']}")
+    if c["id"] in index.categories:
+        return index.add(f"categories[{i}]: duplicate category id {c['id']}", "give every category a unique id")
+    if not isinstance(name, str):
+        return index.add(f"categories[{i}] (id {c['id']}): name must be text; got {show_value(name)}", fix)
+    index.categories[c["id"]] = name
+
+
+def _add_image(index: CocoIndex, i: int, im: Any, images_dir: Path, max_pixels: int) -> None:
+    if not isinstance(im, dict) or not is_int(im.get("id")):
+        return index.add(f"images[{i}] must be an object with id, file_name, width, height; got {show_value(im)}",
+                         _IMAGE_FIX)
+    iid, w, h = im["id"], im.get("width"), im.get("height")
+    where = f"images[{i}] (id {iid})"
+    if iid in index.image_ids:
+        return index.add(f"{where}: duplicate image id {iid} ({show_value(im.get('file_name'))})",
+                         "give every image a unique id")
+    index.image_ids.add(iid)
+    if not (is_int(w) and is_int(h) and w > 0 and h > 0):
+        return index.add(f"{where}: width and height must be positive integers; got width={show_value(w)}, "
+                         f"height={show_value(h)}", "write the image size in pixels")
+    if w * h > max_pixels:
+        return index.add(f"{where}: claims {w}x{h} = {w * h:,} pixels, above the {max_pixels:,} limit "
+                         "(decompression-bomb guard)", f"fix width/height (trusted file: --max-pixels {w * h})")
+    problem = containment_problem(images_dir, im.get("file_name"))
+    if problem:
+        return index.add(f"{where}: {problem}", f"give file_name relative to {images_dir} and keep the image "
+                         "inside it (copy it in instead of linking to it)")
+    index.images[iid] = im
+
+
+def _annotation_fields(a: dict) -> str | None:
+    """What is wrong with the types of an annotation's fields (None: nothing)."""
+    for key in ("id", "image_id", "category_id"):
+        if not is_int(a.get(key)):
+            return f"{key} must be an integer; got {show_value(a.get(key))}"
+    if a.get("iscrowd", 0) not in (0, 1):
+        return f"iscrowd must be 0 or 1; got {show_value(a['iscrowd'])}"
+    box = a.get("bbox")
+    if box is not None and (not isinstance(box, list) or len(box) != 4 or not all(is_number(v) for v in box)):
+        return f"bbox must be 4 numbers [x, y, width, height]; got {show_value(box)}"
+    if "area" in a and not is_number(a["area"]):
+        return f"area must be a number; got {show_value(a['area'])}"
+    return None
+
+
+def _add_annotation(index: CocoIndex, i: int, a: Any) -> None:
+    if not isinstance(a, dict):
+        return index.add(f"annotations[{i}] must be an object with id, image_id, category_id, segmentation; "
+                         f"got {show_value(a)}", _ANN_FIX)
+    where = f"annotations[{i}] (id {show_value(a.get('id'))}, image id {show_value(a.get('image_id'))})"
+    problem = _annotation_fields(a)
+    if problem:
+        return index.add(f"{where}: {problem}", _ANN_FIX)
+    if a["id"] in index.annotation_ids:
+        return index.add(f"{where}: duplicate annotation id {a['id']}", "give every annotation a unique id")
+    index.annotation_ids.add(a["id"])
+    if a["image_id"] not in index.image_ids:
+        return index.add(f"{where}: image id {a['image_id']} is not in 'images'",
+                         "fix image_id or remove the annotation")
+    if a["category_id"] not in index.categories:
+        return index.add(f"{where}: category id {a['category_id']} is not in 'categories' "
+                         f"({sorted(index.categories)})", "fix category_id or add the category")
+    im = index.images.get(a["image_id"])
+    if im is None:  # the image record itself is broken, and reported
+        return None
+    problem = segmentation_problem(a.get("segmentation"), im["height"], im["width"])
+    if problem:
+        return index.add(f"{where}: {problem}", "give polygons or an RLE mask of the image size")
+    index.annotations.append((i, a))
+    return None
 
 
 def check_instance_dataset(root: str | os.PathLike, splits: list[str] | None = None,
@@ -36,16 +211,18 @@ def check_instance_dataset(root: str | os.PathLike, splits: list[str] | None = N
             return [Problem(root, "no instance annotations found", "add annotations/instances_<split>.json "
                             "(COCO) or masks/<split>/<stem>.png + .json")]
     problems: list[Problem] = []
-    for split in splits:
-        coco = (root / "annotations" / f"instances_{split}.json").is_file()
-        masks = (root / "masks" / split).is_dir()
-        if not coco and not masks:
-            problems.append(Problem(root, f"split {split!r} has neither annotations/instances_{split}.json "
-                                    f"nor masks/{split}/", "add one of them or drop the split"))
-        if coco:
-            problems += check_coco_split(root, split, max_pixels)
-        if masks:
-            problems += _check_mask_folder(root, split, max_pixels)
+    # Sizes are checked from headers before decoding, so Pillow's own bomb limit is lifted here.
+    with pil_pixel_limit(None):
+        for split in splits:
+            coco = (root / "annotations" / f"instances_{split}.json").is_file()
+            masks = (root / "masks" / split).is_dir()
+            if not coco and not masks:
+                problems.append(Problem(root, f"split {split!r} has neither annotations/instances_{split}.json "
+                                        f"nor masks/{split}/", "add one of them or drop the split"))
+            if coco:
+                problems += check_coco_split(root, split, max_pixels)
+            if masks:
+                problems += _check_mask_folder(root, split, max_pixels)
     return problems
 
 
@@ -57,86 +234,63 @@ def raise_first_problem(problems: list[Problem], root: Path) -> None:
                         f"{p.problem} (fix: {p.fix}). `seglab data check --task instance {root}` lists all.")
 
 
-def _json_or_problem(path: Path) -> tuple[Any, Problem | None]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")), None
-    except json.JSONDecodeError as e:
-        return None, Problem(path, f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}",
-                             "fix the syntax at that spot or re-export the file")
-    except (OSError, UnicodeDecodeError) as e:
-        return None, Problem(path, f"cannot read file ({e})", "re-export the file")
+def _json_problem(path: Path, error: DataError) -> Problem:
+    return Problem(path, str(error).removeprefix(f"{path}: "), "fix the file at that spot or re-export it")
 
 
 def check_coco_split(root: Path, split: str, max_pixels: int) -> list[Problem]:
     """Every problem of ``annotations/instances_<split>.json`` and the images it lists."""
-    path = root / "annotations" / f"instances_{split}.json"
-    data, bad = _json_or_problem(path)
-    if bad:
-        return [bad]
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
-                                             for k in ("images", "annotations", "categories")):
-        return [Problem(path, "not a COCO instances file (needs lists 'images', 'annotations', 'categories')",
-                        "export the annotations in COCO instances format")]
-    out: list[Problem] = []
-    cats = {c.get("id") for c in data["categories"] if isinstance(c, dict)}
-    sizes: dict[Any, tuple[int, int]] = {}
-    for im in data["images"]:
-        iid, name = im.get("id"), im.get("file_name", "")
-        if iid in sizes:
-            out.append(Problem(path, f"duplicate image id {iid} ({name})", "give every image a unique id"))
-            continue
-        sizes[iid] = (im.get("width", 0), im.get("height", 0))
-        file = root / "images" / split / name
-        if not file.is_file():
-            out.append(Problem(file, f"image listed in {path.name} (id {iid}) is missing on disk",
-                               f"add the file under images/{split}/ or remove its entry"))
-            continue
-        wh, why = image_size(file, max_pixels)
-        if why:
-            out.append(Problem(file, why, "re-export the image or remove it"))
-        elif wh != sizes[iid]:
-            out.append(Problem(file, f"JSON says {sizes[iid][0]}x{sizes[iid][1]}, file is {wh[0]}x{wh[1]}",
-                               "fix width/height in the JSON (or the image)"))
-    for a in data["annotations"]:
-        out += _check_annotation(path, a, sizes, cats)
+    path, images_dir = root / "annotations" / f"instances_{split}.json", root / "images" / split
+    try:
+        data = read_json(path)
+    except DataError as e:
+        return [_json_problem(path, e)]
+    index = index_coco(data, path, images_dir, max_pixels)
+    out = list(index.problems)
+    with pil_pixel_limit(None):
+        for iid, im in index.images.items():
+            out += _check_coco_image(path, images_dir / im["file_name"], iid, im, max_pixels)
+    for i, a in index.annotations:
+        out += _check_annotation(path, i, a, index.images[a["image_id"]])
     return out
 
 
-def _check_annotation(path: Path, a: dict, sizes: dict, cats: set) -> list[Problem]:
-    where = f"{path} (annotation id {a.get('id')}, image id {a.get('image_id')})"
-    if a.get("image_id") not in sizes:
-        return [Problem(where, "annotation refers to an image id not in 'images'",
-                        "fix image_id or remove the annotation")]
-    w, h = sizes[a["image_id"]]
+def _check_coco_image(path: Path, file: Path, iid: int, im: dict, max_pixels: int) -> list[Problem]:
+    if not file.is_file():
+        return [Problem(file, f"image listed in {path.name} (id {iid}) is missing on disk",
+                        f"add the file under {file.parent} or remove its entry")]
+    report = inspect_image(file, False, max_pixels)
+    out = [Problem(file, problem, fix) for problem, fix in report.findings]
+    size = (im["width"], im["height"])
+    if report.size and report.size != size:
+        out.append(Problem(file, f"JSON says {size[0]}x{size[1]}, file is {report.size[0]}x{report.size[1]}",
+                           _size_fix(report, size, "fix width/height in the JSON (or the image)")))
+    return out
+
+
+def _size_fix(image: FileReport, other: tuple[int, int], fix: str) -> str:
+    """``fix``, or rotating the image file when ``other`` (w, h) is the EXIF-turned view of the image."""
+    if image.orientation in (5, 6, 7, 8) and image.size == other[::-1]:
+        return "the annotations fit the EXIF-turned view of the image: rotate the image file itself"
+    return fix
+
+
+def _check_annotation(path: Path, i: int, a: dict, im: dict) -> list[Problem]:
+    """What needs the geometry of an annotation that passed :func:`index_coco`: its box and its mask."""
+    where = f"annotations[{i}] (id {a['id']}, image id {a['image_id']})"
+    w, h = im["width"], im["height"]
     out = []
-    if a.get("category_id") not in cats:
-        out.append(Problem(where, f"category id {a.get('category_id')} is not in 'categories' "
-                           f"({sorted(cats)})", "fix category_id or add the category"))
     box = a.get("bbox")
-    if box is not None and (len(box) != 4 or box[2] <= 0 or box[3] <= 0):
-        out.append(Problem(where, f"zero-area or malformed bbox {box}", "use [x, y, width, height] > 0"))
+    if box is not None and (box[2] <= 0 or box[3] <= 0):
+        out.append(Problem(path, f"{where}: zero-area bbox {box}", "use [x, y, width, height] > 0"))
     elif box is not None and (box[0] < -1e-3 or box[1] < -1e-3 or box[0] + box[2] > w + 1e-3
                               or box[1] + box[3] > h + 1e-3):
-        out.append(Problem(where, f"bbox {box} lies outside the {w}x{h} image", "clip the box to the image"))
-    segm = a.get("segmentation")
-    if isinstance(segm, list):
-        short = [len(p) // 2 for p in segm if not isinstance(p, list) or len(p) < 6 or len(p) % 2]
-        if short or not segm:
-            out.append(Problem(where, f"polygon(s) with fewer than 3 points ({short or 'none given'})",
-                               "give each polygon >= 3 (x, y) points or drop it"))
-            return out
-    elif isinstance(segm, dict):
-        if list(segm.get("size", [])) != [h, w]:
-            out.append(Problem(where, f"mask size {segm.get('size')} (h, w) but the image is {h}x{w} (h x w)",
-                               "re-encode the mask at the image size"))
-            return out
-    else:
-        return [*out, Problem(where, "missing or unknown segmentation", "give polygons or an RLE mask")]
+        out.append(Problem(path, f"{where}: bbox {box} lies outside the {w}x{h} image", "clip the box to the image"))
     try:
-        if rle_area(segmentation_to_rle(segm, h, w)) == 0:
-            out.append(Problem(where, "segmentation covers no pixels", "fix or remove the annotation"))
+        if rle_area(segmentation_to_rle(a["segmentation"], h, w)) == 0:
+            out.append(Problem(path, f"{where}: segmentation covers no pixels", "fix or remove the annotation"))
     except DataError as e:
-        out.append(Problem(where, f"segmentation does not decode ({e.__cause__ or e})", "re-encode the mask"))
+        out.append(Problem(path, f"{where}: {e.__cause__ or e}", "re-encode the mask"))
     return out
 
 
@@ -155,17 +309,17 @@ def _check_mask_folder(root: Path, split: str, max_pixels: int) -> list[Problem]
     out += [Problem(m, "mask has no image", f"add images/{split}/{m.stem}.<ext> or remove the mask")
             for m in found.orphans]
     for image, m in found.pairs:
-        wh, why = image_size(image, max_pixels)
+        report = inspect_image(image, False, max_pixels)
+        out += [Problem(image, problem, fix) for problem, fix in report.findings]
         try:
             ids = read_label(m)
         except DataError as e:
             out.append(Problem(m, str(e), "re-export the mask as a single-channel PNG of instance ids"))
             continue
-        if why:
-            out.append(Problem(image, why, "re-export the image or remove it"))
-        elif (ids.shape[1], ids.shape[0]) != wh:
-            out.append(Problem(m, f"mask is {ids.shape[1]}x{ids.shape[0]}, image is {wh[0]}x{wh[1]}",
-                               "re-export the mask at the image size"))
+        (mw, mh), size = (ids.shape[1], ids.shape[0]), report.size
+        if size and (mw, mh) != size:
+            out.append(Problem(m, f"mask is {mw}x{mh}, image is {size[0]}x{size[1]}",
+                               _size_fix(report, (mw, mh), "re-export the mask at the image size")))
         if names is not None:
             out += _check_mask_labels(m, int(ids.max(initial=0)), names)
     return out
@@ -176,18 +330,15 @@ def _check_mask_labels(mask: Path, n: int, names: dict[int, str]) -> list[Proble
     if not js.is_file():
         return [] if len(names) == 1 else [Problem(mask, f"no {js.name} with the category of each instance",
                                                    f'write {js.name} = {{"labels": [...]}} ({n} ids)')]
-    data, bad = _json_or_problem(js)
-    if bad:
-        return [bad]
-    labels = data.get("labels") if isinstance(data, dict) else None
-    if not isinstance(labels, list) or not all(isinstance(c, int) for c in labels):
-        return [Problem(js, 'needs {"labels": [category ids]}',
-                        "list one integer category id per instance")]
+    try:
+        labels = read_instance_labels(js)
+    except DataError as e:
+        return [Problem(js, str(e).removeprefix(f"{js}: "), "list one integer category id per instance")]
     out = []
     if len(labels) != n:
         out.append(Problem(js, f"{len(labels)} labels but the PNG has instance ids up to {n}",
                            "give exactly one category id per instance id 1..n"))
-    unknown = sorted({c for c in labels if c <= 0 or (names and c not in names)})
+    unknown = sorted({c for c in labels if names and c not in names})
     if unknown:
         out.append(Problem(js, f"category ids {unknown} are not in classes.txt ({sorted(names)})",
                            "fix the ids or add the category names to classes.txt"))

@@ -10,11 +10,11 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from seglab.data.io import DEFAULT_MAX_PIXELS, image_size, read_json, read_label, write_label
+from seglab.data.instance_checks import CocoIndex, load_coco
+from seglab.data.io import DEFAULT_MAX_PIXELS, image_size, read_label, write_label
 from seglab.data.masks import InstanceMaskFolder
 from seglab.data.rle import decode_masks, encode_mask, rle_bbox, segmentation_to_rle
 from seglab.errors import DataError
@@ -53,9 +53,7 @@ def masks_to_coco(root: str | os.PathLike, split: str, out_json: str | os.PathLi
             raise DataError(f"{path}: {why or 'image and mask sizes differ'}. Run "
                             f"`seglab data check --task instance {ds.root}` first.")
         n = int(ids.max(initial=0))
-        labels = ds.instance_labels(path, n)
-        if len(labels) != n:
-            raise DataError(f"{path.stem}.json: {len(labels)} labels for {n} instances. One id per instance.")
+        labels = ds.checked_labels(path, n)
         images.append({"id": i + 1, "file_name": path.name, "width": wh[0], "height": wh[1]})
         for k in range(1, n + 1):
             m = ids == k
@@ -70,22 +68,15 @@ def masks_to_coco(root: str | os.PathLike, split: str, out_json: str | os.PathLi
     return {"images": len(images), "instances": len(anns)}
 
 
-def _read_coco(path: Path) -> tuple[dict, dict[Any, list[dict]], int]:
-    """The JSON, its non-crowd annotations per image id (in id order), and the number of crowd regions."""
-    data = read_json(path)
-    if not (isinstance(data, dict) and isinstance(data.get("images"), list)
-            and isinstance(data.get("annotations"), list)):
-        raise DataError(f"{path}: not a COCO instances file (needs lists 'images' and 'annotations').")
-    per_image: dict[Any, list[dict]] = {im["id"]: [] for im in data["images"]}
-    crowd = 0
-    for a in sorted(data["annotations"], key=lambda a: a.get("id", 0)):
-        crowd += bool(a.get("iscrowd", 0))
-        if not a.get("iscrowd", 0) and a["image_id"] in per_image:
-            per_image[a["image_id"]].append(a)
-    stems = [Path(im["file_name"]).stem for im in data["images"]]
+def _read_coco(root: Path, split: str) -> tuple[CocoIndex, dict[int, list[dict]]]:
+    """The checked JSON (:func:`~seglab.data.instance_checks.load_coco`) and its non-crowd annotations per
+    image id (in id order)."""
+    path = root / "annotations" / f"instances_{split}.json"
+    index = load_coco(path, root / "images" / split)
+    stems = [Path(im["file_name"]).stem for im in index.images.values()]
     if len(set(stems)) != len(stems):
         raise DataError(f"{path}: several images share a file stem; mask files are named by stem.")
-    return data, per_image, crowd
+    return index, index.per_image()
 
 
 def _instance_ids(anns: list[dict], h: int, w: int) -> tuple[np.ndarray, list[int], int]:
@@ -114,20 +105,22 @@ def coco_to_masks(root: str | os.PathLike, split: str, out_dir: str | os.PathLik
         ``{"images": ..., "instances": ..., "skipped_crowd": ..., "hidden": ...}``.
 
     Raises:
-        DataError: ``out_dir`` already holds masks (without ``overwrite``); not a COCO file; shared stems.
+        DataError: ``out_dir`` already holds masks (without ``overwrite``); a JSON that is not a valid COCO
+            instances file (every record is checked before anything is allocated or written, image sizes
+            against the decompression-bomb limit, file names inside ``images/<split>/``); shared stems.
     """
     root, out_dir = Path(root), Path(out_dir)
     if not overwrite and out_dir.is_dir() and any(out_dir.glob("*.png")):
         raise DataError(f"{out_dir}: already holds PNG masks. Choose an empty output folder or pass "
                         "overwrite=True (--force) to replace them.")
-    data, per_image, crowd = _read_coco(root / "annotations" / f"instances_{split}.json")
+    index, per_image = _read_coco(root, split)
     total = hidden = 0
-    for done, im in enumerate(data["images"], 1):
+    for done, im in enumerate(index.images.values(), 1):
         ids, cats, gone = _instance_ids(per_image[im["id"]], im["height"], im["width"])
         stem = Path(im["file_name"]).stem
         write_label(out_dir / f"{stem}.png", ids)
         atomic_write_text(out_dir / f"{stem}.json", json.dumps({"labels": cats}))
         total, hidden = total + len(cats), hidden + gone
         if callback is not None:
-            callback(done, len(data["images"]))
-    return {"images": len(data["images"]), "instances": total, "skipped_crowd": crowd, "hidden": hidden}
+            callback(done, len(index.images))
+    return {"images": len(index.images), "instances": total, "skipped_crowd": index.crowd(), "hidden": hidden}

@@ -1,4 +1,6 @@
-"""The dataset layout, read one way everywhere: ``classes.txt``, ``palette.txt``, splits, pairing by stem.
+"""The dataset layout, read one way everywhere: ``classes.txt``, ``palette.txt``, splits, pairing by stem,
+the instance-mask ``<stem>.json`` and file names read from annotation files (which must stay inside the
+dataset: :func:`contained`).
 
 The semantic dataset, its doctor, the statistics and the instance datasets all import these helpers, so they
 agree on which files make a sample and on what each class is called.
@@ -18,11 +20,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
 
 import numpy as np
 
-from seglab.data.io import IMAGE_EXTS, LABEL_EXTS
+from seglab.data.io import IMAGE_EXTS, LABEL_EXTS, is_int, read_json, show_value
 from seglab.errors import DataError
 
 CLASSES_FILE = "classes.txt"
@@ -109,6 +112,64 @@ def read_dataset_palette(root: str | os.PathLike) -> np.ndarray | None:
     """Colors of ``root/palette.txt`` (see :func:`read_palette`), or None when the file is absent."""
     path = Path(root) / PALETTE_FILE
     return read_palette(path) if path.is_file() else None
+
+
+def containment_problem(base: Path, name: object) -> str | None:
+    """Why the file name ``name`` read from a dataset file (a COCO ``file_name``) does not name a file
+    inside the folder ``base``; None when it does.
+
+    The name must be a relative path that stays inside ``base`` as written (no absolute path, no ``..``
+    leading out) and once resolved (no symbolic link pointing out of ``base``): an annotation file must
+    not make seglab read, or report on, files elsewhere on the machine.
+    """
+    if not isinstance(name, str) or not name.strip() or "\0" in name:
+        return f"file_name must be a non-empty path relative to {base}; got {show_value(name)}"
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).drive:  # /x, C:/x, //server/share
+        return f"file_name {name!r} is an absolute path; it must be relative to {base}"
+    if os.path.normpath(name).replace("\\", "/").split("/")[0] == "..":
+        return f"file_name {name!r} leads out of {base} (through '..')"
+    try:
+        real, real_base = (base / name).resolve(), base.resolve()
+    except (OSError, RuntimeError, ValueError) as e:  # a symbolic-link loop, an unreadable folder
+        return f"file_name {name!r} cannot be resolved inside {base} ({e})"
+    if not real.is_relative_to(real_base):
+        return (f"file_name {name!r} is (or lies under) a symbolic link that resolves to {real}, outside "
+                f"{base}; seglab reads only files inside the dataset")
+    return None
+
+
+def contained(base: Path, name: object, where: str) -> Path:
+    """``base / name`` when ``name`` stays inside ``base`` (see :func:`containment_problem`).
+
+    Raises:
+        DataError: naming ``where`` (the file and record the name comes from) and the name.
+    """
+    problem = containment_problem(base, name)
+    if problem:
+        raise DataError(f"{where}: {problem}. Give the path of the image relative to {base} and keep the "
+                        "file inside it (copy it in instead of linking to it).")
+    return base / str(name)
+
+
+def instance_labels_problem(data: Any) -> str | None:
+    """What is wrong with a mask folder's ``<stem>.json`` document (None: nothing)."""
+    labels = data.get("labels") if isinstance(data, dict) else None
+    if not isinstance(labels, list) or not all(is_int(c) and c > 0 for c in labels):
+        return f'must be {{"labels": [category ids]}}, one integer > 0 per instance; got {show_value(data)}'
+    return None
+
+
+def read_instance_labels(path: Path) -> list[int]:
+    """The category id of each instance from a mask folder's ``<stem>.json``.
+
+    Raises:
+        DataError: unreadable or invalid JSON, or not ``{"labels": [ints > 0]}`` (the file named).
+    """
+    data = read_json(path)
+    problem = instance_labels_problem(data)
+    if problem:
+        raise DataError(f"{path}: {problem}. List one category id per instance id 1..n.")
+    return list(data["labels"])
 
 
 def list_split(folder: Path, exts: tuple[str, ...] = IMAGE_EXTS) -> list[Path]:

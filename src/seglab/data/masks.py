@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from seglab.data.instance_dataset import InstanceDataset
-from seglab.data.io import read_image, read_json, read_label
-from seglab.data.layout import category_names, list_split, read_classes
+from seglab.data.io import read_image, read_label
+from seglab.data.layout import category_names, list_split, read_classes, read_instance_labels
 from seglab.errors import DataError
 
 
@@ -56,17 +56,35 @@ class InstanceMaskFolder(InstanceDataset):
         ``n=None`` (count unknown) a missing JSON gives None instead of raising.
 
         Raises:
-            DataError: the JSON is missing and there is more than one category.
+            DataError: the JSON is missing and there is more than one category; a JSON that is not
+                ``{"labels": [ints > 0]}``.
         """
         js = self.mask_path(image_path).with_suffix(".json")
         if js.is_file():
-            return [int(c) for c in read_json(js)["labels"]]
+            return read_instance_labels(js)
         if n is not None and len(self.cat_ids) == 2:
             return [self.cat_ids[1]] * n
         if n is None:
             return None
         raise DataError(f"{js}: missing; it lists the category of each instance ({{\"labels\": [...]}}). "
                         "Write it, or keep a single category in classes.txt.")
+
+    def checked_labels(self, image_path: Path, n: int) -> list[int]:
+        """:meth:`instance_labels` of an image with ``n`` instances: exactly ``n``, each a known category.
+
+        Raises:
+            DataError: naming the JSON: a wrong count, an unknown category id, or what ``instance_labels``
+                raises.
+        """
+        labels, js = self.instance_labels(image_path, n), self.mask_path(image_path).with_suffix(".json")
+        if len(labels) != n:
+            raise DataError(f"{js}: {len(labels)} labels for {n} instances in the PNG. Give one category id "
+                            "per instance id 1..n.")
+        unknown = sorted(set(labels) - set(self.cat_ids[1:]))
+        if unknown:
+            raise DataError(f"{js}: category ids {unknown} are not in classes.txt ({self.cat_ids[1:]}). Fix "
+                            "the ids or add the names to classes.txt.")
+        return labels
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -82,14 +100,12 @@ class InstanceMaskFolder(InstanceDataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
         path = self.image_paths[i]
         image = read_image(path)
-        ids = read_label(self.mask_path(path))
+        mask = self.mask_path(path)
+        ids = read_label(mask)
         if ids.shape != image.shape[:2]:
-            raise DataError(f"{path.stem}: mask is {ids.shape[1]}x{ids.shape[0]}, image "
+            raise DataError(f"{mask}: mask is {ids.shape[1]}x{ids.shape[0]}, image {path.name} is "
                             f"{image.shape[1]}x{image.shape[0]}. Run `seglab data check --task instance`.")
         n = int(ids.max(initial=0))
-        labels = self.instance_labels(path, n)
-        if len(labels) != n:
-            raise DataError(f"{path.stem}.json: {len(labels)} labels for {n} instances in the PNG. "
-                            "Give one category id per instance id 1..n.")
+        labels = self.checked_labels(path, n)
         masks = ids[None] == np.arange(1, n + 1)[:, None, None]
         return self.make_sample(image, masks, labels, i + 1)
