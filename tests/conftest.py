@@ -4,6 +4,7 @@ tiny datasets (tests/data, tests/engine and tests/cli) and trained-model stand-i
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -36,6 +37,18 @@ TINY_SEMANTIC: dict[str, dict] = {
 def _seed() -> None:
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """seglab's cache (clean preflight scans) in a temporary folder, never the user's ~/.cache."""
+    old = os.environ.get("SEGLAB_CACHE_DIR")
+    os.environ["SEGLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("seglab-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SEGLAB_CACHE_DIR", None)
+    else:
+        os.environ["SEGLAB_CACHE_DIR"] = old
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from seglab.errors import ConfigError
 
 
 def test_yaml_round_trip(tmp_path: Path) -> None:
-    cfg = config_from_dict({"data": {"root": "d", "crop_size": 128, "mean": [0.1, 0.2, 0.3]},
+    cfg = config_from_dict({"data": {"root": "d", "crop_size": 128, "mean": [0.1, 0.2, 0.3],
+                                     "std": [0.2, 0.2, 0.2]},
                             "model": {"name": "deeplabv3plus", "options": {"output_stride": 8}},
                             "train": {"lr": 0.01, "class_weights": [1.0, 2.5], "precision": "bf16"}})
     path = tmp_path / "c.yaml"

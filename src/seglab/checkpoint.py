@@ -87,25 +87,30 @@ class CheckpointInfo:
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
             raise CheckpointError(f"{where}: 'model' must be {{name, num_classes, options}}; got {spec!r}. "
                                   "The file is not a seglab checkpoint, or was edited by hand.")
-        classes = [str(c) for c in _list(ckpt, "classes", where)]
+        field_ = _Fields(ckpt, where)
+        classes = [str(c) for c in field_.list("classes")]
         task = str(ckpt.get("task") or _registry_task(spec["name"]))
         if task not in TASKS:
             raise CheckpointError(f"{where}: unknown task {task!r} (expected one of {', '.join(TASKS)}).")
-        cat_ids = [int(c) for c in (ckpt.get("cat_ids") or range(len(classes)))]
+        cat_ids = field_.ints("cat_ids", list(range(len(classes))))
         if len(cat_ids) != len(classes):
             raise CheckpointError(f"{where}: {len(classes)} class names but {len(cat_ids)} category ids; the "
                                   "checkpoint is inconsistent. Retrain or fix its 'cat_ids'.")
-        mean, std = ckpt.get("mean"), ckpt.get("std")
+        options = spec.get("options") or {}
+        if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+            raise CheckpointError(f"{where}: 'model.options' must be a mapping of option names; got {options!r}.")
+        palette = field_.optional_list("palette")
+        if palette is not None and not all(isinstance(c, (list, tuple)) and len(c) == 3 for c in palette):
+            raise CheckpointError(f"{where}: 'palette' must hold [r, g, b] triples; got {palette!r:.80}.")
         return cls(path=str(path), task=task, model=spec["name"],
-                   num_classes=int(spec.get("num_classes", len(classes))), options=dict(spec.get("options") or {}),
-                   classes=classes, cat_ids=cat_ids, in_channels=int(ckpt.get("in_channels", 3)),
-                   mean=None if mean is None else [float(v) for v in mean],
-                   std=None if std is None else [float(v) for v in std],
-                   ignore_index=int(ckpt.get("ignore_index", 255)),
-                   palette=None if ckpt.get("palette") is None else [list(map(int, c)) for c in ckpt["palette"]],
-                   config=dict(ckpt.get("config") or {}), epoch=int(ckpt.get("epoch", 0)),
-                   step=int(ckpt.get("step", 0)), metrics=dict(ckpt.get("metrics") or {}),
-                   version=str(ckpt.get("seglab_version", "unknown")))
+                   num_classes=_Fields(spec, f"{where} (model)").int("num_classes", len(classes)),
+                   options=dict(options), classes=classes, cat_ids=cat_ids, in_channels=field_.int("in_channels", 3),
+                   mean=field_.floats("mean"), std=field_.floats("std"),
+                   ignore_index=field_.int("ignore_index", 255),
+                   palette=None if palette is None else [[_Fields.to_int(v, where, "palette") for v in c]
+                                                         for c in palette],
+                   config=field_.dict("config"), epoch=field_.int("epoch", 0), step=field_.int("step", 0),
+                   metrics=field_.dict("metrics"), version=str(ckpt.get("seglab_version", "unknown")))
 
     @property
     def model_spec(self) -> dict[str, Any]:
@@ -121,14 +126,60 @@ class CheckpointInfo:
         """A fresh (untrained) model of the checkpoint's architecture."""
         from seglab.models.registry import build_model
 
-        return build_model(self.model, self.num_classes, **self.options)
+        try:
+            return build_model(self.model, self.num_classes, **self.options)
+        except ModelError as e:
+            raise CheckpointError(f"{self.path or 'checkpoint'}: its model cannot be rebuilt: {e}") from e
 
 
-def _list(ckpt: dict[str, Any], key: str, where: str) -> list:
-    value = ckpt.get(key)
-    if not isinstance(value, (list, tuple)):
-        raise CheckpointError(f"{where}: '{key}' must be a list; got {type(value).__name__}.")
-    return list(value)
+class _Fields:
+    """Typed reads of a checkpoint's plain values: a wrong type is a CheckpointError naming file and key."""
+
+    def __init__(self, d: dict[str, Any], where: str) -> None:
+        self.d, self.where = d, where
+
+    def _fail(self, key: str, expected: str) -> CheckpointError:
+        v = self.d.get(key)
+        return CheckpointError(f"{self.where}: '{key}' must be {expected}; got {type(v).__name__} ({v!r:.60}). The "
+                               "file is not a seglab checkpoint, or was edited by hand.")
+
+    @staticmethod
+    def to_int(v: Any, where: str, key: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, (int, torch.Tensor)) or (
+                isinstance(v, torch.Tensor) and v.numel() != 1):
+            raise CheckpointError(f"{where}: '{key}' must hold integers; got {v!r:.80}.")
+        return int(v)
+
+    def int(self, key: str, default: int) -> int:
+        v = self.d.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise self._fail(key, "a non-negative integer")
+        return v
+
+    def list(self, key: str) -> list:
+        v = self.d.get(key)
+        if not isinstance(v, (list, tuple)):
+            raise self._fail(key, "a list")
+        return list(v)
+
+    def optional_list(self, key: str) -> list | None:
+        return None if self.d.get(key) is None else self.list(key)
+
+    def ints(self, key: str, default: list[int]) -> list[int]:
+        values = self.optional_list(key)
+        return default if not values else [self.to_int(v, self.where, key) for v in values]
+
+    def floats(self, key: str) -> list[float] | None:
+        values = self.optional_list(key)
+        if values is not None and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise self._fail(key, "a list of numbers")
+        return None if values is None else [float(v) for v in values]
+
+    def dict(self, key: str) -> dict[str, Any]:
+        v = self.d.get(key) or {}
+        if not isinstance(v, dict):
+            raise self._fail(key, "a mapping")
+        return dict(v)
 
 
 def _registry_task(name: str) -> str:
@@ -139,6 +190,12 @@ def _registry_task(name: str) -> str:
         return get_entry(name).task
     except ModelError:
         return "semantic"
+
+
+def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in a state dict that hold NaN or Inf."""
+    return [k for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -200,9 +257,18 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     """
     ckpt = read_checkpoint(path)
     info = CheckpointInfo.from_dict(ckpt, ckpt["path"])
+    state = ckpt["model_state"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{info.path}: 'model_state' must be a state dict of tensors; the file is not a "
+                              "seglab checkpoint, or was edited by hand.")
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(f"{info.path}: {len(bad)} weight tensor(s) hold NaN/Inf (e.g. {', '.join(bad[:3])}): "
+                              "the run that wrote it diverged. Use an earlier checkpoint or retrain with a lower "
+                              "--lr / --clip-grad.")
     model = info.build_model()
     try:
-        model.load_state_dict(ckpt["model_state"])
+        model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"{info.path}: weights do not fit model {info.model!r}: {e}") from e
     _check_task(model, info)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from seglab.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -39,6 +41,7 @@ def setup(device: str = "auto") -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    check_device(device)
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     if use_cuda:
         dev = torch.device("cuda", local) if device in ("auto", "cuda") else torch.device(device)
@@ -51,10 +54,31 @@ def setup(device: str = "auto") -> DistInfo:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` means the GPU when there is one, else the CPU; anything else is taken as a torch device."""
+    """``auto`` means the GPU when there is one, else the CPU; anything else is checked, then used."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(device)
     return torch.device(device)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have (``cuda:99``, ``cuda`` without a GPU, ``tpu``)."""
+    if device == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(f"--device {device!r} is not a device name; use auto, cpu, cuda or cuda:N.") from e
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"--device {device}: this machine has no usable CUDA GPU; use --device cpu (or auto).")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"--device {device}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}.")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"--device {device}: MPS (Apple GPU) is not available here; use --device cpu.")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {device}: seglab runs on cpu, cuda or mps.")
 
 
 def cleanup() -> None:

@@ -39,8 +39,14 @@ def flag_updates(flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def build_config(config: Path | None, flags: dict[str, Any], model_opts: list[str], sets: list[str]) -> RunConfig:
-    """Defaults, then the YAML file, then the flags given (``flags``: only those), then ``--set`` items."""
-    cfg = load_config(config) if config else RunConfig()
+    """Defaults (a resumed run's own config.yaml), then the YAML file, then the flags given (``flags``: only
+    those), then ``--set`` items."""
+    run_config = Path(flags.get("out") or RunConfig().train.out) / "config.yaml"
+    if flags.get("resume") and run_config.is_file():
+        cfg = load_config(run_config)
+        cfg = load_config(config, cfg) if config else cfg
+    else:
+        cfg = load_config(config) if config else RunConfig()
     updates = flag_updates(flags)
     if model_opts:
         updates.setdefault("model", {})["options"] = {**cfg.model.options, **parse_options(model_opts)}
@@ -87,7 +93,10 @@ def train(
     monitor: str | None = typer.Option(None, "--monitor", help="Metric for best.pt (default: mean_iou; mask_AP "
                                        "for instance models; or val_loss, box_AP, ...)."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from last.pt."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (its config.yaml, last.pt); "
+                                "only --epochs, --workers, --device and logging flags may change."),
+    allow_ignore_class: bool = typer.Option(False, "--allow-ignore-class", help="Let --ignore-index name a real "
+                                            "class (its pixels are then never trained on)."),
     channels_last: bool = typer.Option(False, "--channels-last"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing"),

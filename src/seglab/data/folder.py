@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from seglab.data.checks import check_dataset, summarize_problems
 from seglab.data.io import DEFAULT_MAX_PIXELS, pil_pixel_limit, read_image, read_label
 from seglab.data.layout import list_split, pair_by_stem, read_classes, read_dataset_palette
+from seglab.data.preflight import preflight
 from seglab.errors import ConfigError, DataError
 
 Transforms = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple[torch.Tensor, torch.Tensor]]
@@ -30,10 +30,9 @@ class SegmentationFolder(torch.utils.data.Dataset):
     Images may be PNG/JPEG/TIFF/BMP (gray, RGB, RGBA, 16-bit); labels are single-channel PNGs ('L',
     'P' read as indices, or 16-bit). Samples are paired by file stem and sorted by stem.
 
-    With ``check=True`` (default) opening the dataset runs the doctor's fast path on this split
-    (every file's header, plus label values for an even sample of labels) so training never starts
-    on broken data; each mask's values are checked again when it is read (one cheap pass), which
-    covers labels the fast path did not decode.
+    With ``check=True`` (default) opening the dataset runs :func:`~seglab.data.preflight.preflight` on this
+    split (the doctor decoding every file, remembered for unchanged files), so training never starts on
+    data the doctor would refuse.
 
     Args:
         root: dataset folder holding ``images/`` and ``labels/``.
@@ -43,7 +42,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
         in_channels: 3 (gray promoted to RGB, alpha dropped) or 1 (converted to gray).
         ignore_index: label value excluded from training and metrics.
         num_classes: number of classes K; default ``len(classes.txt)`` when present, else unknown.
-        check: run the fast doctor when opening.
+        check: run the preflight check (the full doctor, cached) when opening.
         max_pixels: refuse images larger than this (decompression-bomb guard).
 
     Raises:
@@ -88,15 +87,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
         self.stems: list[str] = [img.stem for img, _ in self.samples]
 
     def _run_doctor(self, num_classes: int | None) -> None:
-        problems = check_dataset(self.root, splits=[self.split], num_classes=num_classes,
-                                 ignore_index=self.ignore_index, max_pixels=self.max_pixels, fast=True)
-        if problems:
-            flags = f" --split {self.split}" + (f" --num-classes {num_classes}" if num_classes else "")
-            raise DataError(
-                f"{self.root} (split '{self.split}') has {len(problems)} problem(s):\n"
-                f"{summarize_problems(problems, limit=10)}\n"
-                f"Run `seglab data check {self.root}{flags}` for the full report with fixes."
-            )
+        preflight(self.root, self.split, num_classes, self.ignore_index, self.max_pixels)
 
     def _pair(self) -> list[tuple[Path, Path]]:
         image_dir, label_dir = self.root / "images" / self.split, self.root / "labels" / self.split

@@ -30,7 +30,8 @@ def _semantic(cfg: RunConfig) -> Task:
     from seglab.engine.semantic import SemanticTask
 
     d, t = cfg.data, cfg.train
-    return SemanticTask(**_data_fields(cfg), ignore_index=d.ignore_index, max_pixels=d.max_pixels, mean=d.mean,
+    return SemanticTask(**_data_fields(cfg), ignore_index=d.ignore_index, allow_ignore_class=d.allow_ignore_class,
+                        max_pixels=d.max_pixels, mean=d.mean,
                         std=d.std, loss=t.loss, class_weights=t.class_weights, weight_method=t.weight_method)
 
 

@@ -111,7 +111,8 @@ class EvalHook(Hook):
         metrics, val_loss = self.evaluate(trainer.eval_model, self.loader, trainer.criterion, trainer.device,
                                           trainer.autocast)
         trainer.record.metrics = metrics
-        trainer.record.row["val_loss"] = val_loss
+        if val_loss is not None:  # None: the task has no validation loss (Mask R-CNN)
+            trainer.record.row["val_loss"] = val_loss
         trainer.record.row.update({k: v for k, v in metrics.items() if isinstance(v, float)})
 
 
@@ -132,16 +133,22 @@ class LRScheduleHook(Hook):
 class BestTracker(Hook):
     """Track the best monitored value (``state.best``) and evaluations since it (``state.bad_epochs``).
 
-    An epoch without the metric (not evaluated) or with a NaN value (e.g. Mask R-CNN's ``val_loss``, an AP
-    without ground truth) changes nothing: it is never best and does not count towards early stop.
+    An epoch without the metric (not evaluated) or with a NaN value (an AP without ground truth) changes
+    nothing: it is never best and does not count towards early stop. An epoch whose validation loss is not
+    finite is never best either, whatever the monitored metric says: its weights have diverged.
     """
 
     def __init__(self, monitor: str) -> None:
         self.monitor, self.mode = monitor, monitor_mode(monitor)
 
     def after_epoch(self, trainer: Loop) -> None:
-        value = trainer.record.row.get(self.monitor)
+        row = trainer.record.row
+        value = row.get(self.monitor)
         if value is None or (isinstance(value, float) and math.isnan(value)):
+            return
+        if not math.isfinite(row.get("val_loss", 0.0)) or not math.isfinite(value):
+            trainer.log(f"[yellow]epoch {row.get('epoch')}: validation is not finite (val_loss "
+                        f"{row.get('val_loss')}, {self.monitor} {value}); it cannot be the best epoch[/]")
             return
         s = trainer.state
         better = s.best is None or (value > s.best if self.mode == "max" else value < s.best)

@@ -6,8 +6,9 @@ Differences worth knowing:
 
 - The losses come from the model: torchvision's Mask R-CNN returns ``loss_classifier, loss_box_reg,
   loss_mask, loss_objectness, loss_rpn_box_reg`` in train mode; their sum is optimised, each is logged.
-- ``val_loss`` is NaN: in eval mode Mask R-CNN returns detections, not losses, and running it in train mode
-  on validation images would update the BatchNorm statistics of from-scratch backbones.
+- There is no ``val_loss`` (``evaluate`` returns ``None``): in eval mode Mask R-CNN returns detections,
+  not losses, and running it in train mode on validation images would update the BatchNorm statistics of
+  from-scratch backbones.
 - Validation scores are COCO mask and box AP (faster-coco-eval). Under DDP each rank predicts its shard;
   the detections are gathered on rank 0, scored there against the whole split and the numbers broadcast,
   so every rank takes the same LR-on-plateau / best-checkpoint decisions.
@@ -16,7 +17,6 @@ Differences worth knowing:
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from torch import nn
 
 from seglab.engine.task import Augment, Autocast
 from seglab.errors import ConfigError
+from seglab.inference.instance import STAT_KEYS
 
 SAMPLE_SCORE = 0.5  # detections drawn in the sample panels (AP itself uses every detection)
 
@@ -49,6 +50,7 @@ class InstanceTask:
     name = "instance"
     headline = (("mask_AP", "mask_AP"), ("mask_AP50", "AP50"), ("box_AP", "box_AP"))
     default_monitor = "mask_AP"
+    monitors = tuple(f"{kind}_{stat}" for kind in ("mask", "box") for stat in STAT_KEYS)
 
     def __init__(self, root: str, *, train_split: str = "train", val_split: str = "val",
                  num_classes: int | None = None, in_channels: int = 3, augment: Augment = Augment()) -> None:
@@ -121,8 +123,8 @@ class InstanceTask:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader, criterion: nn.Module, device: torch.device,
-                 autocast: Autocast) -> tuple[dict[str, Any], float]:
-        """COCO mask and box AP on the validation split (``mask_AP``, ``box_AP50``, ...); val loss NaN."""
+                 autocast: Autocast) -> tuple[dict[str, Any], None]:
+        """COCO mask and box AP on the validation split (``mask_AP``, ``box_AP50``, ...); no val loss."""
         from seglab.inference.instance import score_detections
         from seglab.metrics.coco import predictions_to_coco
 
@@ -132,7 +134,7 @@ class InstanceTask:
                 outputs = model([im.to(device) for im in images])
             detections += predictions_to_coco(outputs, [t["image_id"] for t in targets],
                                               cat_ids=self.cat_ids)
-        return score_detections(detections, self.ground_truth), math.nan
+        return score_detections(detections, self.ground_truth), None
 
     def ground_truth(self) -> dict:
         """The validation split as a COCO dict (built once)."""

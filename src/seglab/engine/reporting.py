@@ -82,8 +82,8 @@ class ConsoleLog(Hook):
     def after_epoch(self, trainer: Loop) -> None:
         row = trainer.record.row
         parts = [f"epoch {row['epoch']}/{self.epochs}", f"loss {row['train_loss']:.4f}"]
-        if "val_loss" in row:
-            parts.append(f"val_loss {row['val_loss']:.4f}")
+        if trainer.record.metrics is not None:  # evaluated this epoch
+            parts += [f"val_loss {row['val_loss']:.4f}"] if "val_loss" in row else []
             parts += [f"{label} {row[key]:.4f}" for key, label in self.headline if key in row]
         parts += [f"lr {row['lr']:.2e}", f"{row['images_per_s']:.1f} img/s"]
         log("  ".join(parts) + ("  [green]best[/]" if trainer.record.improved else ""))
@@ -92,8 +92,9 @@ class ConsoleLog(Hook):
         s = trainer.summary or {}
         best = "n/a" if s.get("best") is None else f"{s['best']:.4f}"
         out = Path(s.get("out", "."))
+        files = [n for n in ("report.md", "curves.png", "samples/", "best.pt", "last.pt") if (out / n).exists()]
         log(f"done in {s.get('minutes')} min: best {self.monitor} {best}. "
-            f"Run directory: {out} (report.md, curves.png, samples/, best.pt)")
+            f"Run directory: {out} ({', '.join(files) or 'empty'})")
 
 
 class CSVLog(Hook):

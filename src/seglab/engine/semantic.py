@@ -55,6 +55,8 @@ class SemanticTask:
         root: dataset folder (``images/<split>/``, ``labels/<split>/``).
         num_classes: ``None``: from ``classes.txt``, else the largest training label + 1.
         mean, std: input normalization; ``None``: ImageNet's for RGB, 0.5/0.25 otherwise.
+        ignore_index, allow_ignore_class: the label value left out of loss and metrics; one inside
+            ``[0, num_classes)`` would drop a real class and is refused unless ``allow_ignore_class``.
         loss: loss spec for :func:`seglab.losses.build_loss` (``ce``, ``wce``, ``ce+0.5*dice``, ...).
         class_weights: per-class loss weights; ``None`` with a ``wce`` loss: computed from the training
             labels by ``weight_method`` (median frequency or inverse frequency).
@@ -63,10 +65,12 @@ class SemanticTask:
     name = "semantic"
     headline = (("mean_iou", "mIoU"), ("pixel_accuracy", "pixel_acc"))
     default_monitor = "mean_iou"
+    monitors = ("mean_iou", "pixel_accuracy", "mean_accuracy", "mean_dice", "fw_iou", "val_loss")
 
     def __init__(self, root: str, *, train_split: str = "train", val_split: str = "val",
                  num_classes: int | None = None, in_channels: int = 3, ignore_index: int = 255,
-                 max_pixels: int | None = None, mean: list[float] | None = None, std: list[float] | None = None,
+                 allow_ignore_class: bool = False, max_pixels: int | None = None,
+                 mean: list[float] | None = None, std: list[float] | None = None,
                  augment: Augment = Augment(), loss: str = "ce", class_weights: list[float] | None = None,
                  weight_method: str = "median") -> None:
         from seglab.data.folder import SegmentationFolder
@@ -89,6 +93,11 @@ class SemanticTask:
         self.classes = list(self.train_set.classes)[: self.num_classes]
         if len(self.classes) < self.num_classes:
             self.classes += [f"class_{i}" for i in range(len(self.classes), self.num_classes)]
+        if ignore_index < self.num_classes and not allow_ignore_class:
+            raise ConfigError(f"--ignore-index {ignore_index} is class {ignore_index} "
+                              f"({self.classes[ignore_index]!r}) of the {self.num_classes} classes in {root}: its "
+                              "pixels would silently never be trained or scored. Use the label value that marks "
+                              "unlabelled pixels (often 255), or pass --allow-ignore-class if dropping it is meant.")
         self.ignore_index = ignore_index
         self.palette = self.train_set.palette
         self.loss = loss

@@ -41,6 +41,7 @@ class Task(Protocol):
         name: the checkpoint's ``task`` value (``semantic``, ``instance``, ...).
         headline: ``(metric key, short label)`` pairs printed in each epoch line, most important first.
         default_monitor: the metric ``best.pt`` follows when the user chose none (``train.monitor`` unset).
+        monitors: every metric ``train.monitor`` may name (checked before training starts).
         train_set, val_set: the datasets; items are whatever :meth:`collate` batches.
         num_classes: model outputs (instance: categories + background).
         classes: a name per class index, ``len(classes) == num_classes``.
@@ -50,6 +51,7 @@ class Task(Protocol):
     name: str
     headline: tuple[tuple[str, str], ...]
     default_monitor: str
+    monitors: tuple[str, ...]
     train_set: torch.utils.data.Dataset
     val_set: torch.utils.data.Dataset
     num_classes: int
@@ -85,8 +87,9 @@ class Task(Protocol):
         ...
 
     def evaluate(self, model: nn.Module, loader: torch.utils.data.DataLoader, criterion: nn.Module,
-                 device: torch.device, autocast: Autocast) -> tuple[dict[str, Any], float]:
-        """Validation metrics (identical on every DDP rank) and the mean validation loss (NaN if none)."""
+                 device: torch.device, autocast: Autocast) -> tuple[dict[str, Any], float | None]:
+        """Validation metrics (identical on every DDP rank) and the mean validation loss (``None``: the task
+        has none)."""
         ...
 
     def save_samples(self, model: nn.Module, indices: list[int], path: Path, device: torch.device,

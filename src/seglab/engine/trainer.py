@@ -23,15 +23,24 @@ import numpy as np
 import torch
 
 from seglab import distributed as D
-from seglab.checkpoint import read_checkpoint, save_checkpoint
-from seglab.config import RunConfig
+from seglab.checkpoint import save_checkpoint
+from seglab.config import RunConfig, did_you_mean
 from seglab.engine import hooks as H
 from seglab.engine import reporting as R
 from seglab.engine.build import build_ema, build_loaders, build_model, build_optimizer, build_task
 from seglab.engine.precision import resolve_precision
+from seglab.engine.rundir import RunLock, fresh_run_dir, read_resume_checkpoint
+from seglab.engine.safety import (
+    NonFiniteWeightsError,
+    StepSnapshot,
+    deferred_interrupts,
+    nonfinite_weights,
+    sigterm_interrupts,
+)
 from seglab.engine.schedules import LRSchedule
 from seglab.engine.state import EpochRecord, TrainState, rng_state, seed_everything, set_rng_state
 from seglab.errors import ConfigError, SeglabError
+from seglab.fileio import check_output_path, clean_stale_temps
 
 
 class NonFiniteLossError(SeglabError):
@@ -39,9 +48,17 @@ class NonFiniteLossError(SeglabError):
 
 
 def train(cfg: RunConfig) -> dict[str, Any]:
-    """Train as ``cfg`` says; returns the final summary (best metric, paths, last metrics)."""
+    """Train as ``cfg`` says; returns the final summary (best metric, paths, last metrics).
+
+    A new run never writes into a folder holding another run: ``train.out`` becomes the next free name
+    (``runs/exp2``) unless ``train.resume`` continues the run there.
+    """
     dist = D.setup(cfg.train.device)
     try:
+        if not cfg.train.resume:
+            out = fresh_run_dir(cfg.train.out)
+            D.barrier()  # every rank chose the name before rank 0 creates the folder
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out=str(out)))
         return Trainer(cfg, dist).fit()
     finally:
         D.cleanup()
@@ -74,6 +91,10 @@ class Trainer:
         # The run's config, as config.yaml and every checkpoint show it: with the monitor actually used.
         self.cfg = resolve_monitor(cfg, self.task.default_monitor)
         self.t, self.monitor = self.cfg.train, self.cfg.train.monitor
+        if self.monitor not in self.task.monitors:
+            raise ConfigError(f"--monitor {self.monitor!r} is not a metric of {self.task.name} training."
+                              f"{did_you_mean(self.monitor, self.task.monitors)} Choose one of: "
+                              f"{', '.join(self.task.monitors)}.")
         built = build_model(cfg.model.name, self.task.num_classes, cfg.model.options, cfg.data.in_channels,
                             self.dist, grad_checkpointing=t.grad_checkpointing, sync_bn=t.sync_bn,
                             channels_last=t.channels_last, compile=t.compile)
@@ -92,6 +113,7 @@ class Trainer:
         self.state, self.record = TrainState(), EpochRecord()
         self.stop, self.summary, self.started = False, None, time.perf_counter()
         self._skip_update = False  # set by a skipped non-finite micro-batch until its optimizer step is dropped
+        self.snapshot = StepSnapshot()  # the state at the last optimizer step; an interrupt rolls back to it
         self.hooks: list[H.Hook] = self.default_hooks()
         if t.resume:
             self._resume()
@@ -158,18 +180,31 @@ class Trainer:
         return state
 
     def save(self, name: str = "last.pt") -> None:
-        """Write ``<out>/<name>`` on rank 0, atomically: a kill mid-write leaves the old file intact."""
+        """Write ``<out>/<name>`` on rank 0, atomically: a kill mid-write leaves the old file intact.
+
+        Raises:
+            NonFiniteWeightsError: a weight or buffer is NaN/Inf; the file on disk keeps its last good state.
+        """
         if self.dist.is_main:
+            self.check_finite(f"saving {name}")
             save_checkpoint(self.out / name, self.checkpoint_state())
+
+    def check_finite(self, when: str) -> None:
+        """Refuse to go on with non-finite weights or buffers (e.g. BatchNorm statistics after a blow-up)."""
+        bad = nonfinite_weights(self.raw_model, self.ema.module if self.ema is not None else None)
+        if bad:
+            last = self.out / "last.pt"
+            good = (f"{last} holds the last good state." if last.is_file() else
+                    "No checkpoint was written before it diverged.")
+            raise NonFiniteWeightsError(
+                f"the model diverged: {len(bad)} weight/buffer tensor(s) hold NaN/Inf at epoch "
+                f"{self.state.epoch + 1}, step {self.state.step} (e.g. {', '.join(bad[:3])}), found when "
+                f"{when}; nothing was saved. {good} Lower --lr (now {self.t.lr:g}), add --clip-grad 1.0 or use "
+                "--precision fp32.")
 
     def _resume(self) -> None:
         path = self.out / "last.pt"
-        if not path.is_file():
-            raise SeglabError(f"{path}: nothing to resume (no last.pt in {self.out}). Start without --resume.")
-        ck = read_checkpoint(path)
-        if ck.get("model") != self.model_spec:
-            raise SeglabError(f"{path}: checkpoint is for model {ck.get('model')}, this run builds "
-                              f"{self.model_spec}. Use the same --model and options, or another --out.")
+        ck = read_resume_checkpoint(path, self.cfg.to_dict(), self.model_spec)
         self.raw_model.load_state_dict(ck.get("raw_model_state", ck["model_state"]))
         self.optimizer.load_state_dict(ck["optimizer"])
         self.schedule.load_state_dict(ck["scheduler"])
@@ -180,21 +215,45 @@ class Trainer:
         if self.state.epoch_pos and "epoch_record" in ck:  # saved mid-epoch: its losses so far count too
             self.record = EpochRecord.resumed(ck["epoch_record"])
         set_rng_state(ck["rng"])
-        self.log(f"resumed from {path} at epoch {self.state.epoch + 1}, step {self.state.step}")
+        if self.state.epoch >= self.t.epochs:
+            self.log(f"{self.out} already finished its {self.state.epoch} epochs; pass --epochs N (N > "
+                     f"{self.state.epoch}) with --resume to train longer.")
+        else:
+            self.log(f"resumed from {path} at epoch {self.state.epoch + 1}, step {self.state.step}")
 
     # --- the loop -----------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Run the remaining epochs with the hooks; returns the summary (also in ``self.summary``)."""
+        """Run the remaining epochs with the hooks; returns the summary (also in ``self.summary``).
+
+        The run directory is locked for the run (rank 0). Ctrl-C or SIGTERM (SLURM preemption, ``docker
+        stop``) rolls back to the last optimizer step, saves ``last.pt`` and stops; ``--resume`` then ends
+        with the same weights as an uninterrupted run.
+        """
+        if self.dist.is_main:
+            check_output_path(self.out, directory=True)
+        with RunLock(self.out) if self.dist.is_main else contextlib.nullcontext() as lock, sigterm_interrupts():
+            if lock is not None:
+                stale = clean_stale_temps(self.out)  # left by a save that was killed mid-write
+                for note in ([lock.note] if lock.note else []) + ([f"removed {len(stale)} stale temporary "
+                                                                    f"file(s) in {self.out}"] if stale else []):
+                    self.log(note)
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         self.started = time.perf_counter()
         self._call("before_train")
+        self.snapshot.take(self.raw_model, self.record)
         try:
             while self.state.epoch < self.t.epochs and not self.stop:
                 self.train_epoch()
                 self.end_epoch()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # back to the last optimizer step: a half-done batch leaves no trace
+            self.snapshot.restore(self.raw_model, self.record)
+            self.optimizer.zero_grad(set_to_none=True)
             self.save()
-            raise SeglabError(f"interrupted; progress saved to {self.out / 'last.pt'}. Continue with the same "
-                              "command plus --resume.") from None
+            raise SeglabError(f"interrupted; progress saved to {self.out / 'last.pt'} (epoch {self.state.epoch + 1},"
+                              f" step {self.state.step}). Continue with: seglab train --resume --out {self.out}") \
+                from None
         s = self.state
         self.summary = {"out": str(self.out), "best": s.best, "monitor": self.monitor, "epochs": s.epoch,
                         "steps": s.step, "skipped_steps": s.skipped, "last": s.history[-1] if s.history else {},
@@ -209,6 +268,7 @@ class Trainer:
         self.sampler.set_epoch(s.epoch, s.epoch_pos)
         if not s.epoch_pos:  # a fresh epoch; a resumed one keeps the record restored from last.pt
             self.record = EpochRecord()
+            self.snapshot.take(self.raw_model, self.record)
         self._call("before_epoch")
         for micro, batch in enumerate(self.train_loader, start=1):
             inputs, targets = self.task.prepare_batch(batch, self.device, t.channels_last)
@@ -218,9 +278,11 @@ class Trainer:
             with self.model.no_sync() if quiet else contextlib.nullcontext():
                 self.train_step(inputs, targets)
             if stepping:
-                self.optimizer_step()
-                s.epoch_pos += t.accum * t.batch_size
-                self.record.images += t.accum * t.batch_size * self.dist.world_size
+                with deferred_interrupts():  # the step and its counters land together or not at all
+                    self.optimizer_step()
+                    s.epoch_pos += t.accum * t.batch_size
+                    self.record.images += t.accum * t.batch_size * self.dist.world_size
+                    self.snapshot.take(self.raw_model, self.record)
                 self._call("after_step")
         self.record.seconds = time.perf_counter() - self.record.started
 
@@ -240,10 +302,11 @@ class Trainer:
     def _nonfinite(self, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
         desc = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items()) or f"loss={float(loss.detach())}"
         if not self.t.skip_nonfinite:
+            last = self.out / "last.pt"
+            good = f"{last} holds the last good state. " if last.is_file() else "No checkpoint was written yet. "
             raise NonFiniteLossError(
-                f"non-finite loss at epoch {self.state.epoch + 1}, step {self.state.step + 1} ({desc}). "
-                f"{self.out / 'last.pt'} holds the last good state. Lower --lr, use --precision fp32 or "
-                "--clip-grad, or pass --skip-nonfinite to skip such steps.")
+                f"non-finite loss at epoch {self.state.epoch + 1}, step {self.state.step + 1} ({desc}). {good}"
+                "Lower --lr, use --precision fp32 or --clip-grad, or pass --skip-nonfinite to skip such steps.")
         self.state.skipped += 1
         self._skip_update = True
 
@@ -265,6 +328,7 @@ class Trainer:
     def end_epoch(self) -> None:
         """Close the epoch's row, count the epoch, then run the ``after_epoch`` hooks (eval, best, save, ...)."""
         s, rec = self.state, self.record
+        self.check_finite("closing the epoch")
         self.eval_model.eval()
         n = max(1, len(rec.losses))
         rec.row = {"epoch": s.epoch + 1, "step": s.step,
@@ -283,3 +347,4 @@ class Trainer:
             # redoes this epoch's end (evaluation, best tracking, best.pt) instead of skipping it.
             self.state = before
             raise
+

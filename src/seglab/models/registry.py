@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
-from seglab.errors import ModelError
+from seglab.config import coerce_value
+from seglab.errors import ConfigError, ModelError
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,33 @@ def build_model(name: str, num_classes: int, **options: object) -> nn.Module:
         )
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ModelError(f"Expected `num_classes` to be a positive integer, but got {num_classes!r}.")
-    return entry.builder(num_classes=num_classes, **options)
+    options = check_options(entry, options)
+    try:
+        return entry.builder(num_classes=num_classes, **options)
+    except (ValueError, TypeError, RuntimeError, KeyError) as e:
+        # A builder (or torch inside it) refusing a value the types allowed, e.g. base_channels=-8.
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items() if k != "in_channels") or "defaults"
+        raise ModelError(f"model {name!r} cannot be built with {given}: {e}. Check the values with "
+                         "`seglab models` (options and their defaults).") from e
+
+
+def check_options(entry: ModelEntry, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against the builder's annotations (``base_channels=abc`` is refused, 3 -> 3.0)."""
+    hints, defaults = typing.get_type_hints(entry.builder), entry.options()
+    checked = {}
+    for key, value in options.items():
+        example = f"Example: --model-opt {key}={defaults[key]!r}."
+        try:
+            checked[key] = coerce_value(f"{entry.name}.{key}", value, hints.get(key, Any))
+        except ConfigError as e:
+            raise ModelError(f"model option {str(e).removeprefix('config key ')} {example}") from e
+        v, default = checked[key], defaults[key]
+        if isinstance(v, int) and not isinstance(v, bool):
+            # sizes (channels, depth, stride) default to a positive int; no int option takes a negative value
+            low = 1 if isinstance(default, int) and not isinstance(default, bool) and default > 0 else 0
+            if v < low:
+                raise ModelError(f"model option `{entry.name}.{key}` must be >= {low}; got {v}. {example}")
+    return checked
 
 
 def list_models() -> list[ModelEntry]:

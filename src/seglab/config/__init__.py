@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,12 @@ from typing import Any, Literal
 
 import yaml
 
+from seglab.config.values import check_rule, coerce_value, did_you_mean, validate
 from seglab.errors import ConfigError
+
+__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "SECTIONS", "apply_overrides", "choices",
+           "coerce_value", "config_from_dict", "did_you_mean", "load_config", "parse_options", "section_of",
+           "validate"]
 
 Schedule = Literal["cosine", "poly", "step", "multistep", "plateau", "constant"]
 Optimizer = Literal["sgd", "adam", "adamw"]
@@ -41,6 +45,7 @@ class DataConfig:
     num_classes: int | None = None
     in_channels: int = 3
     ignore_index: int = 255
+    allow_ignore_class: bool = False  # let ignore_index name a real class (its pixels then never train)
     crop_size: int = 256
     scale: list[float] = field(default_factory=lambda: [0.5, 2.0])
     hflip: float = 0.5
@@ -128,71 +133,24 @@ def section_of(key: str) -> str:
     """The one section whose dataclass has a field ``key`` (``ConfigError`` when none or several do)."""
     owners = [s for s, c in SECTIONS.items() if key in typing.get_type_hints(c)]
     if len(owners) != 1:
-        raise ConfigError(f"unknown config key `{key}`. Use section.key, sections: {', '.join(SECTIONS)}.")
+        every = [k for c in SECTIONS.values() for k in typing.get_type_hints(c)]
+        raise ConfigError(f"unknown config key `{key}`.{did_you_mean(key, every)} Use section.key, sections: "
+                          f"{', '.join(SECTIONS)}.")
     return owners[0]
-
 
 def choices(section: str, key: str) -> tuple[str, ...]:
     """The accepted values of a ``Literal`` field, e.g. ``choices("train", "precision")``; () for others."""
     tp = typing.get_type_hints(SECTIONS[section])[key]
     return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
 
-
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Check ``value`` against the annotation ``tp``; convert harmless cases (int -> float)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(key, value, a)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"config key `{key}` got {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"config key `{key}` must be one of {', '.join(map(str, args))}; got {value!r}.")
-        return value
-    if origin is list:
-        if isinstance(value, str):  # "0.5,2.0" from the command line
-            value = [v for v in value.split(",") if v.strip()]
-            value = [yaml.safe_load(v) for v in value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key `{key}` expects a list; got {value!r}.")
-        return [_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key `{key}` expects a mapping; got {value!r}.")
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key `{key}` expects true or false; got {value!r}.")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key `{key}` expects an integer; got {value!r}.")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"config key `{key}` expects a number; got {value!r}.")
-    if tp is str:
-        if isinstance(value, (str, os.PathLike)):
-            return str(value)
-        raise ConfigError(f"config key `{key}` expects a string; got {value!r}.")
-    return value
-
-
 def _set(section_obj: Any, section: str, key: str, value: Any) -> None:
     hints = typing.get_type_hints(type(section_obj))
     if key not in hints:
-        raise ConfigError(f"unknown config key `{section}.{key}`. Valid keys in `{section}`: "
-                          f"{', '.join(hints)}.")
-    setattr(section_obj, key, _coerce(f"{section}.{key}", value, hints[key]))
+        raise ConfigError(f"unknown config key `{section}.{key}`.{did_you_mean(key, hints)} Valid keys in "
+                          f"`{section}`: {', '.join(hints)}.")
+    value = coerce_value(f"{section}.{key}", value, hints[key])
+    check_rule(f"{section}.{key}", value)
+    setattr(section_obj, key, value)
 
 
 def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
@@ -206,8 +164,10 @@ def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunCon
         if not isinstance(values, dict):
             raise ConfigError(f"config section `{section}` must be a mapping; got {values!r}.")
         for key, value in values.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"config section `{section}` has a key {key!r} that is not a name.")
             _set(getattr(cfg, section), section, key, value)
-    return cfg
+    return validate(cfg)
 
 
 def load_config(path: str | os.PathLike, base: RunConfig | None = None) -> RunConfig:
@@ -216,9 +176,13 @@ def load_config(path: str | os.PathLike, base: RunConfig | None = None) -> RunCo
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found.")
     try:
-        d = yaml.safe_load(path.read_text()) or {}
+        d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}); save the config as UTF-8 YAML.") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e}).") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror or e}).") from e
     try:
         return config_from_dict(d, base)
     except ConfigError as e:
@@ -234,7 +198,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=0.01).")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _yaml_value(item, raw) if raw.strip() else ""
         if "." in key:
             section, name = key.split(".", 1)
             if section not in SECTIONS:
@@ -242,7 +206,17 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         else:
             section, name = section_of(key), key
         _set(getattr(cfg, section), section, name, value)
-    return cfg
+    return validate(cfg)
+
+
+def _yaml_value(item: str, raw: str) -> Any:
+    """A command-line value parsed as a YAML scalar or flow list (``0.1``, ``[1, 2]``, ``null``)."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{item!r}: cannot read the value {raw!r} ({problem}). Quote strings, close brackets: "
+                          "e.g. train.milestones=[30,60].") from e
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
@@ -252,5 +226,5 @@ def parse_options(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"model option {item!r} must look like name=value (e.g. base_channels=32).")
         k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        out[k.strip()] = _yaml_value(item, v)
     return out

@@ -1,0 +1,85 @@
+"""Training reads only what the doctor accepted: every file of a split decoded once, remembered after that.
+
+The doctor's fast path reads headers, so a truncated image used to pass it and crash epoch 1 (inside a
+DataLoader worker). :func:`preflight` runs the doctor's full path instead (every image and label decoded,
+in threads) and refuses a split whose labels hold no pixel to learn from or score. A clean result is
+remembered in a small cache file keyed by the split's file names, sizes and modification times (and the
+settings that change the verdict), so the next run on unchanged data skips the scan. The cache lives in
+``$SEGLAB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/seglab`` or ``~/.cache/seglab``), never in the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from seglab.data.checks import check_dataset, summarize_problems
+from seglab.data.io import read_label
+from seglab.data.layout import CLASSES_FILE, PALETTE_FILE, list_split
+from seglab.errors import DataError
+
+
+def cache_dir() -> Path:
+    """Where seglab remembers clean scans (``$SEGLAB_CACHE_DIR``, else the XDG cache folder)."""
+    if os.environ.get("SEGLAB_CACHE_DIR"):
+        return Path(os.environ["SEGLAB_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seglab"
+
+
+def _fingerprint(root: Path, split: str, settings: list) -> str:
+    files = [*list_split(root / "images" / split), *list_split(root / "labels" / split),
+             root / CLASSES_FILE, root / PALETTE_FILE]
+    stats = []
+    for f in files:
+        try:
+            st = f.stat()
+            stats.append((str(f.relative_to(root)), st.st_size, st.st_mtime_ns))
+        except OSError:
+            stats.append((str(f.relative_to(root)), None, None))
+    text = json.dumps([str(root.resolve()), split, settings, stats])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def labelled_pixels(labels: list[Path], ignore_index: int, workers: int | None = None) -> int:
+    """Pixels of ``labels`` that are not ``ignore_index`` (what the loss and the metrics can use)."""
+    def count(path: Path) -> int:
+        return int(np.count_nonzero(read_label(path) != ignore_index))
+
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        return sum(pool.map(count, labels))
+
+
+def preflight(root: str | os.PathLike, split: str, num_classes: int | None, ignore_index: int,
+              max_pixels: int) -> None:
+    """Refuse a split the doctor finds a problem in (every file decoded) or whose labels are all ignore.
+
+    Raises:
+        DataError: the problems (first ten) and the ``seglab data check`` command for the full report.
+    """
+    root = Path(root)
+    key = _fingerprint(root, split, [num_classes, ignore_index, max_pixels])
+    stamp = cache_dir() / "preflight" / f"{key}.ok"
+    if stamp.is_file():
+        return
+    problems = check_dataset(root, splits=[split], num_classes=num_classes, ignore_index=ignore_index,
+                             max_pixels=max_pixels, fast=False)
+    if problems:
+        flags = f" --split {split}" + (f" --num-classes {num_classes}" if num_classes else "")
+        raise DataError(f"{root} (split '{split}') has {len(problems)} problem(s):\n"
+                        f"{summarize_problems(problems, limit=10)}\n"
+                        f"Run `seglab data check {root}{flags}` for the full report with fixes.")
+    labels = list_split(root / "labels" / split)
+    if labels and labelled_pixels(labels, ignore_index) == 0:
+        raise DataError(f"{root / 'labels' / split}: every pixel of every label is the ignore value {ignore_index}, "
+                        "so there is nothing to learn from or score. Check the labels (or --ignore-index: the "
+                        "value that marks unlabelled pixels).")
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(f"{root} {split}\n")
+    except OSError:
+        pass  # no cache (read-only home): the next run scans again
