@@ -143,7 +143,7 @@ def test_evaluate_json_and_detections_on_one_file(instance_run, tmp_path, capsys
     same = tmp_path / "m.json"
     rc, text = _run(capsys, "evaluate", instance_run["ckpt"], "--data", instance_run["data"], "--json", same,
                     "--detections", same)
-    assert rc == 2 and "--json and --detections both name" in text and not same.exists()
+    assert rc == 2 and "--json and --detections name the same file" in text and not same.exists()
 
 
 def test_convert_never_replaces_its_input(index_labels, tmp_path, capsys) -> None:

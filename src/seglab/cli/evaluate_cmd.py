@@ -35,7 +35,7 @@ def evaluate(
     """
     from seglab import checkpoint, distributed
     from seglab.errors import ConfigError
-    from seglab.fileio import atomic_write_text, check_output_path, refuse_overwrite
+    from seglab.fileio import atomic_write_text
     from seglab.inference.evaluation import evaluate_checkpoint
     from seglab.inference.tiling import TileOptions
 
@@ -45,13 +45,7 @@ def evaluate(
         if detections is not None and info.task != "instance":
             raise ConfigError(f"--detections: {info.path} is a semantic checkpoint; COCO detections come "
                               "from instance checkpoints. Drop --detections.")
-        outputs = {flag: path for flag, path in (("--json", json_out), ("--detections", detections)) if path}
-        for flag, path in outputs.items():  # before the evaluation: a bad path fails in a second, not after it
-            check_output_path(path, flag=flag)
-            refuse_overwrite([path], [info.path, *(data / part for part in DATASET_PARTS)], flag=flag)
-        if len(outputs) == 2 and os.path.realpath(json_out) == os.path.realpath(detections):
-            raise ConfigError(f"--json and --detections both name {json_out}; the second would replace the "
-                              "first. Pass two different files.")
+        _check_outputs({"--json": json_out, "--detections": detections}, info.path, data)
         tiles = TileOptions(tile=tile, **({} if overlap is None else {"overlap": overlap}))
         with progress_bar(f"evaluate {split}", enabled=dist.is_main) as callback:
             result = evaluate_checkpoint(model, info, data, split, tta=tta, tiles=tiles, dist=dist,
@@ -102,6 +96,20 @@ def _print_instance(metrics: dict[str, Any], info: Any, title: str) -> None:
     for name, cat in zip(info.classes[1:], info.cat_ids[1:], strict=True):
         per_class.add_row(name, *(pct(metrics[f"{kind}_per_class_AP"].get(cat)) for kind in ("mask", "box")))
     console.print(per_class)
+
+
+def _check_outputs(outputs: dict[str, Path | None], checkpoint: str, data: Path) -> None:
+    """Before the evaluation (a bad path fails in a second, not after it): writable, no input replaced."""
+    from seglab.errors import ConfigError
+    from seglab.fileio import check_output_path, refuse_overwrite
+
+    given = {flag: path for flag, path in outputs.items() if path is not None}
+    for flag, path in given.items():
+        check_output_path(path, flag=flag)
+        refuse_overwrite([path], [checkpoint, *(data / part for part in DATASET_PARTS)], flag=flag)
+    if len({os.path.realpath(p) for p in given.values()}) < len(given):
+        raise ConfigError(f"{' and '.join(given)} name the same file {next(iter(given.values()))}; the second "
+                          "would replace the first. Pass different files.")
 
 
 # What evaluate reads from a dataset folder (both layouts); --json / --detections never replace these.

@@ -84,7 +84,7 @@ def predict_files(model: nn.Module, info: CheckpointInfo, inputs: Sequence[str |
     paths, failures = expand_inputs(inputs)
     if not paths and not failures:
         raise DataError(f"no images found in {', '.join(map(str, inputs))} (extensions: png, jpg, tif, bmp).")
-    refuse_overwrite(writer.plan(paths), [*paths, *filter(None, [info.path])])
+    refuse_overwrite(writer.names.plan(writer.out, paths), [*paths, *filter(None, [info.path])])
     n_ok = _stream(paths, failures, writer, info.image_channels, 2 * options.tiles.batch_size, callback)
     return PredictResult(Path(out), n_ok, failures, Path(out) / "predictions.csv", writer.detections_path)
 
@@ -119,11 +119,10 @@ def semantic_only(info: CheckpointInfo, given: dict[str, Any]) -> None:
 
 
 class OutputNames:
-    """Unique output stems whose files collide with no other output.
+    """Unique output stems whose files (``files(stem)``) collide with no other output nor ``reserved`` name.
 
     ``a.png`` and ``a.jpg`` from two folders become ``a`` and ``a-2``; so does an input ``a_features.png``
-    beside ``a.png`` when ``a``'s outputs include ``a_features.png``. ``files(stem)`` lists a stem's output
-    file names; ``reserved`` are the summary files (``predictions.csv``).
+    beside ``a.png`` when ``a``'s outputs include ``a_features.png``.
     """
 
     def __init__(self, files: Callable[[str], list[str]], reserved: Sequence[str] = ()) -> None:
@@ -170,10 +169,6 @@ class SemanticWriter:
         """The file names one input's outputs take."""
         return [f"{stem}.png"] + [f"{stem}_probs.npy"] * self.options.probs + \
             [f"{stem}_features.png"] * bool(self.options.features)
-
-    def plan(self, paths: Sequence[Path]) -> list[Path]:
-        """Name every input's outputs; returns every file this writer will write."""
-        return self.names.plan(self.out, paths)
 
     @staticmethod
     def refuse(info: CheckpointInfo, given: dict[str, Any]) -> None:
@@ -250,10 +245,6 @@ class InstanceWriter:
         fmt = self.options.format
         return [f"{stem}.png", f"{stem}.json"] + ([f"{stem}_{fmt}.png"] if fmt != "index" else [])
 
-    def plan(self, paths: Sequence[Path]) -> list[Path]:
-        """Name every input's outputs; returns every file this writer will write."""
-        return self.names.plan(self.out, paths)
-
     def predict(self, items: Iterator[tuple[Path, np.ndarray]]) -> Iterator[tuple]:
         """``(path, image, instances)`` per readable input (detections at or above the score threshold)."""
         from seglab.inference.instance import predict_instances
@@ -300,7 +291,7 @@ class InstanceWriter:
         atomic_write_text(self.detections_path, json.dumps(self.detections) + "\n")
 
 
-# The writer of each task; a new task adds its writer here (same methods: refuse, files, plan, predict, write,
+# The writer of each task; a new task adds its writer here (same members: refuse, files, names, predict, write,
 # finish).
 WRITERS: dict[str, Any] = {"semantic": SemanticWriter, "instance": InstanceWriter}
 
