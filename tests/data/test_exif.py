@@ -53,6 +53,24 @@ def test_read_image_returns_the_stored_pixels(tmp_path: Path, tag: int) -> None:
     assert read_image(tmp_path / "x.jpg", channels=1).shape == (16, 24, 1)
 
 
+@pytest.mark.parametrize("fmt", ["TIFF", "PNG"])
+@pytest.mark.parametrize("tag", range(1, 9))
+def test_every_tag_in_lossless_formats_reads_as_stored(tmp_path: Path, fmt: str, tag: int) -> None:
+    """Pillow itself turns a TIFF by its tag on load (and reports the turned size): undone, as stored too."""
+    written = _pattern(6, 8)
+    written[5, 7] = 99  # one odd pixel: any turn or mirror moves it
+    exif = Image.Exif()
+    exif[ORIENTATION] = tag
+    path = tmp_path / f"x.{fmt.lower()}"
+    Image.fromarray(written).save(path, format=fmt, exif=exif)
+    np.testing.assert_array_equal(read_image(path), written)
+    assert image_size(path, 10**6) == ((8, 6), None)
+    for decode in (False, True):
+        report = inspect_image(path, decode, 10**6)
+        assert report.size == (8, 6) and report.orientation == tag
+        assert len(report.findings) == (tag != 1)
+
+
 @pytest.mark.parametrize("tag", [3, 6])
 def test_image_size_is_the_stored_size(tmp_path: Path, tag: int) -> None:
     _save_jpeg(tmp_path / "x.jpg", _pattern(16, 24), tag)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from seglab.data.io import LABEL_EXTS, exif_orientation
+from seglab.data.io import LABEL_EXTS, exif_orientation, stored_size
 from seglab.data.layout import PALETTE_FILE
 
 # What a viewer does to an image with each EXIF orientation tag (seglab does none of it).
@@ -54,12 +54,14 @@ def inspect_image(path: Path, decode: bool, max_pixels: int) -> FileReport:
     report = FileReport(path)
     try:
         with Image.open(path) as im:
-            w, h = im.size
+            w, h = stored_size(im)
             if w * h > max_pixels:
                 return _bomb(report, w, h, max_pixels)
+            report.orientation = exif_orientation(im)  # before loading: Pillow drops a TIFF's tag on load
             if decode:
                 im.load()  # decoding is the only way to find a truncated file
-            report.orientation = exif_orientation(im, loaded=decode)
+                if report.orientation == 1:  # a PNG's eXIf chunk may follow the pixels
+                    report.orientation = exif_orientation(im, loaded=True)
     except Exception as e:  # any decoder failure is a finding about the file, never a crash
         return _unreadable(report, e, "image")
     report.size = (w, h)

@@ -23,6 +23,11 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 LABEL_EXTS = (".png",)
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb threshold
 EXIF_ORIENTATION = 0x0112
+_T = Image.Transpose
+# Pillow (10.1+) turns a TIFF by its orientation tag when it loads it, and drops the tag; these undo that
+# turn (ImageOps.exif_transpose's, inverted), so TIFFs are read as stored like every other format.
+_UNDO_TURN = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE, 6: _T.ROTATE_90,
+              7: _T.TRANSVERSE, 8: _T.ROTATE_270}
 
 
 def list_files(folder: str | os.PathLike, exts: tuple[str, ...]) -> list[Path]:
@@ -46,6 +51,10 @@ def read_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as im:
+            tag = exif_orientation(im)
+            im.load()
+            if tag in _UNDO_TURN and exif_orientation(im, loaded=True) != tag:  # Pillow turned it (TIFF)
+                im = im.transpose(_UNDO_TURN[tag])
             im = _to_mode(im, "L" if channels == 1 else "RGB")
             arr = np.asarray(im)
     except Exception as e:  # any decoder failure (Pillow raises OSError, SyntaxError, EOFError, ...)
@@ -155,12 +164,24 @@ def exif_orientation(im: Image.Image, loaded: bool = False) -> int:
     return tag if is_int(tag) else 1
 
 
+def stored_size(im: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of an opened image as stored, which is what :func:`read_image` returns.
+
+    Pillow reports a TIFF's size already turned by its orientation tag; the TIFF header's own width and
+    length are the stored size.
+    """
+    if im.format == "TIFF":
+        with contextlib.suppress(Exception):
+            return int(im.tag_v2[256]), int(im.tag_v2[257])  # ImageWidth, ImageLength
+    return im.size
+
+
 def image_size(path: str | os.PathLike, max_pixels: int) -> tuple[tuple[int, int] | None, str | None]:
     """``((width, height), None)`` as stored (what :func:`read_image` returns), from the header only;
     ``(None, reason)`` when the file cannot be used (unreadable, or over ``max_pixels``). Never raises."""
     try:
         with Image.open(path) as im:
-            w, h = im.size
+            w, h = stored_size(im)
     except Exception as e:  # any decoder failure is a finding about the file; the caller reports it
         return None, f"cannot read image ({type(e).__name__}: {e})"
     if w * h > max_pixels:
