@@ -70,6 +70,17 @@ def test_from_dict_refuses_class_names_and_category_ids_that_disagree() -> None:
     ({"classes": "bg,fg"}, "c.pt: 'classes' must be a list; got str"),
     ({"classes": None}, "'classes' must be a list; got NoneType"),
     ({"task": "panoptic"}, "unknown task 'panoptic'"),
+    ({"in_channels": "three"}, "'in_channels' must be a non-negative integer; got str"),
+    ({"ignore_index": -4}, "'ignore_index' must be a non-negative integer"),
+    ({"mean": ["a", "b"]}, "'mean' must be a list of numbers"),
+    ({"std": 0.5}, "'std' must be a list; got float"),
+    ({"cat_ids": ["x", "y"]}, "'cat_ids' must hold integers"),
+    ({"palette": [[1, 2]]}, r"'palette' must hold \[r, g, b\] triples"),
+    ({"config": [1, 2]}, "'config' must be a mapping"),
+    ({"metrics": "good"}, "'metrics' must be a mapping"),
+    ({"epoch": 1.5}, "'epoch' must be a non-negative integer"),
+    ({"model": {"name": "unet", "num_classes": "2"}}, r"c.pt \(model\): 'num_classes' must be"),
+    ({"model": {"name": "unet", "num_classes": 2, "options": ["a"]}}, "'model.options' must be a mapping"),
 ])
 def test_from_dict_refuses_bad_types(changes: dict, message: str) -> None:
     with pytest.raises(CheckpointError, match=message):
@@ -96,3 +107,21 @@ def test_saved_checkpoint_round_trips(tmp_path) -> None:
     save_checkpoint(tmp_path / "c.pt", {**_meta(), "model_state": {}})
     info = read_info(tmp_path / "c.pt")
     assert info.path == str(tmp_path / "c.pt") and info.classes == ["bg", "fg"] and info.task == "semantic"
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"base_channels": "abc"}, "c.pt: its model cannot be rebuilt: model option `unet.base_channels` expects an "
+                               "integer"),
+    ({"base_channels": -8}, "must be >= 1"),
+    ({"no_such_option": 1}, "has no option"),
+])
+def test_a_checkpoint_with_bad_model_options_is_a_clear_error(options: dict, message: str) -> None:
+    info = CheckpointInfo.from_dict(_meta(model={"name": "unet", "num_classes": 2, "options": options}), "c.pt")
+    with pytest.raises(CheckpointError, match=message):
+        info.build_model()
+
+
+def test_model_state_must_be_tensors(tmp_path) -> None:
+    torch.save({**_meta(), "model_state": {"w": "not a tensor"}}, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match="'model_state' must be a state dict of tensors"):
+        load_checkpoint(tmp_path / "odd.pt")
