@@ -201,6 +201,16 @@ def test_coco_variants_all_start_from_a_clean_file(coco_root: Path) -> None:
     assert [len(v) for v in index.per_image().values()] == [2, 3, 0] and index.crowd() == 0
 
 
+def test_ground_truth_for_scoring_only_skips_file_names(coco_root: Path) -> None:
+    path = _break(coco_root, _set("images", 0, "file_name", value="/elsewhere/a.png"))
+    assert sorted(load_coco(path, None).images) == [1, 2, 3]  # scoring never opens the images
+    with pytest.raises(DataError, match=r"file_name '/elsewhere/a\.png' is an absolute path"):
+        load_coco(path, coco_root / "images/train")
+    _break(coco_root, _set("images", 0, "width", value="48"))
+    with pytest.raises(DataError, match=r"images\[0\] \(id 1\): width and height"):
+        load_coco(path, None)
+
+
 def test_several_problems_are_counted_in_the_reader_message(coco_root: Path) -> None:
     def two(data: dict) -> None:
         data["images"][0].update(width="x", height="y")

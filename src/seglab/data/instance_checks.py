@@ -76,8 +76,12 @@ class CocoIndex:
         return sum(bool(a.get("iscrowd", 0)) for _, a in self.annotations)
 
 
-def load_coco(path: str | os.PathLike, images_dir: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> CocoIndex:
+def load_coco(path: str | os.PathLike, images_dir: Path | None,
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> CocoIndex:
     """Read a COCO instances JSON whose images lie in ``images_dir`` and check every record.
+
+    ``images_dir=None`` is for readers that never open the images (scoring against ground truth): file
+    names are then not checked.
 
     Raises:
         DataError: unreadable or invalid JSON, or the first problem :func:`index_coco` finds (file, record
@@ -92,7 +96,7 @@ def load_coco(path: str | os.PathLike, images_dir: Path, max_pixels: int = DEFAU
     return index
 
 
-def index_coco(data: Any, path: Path, images_dir: Path, max_pixels: int) -> CocoIndex:
+def index_coco(data: Any, path: Path, images_dir: Path | None, max_pixels: int) -> CocoIndex:
     """Check a parsed COCO instances document record by record (no image file is opened).
 
     Every image needs an integer ``id``, a ``file_name`` inside ``images_dir`` and positive integer
@@ -129,7 +133,7 @@ def _add_category(index: CocoIndex, i: int, c: Any) -> None:
     index.categories[c["id"]] = name
 
 
-def _add_image(index: CocoIndex, i: int, im: Any, images_dir: Path, max_pixels: int) -> None:
+def _add_image(index: CocoIndex, i: int, im: Any, images_dir: Path | None, max_pixels: int) -> None:
     if not isinstance(im, dict) or not is_int(im.get("id")):
         return index.add(f"images[{i}] must be an object with id, file_name, width, height; got {show_value(im)}",
                          _IMAGE_FIX)
@@ -145,7 +149,7 @@ def _add_image(index: CocoIndex, i: int, im: Any, images_dir: Path, max_pixels: 
     if w * h > max_pixels:
         return index.add(f"{where}: claims {w}x{h} = {w * h:,} pixels, above the {max_pixels:,} limit "
                          "(decompression-bomb guard)", f"fix width/height (trusted file: --max-pixels {w * h})")
-    problem = containment_problem(images_dir, im.get("file_name"))
+    problem = containment_problem(images_dir, im.get("file_name")) if images_dir is not None else None
     if problem:
         return index.add(f"{where}: {problem}", f"give file_name relative to {images_dir} and keep the image "
                          "inside it (copy it in instead of linking to it)")
@@ -234,17 +238,13 @@ def raise_first_problem(problems: list[Problem], root: Path) -> None:
                         f"{p.problem} (fix: {p.fix}). `seglab data check --task instance {root}` lists all.")
 
 
-def _json_problem(path: Path, error: DataError) -> Problem:
-    return Problem(path, str(error).removeprefix(f"{path}: "), "fix the file at that spot or re-export it")
-
-
 def check_coco_split(root: Path, split: str, max_pixels: int) -> list[Problem]:
     """Every problem of ``annotations/instances_<split>.json`` and the images it lists."""
     path, images_dir = root / "annotations" / f"instances_{split}.json", root / "images" / split
     try:
         data = read_json(path)
     except DataError as e:
-        return [_json_problem(path, e)]
+        return [Problem(path, str(e).removeprefix(f"{path}: "), "fix the file at that spot or re-export it")]
     index = index_coco(data, path, images_dir, max_pixels)
     out = list(index.problems)
     with pil_pixel_limit(None):
