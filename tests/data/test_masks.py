@@ -52,3 +52,14 @@ def test_missing_json_with_several_categories(mask_root: Path) -> None:
 def test_no_images(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no images"):
         InstanceMaskFolder(tmp_path, "train")
+
+
+def test_an_item_never_allocates_more_than_the_mask_budget(mask_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import seglab.data.masks as M
+
+    folder = InstanceMaskFolder(mask_root, "train")
+    image, target = folder[0]  # within budget
+    n, h, w = target["masks"].shape
+    monkeypatch.setattr(M, "MAX_MASK_BYTES", n * h * w - 1)
+    with pytest.raises(DataError, match=r"instance ids .* would need .* GiB"):
+        folder[0]

@@ -189,3 +189,13 @@ def test_perfect_predictions_from_targets_score_one() -> None:
         assert evaluate(gt, dets, iou_type)["AP"] == pytest.approx(1.0)
     swapped = predictions_to_coco(perfect, [5], cat_ids=[0, 9, 7])
     assert evaluate(gt, swapped)["AP"] == 0.0
+
+
+@pytest.mark.parametrize(("images", "field"), [
+    ([7], r"images\[0\]"), ([{"id": 1, "file_name": "a.png", "width": "wide", "height": 4}], "width"),
+])
+def test_a_malformed_ground_truth_file_is_a_data_error(tmp_path: Path, images: list, field: str) -> None:
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps({"images": images, "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
+    with pytest.raises(DataError, match=f"gt.json.*{field}"):
+        evaluate(path, [], iou_type="bbox")

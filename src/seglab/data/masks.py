@@ -20,6 +20,8 @@ from seglab.data.io import read_image, read_label
 from seglab.data.layout import category_names, list_split, read_classes, read_instance_labels
 from seglab.errors import DataError
 
+MAX_MASK_BYTES = 2**31  # the per-image instance masks one item may allocate
+
 
 class InstanceMaskFolder(InstanceDataset):
     """Instance-mask folder (``masks/<split>/<stem>.png`` + ``<stem>.json``) with CocoInstances' output.
@@ -107,5 +109,9 @@ class InstanceMaskFolder(InstanceDataset):
                             f"{image.shape[1]}x{image.shape[0]}. Run `seglab data check --task instance`.")
         n = int(ids.max(initial=0))
         labels = self.checked_labels(path, n)
+        if n * ids.size > MAX_MASK_BYTES:  # one byte per pixel per instance: refuse before allocating
+            raise DataError(f"{mask}: {n} instance ids in a {ids.shape[1]}x{ids.shape[0]} mask would need "
+                            f"{n * ids.size / 2**30:.1f} GiB of masks. Instance ids must be 1..N for the N "
+                            "objects of the image; renumber them (or split the image).")
         masks = ids[None] == np.arange(1, n + 1)[:, None, None]
         return self.make_sample(image, masks, labels, i + 1)

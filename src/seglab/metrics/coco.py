@@ -31,6 +31,19 @@ def _load(obj: Any) -> Any:
         from seglab.data.io import read_json
 
         return read_json(Path(obj))
+    return _copy_records(obj)
+
+
+def _load_ground_truth(obj: Any) -> Any:
+    """A ground-truth file is untrusted: every record is type-checked (the doctor's rules) before scoring."""
+    if isinstance(obj, (str, os.PathLike)):
+        from seglab.data.instance_checks import load_coco
+
+        load_coco(obj, None)  # raises DataError naming the file, the record and the field
+    return _load(obj)
+
+
+def _copy_records(obj: Any) -> Any:
     # faster-coco-eval writes ids, areas and flags into the record dicts; copy those, not the (large)
     # segmentations inside them, which it only reads (a deepcopy would cost more than the evaluation).
     if isinstance(obj, dict):
@@ -61,7 +74,7 @@ def evaluate(ground_truth: str | os.PathLike | dict, detections: str | os.PathLi
 
     if iou_type not in IOU_TYPES:
         raise ConfigError(f"Expected `iou_type` to be one of {IOU_TYPES}, but got {iou_type!r}.")
-    gt_data, dt_data = _load(ground_truth), _load(detections)
+    gt_data, dt_data = _load_ground_truth(ground_truth), _load(detections)
     if not isinstance(gt_data, dict) or not isinstance(gt_data.get("images"), list):
         raise DataError(f"{ground_truth if not isinstance(ground_truth, dict) else 'ground truth'}: not a COCO "
                         "instances dict (needs 'images', 'annotations', 'categories').")
