@@ -139,7 +139,10 @@ def test_errors_that_are_not_about_the_written_file_pass_through(tmp_path) -> No
 
 def test_describe_os_error_reads_like_the_write_errors(tmp_path) -> None:
     e = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x"))
-    assert fileio.describe_os_error(e).startswith(f"{tmp_path / 'x'}: permission denied.")
+    assert fileio.describe_os_error(e) == f"{tmp_path / 'x'}: permission denied"
+    e = NotADirectoryError(errno.ENOTDIR, "Not a directory", str(tmp_path / "f"))
+    assert fileio.describe_os_error(e, tmp_path / "f" / "x.png") == \
+        f"{tmp_path / 'f' / 'x.png'}: {tmp_path / 'f'}: not a directory (a part of the path is a file)"
 
 
 # --- stale temps ----------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.tmp(?P<suffix>
 # Before the pid was part of the name (seglab 0.x): ".<name>.<8 random chars>.tmp<suffix>".
 _OLD_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>.*)$")
 _PROBE_BYTES = 1 << 16
-# What each errno means to a user and what to do; anything else shows os.strerror's words.
+# What each errno means to a user, and what to do when a write meets it; others show os.strerror's words.
 _CAUSES = {
     errno.ENOSPC: ("no space left on device", "Free some space on that disk or write somewhere else."),
     errno.EDQUOT: ("disk quota exceeded", "Free some space or write somewhere else."),
@@ -36,7 +36,7 @@ _CAUSES = {
     errno.EPERM: ("operation not permitted", "Write to a folder you may write to, or fix its permissions."),
     errno.EISDIR: ("is a directory", "Name a file, not a folder."),
     errno.ENOTDIR: ("not a directory (a part of the path is a file)", "Choose a path whose folders are folders."),
-    errno.EEXIST: ("exists and is not a directory", "Choose a path whose folders are folders."),
+    errno.EEXIST: ("is a file, not a folder", "Choose a path whose folders are folders."),
     errno.ENAMETOOLONG: ("file name too long", "Choose a shorter name."),
     errno.EFBIG: ("file too large for this file system", "Write to another file system."),
     errno.EIO: ("input/output error", "Check the disk, then write again or elsewhere."),
@@ -48,15 +48,19 @@ class OutputError(SeglabError):
 
 
 def describe_os_error(error: OSError, path: PathLike | None = None) -> str:
-    """``"<path>: <cause>. <fix>"`` for an ``OSError`` (``path`` defaults to the error's own filename)."""
-    cause, fix = _CAUSES.get(error.errno or -1, (None, ""))
+    """``"<path>: <cause>"`` for an ``OSError``, in words (``path`` defaults to the error's own filename).
+
+    When ``path`` is given and the error names another file (a parent folder, not the temp file), that
+    file is named too: ``"out/x.png: out: is a file, not a folder"``.
+    """
+    cause = _CAUSES.get(error.errno or -1, (None, ""))[0]
     cause = cause or (os.strerror(error.errno) if error.errno else (error.strerror or str(error))).lower()
     where = Path(path if path is not None else (error.filename or "?"))
     if error.filename is not None and path is not None and not _is_temp_of(error.filename, where):
         culprit = Path(os.fsdecode(error.filename))
         if culprit != where:
             cause = f"{culprit}: {cause}"
-    return f"{where}: {cause}. {fix}".rstrip()
+    return f"{where}: {cause}"
 
 
 def _is_temp_of(filename: PathLike, path: Path) -> bool:
@@ -65,7 +69,8 @@ def _is_temp_of(filename: PathLike, path: Path) -> bool:
 
 
 def _error(path: Path, error: OSError) -> OutputError:
-    return OutputError(f"cannot write {describe_os_error(error, path)}")
+    fix = _CAUSES.get(error.errno or -1, ("", "Check the path and the disk, then write again or elsewhere."))[1]
+    return OutputError(f"cannot write {describe_os_error(error, path)}. {fix}")
 
 
 def _umask() -> int:

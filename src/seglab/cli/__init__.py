@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from seglab.fileio import describe_os_error
 
-        _print_error(describe_os_error(e))
+        _print_error(f"{describe_os_error(e)}. Run with --debug for the traceback.")
         return SeglabError.exit_code
     except Exception as e:  # usage errors (typer bundles its own click) arrive here in non-standalone mode
         if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):
