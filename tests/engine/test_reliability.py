@@ -225,3 +225,19 @@ def test_resume_may_extend_a_finished_run(finished_run: tuple[Path, Path], tiny_
     summary = train(tiny_config(data, run, epochs=2, num_samples=0, resume=True))
     assert summary["epochs"] == 2
     assert "already finished its 2 epochs" in capsys.readouterr().err
+
+
+def test_best_holds_weights_and_metadata_only_and_stale_temps_are_cleaned(tiny_data: Path, tmp_path: Path,
+                                                                          tiny_config, capsys) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    dead = _dead_pid()
+    stale = out / f".last.pt.{dead}.abcd1234.tmp.pt"  # what a save killed mid-write leaves
+    stale.write_bytes(b"half a checkpoint")
+    train(tiny_config(tiny_data, out, epochs=1, num_samples=0, optimizer="adamw"))
+    assert not stale.exists() and "temporary file(s) left by an interrupted save" in capsys.readouterr().err
+    best, last = read_checkpoint(out / "best.pt"), read_checkpoint(out / "last.pt")
+    assert not {"optimizer", "scheduler", "scaler", "rng", "epoch_record"} & set(best)
+    assert {"optimizer", "scheduler", "scaler", "rng"} <= set(last)
+    assert (out / "best.pt").stat().st_size < 0.6 * (out / "last.pt").stat().st_size  # AdamW moments stay in last
+    load_checkpoint(out / "best.pt")

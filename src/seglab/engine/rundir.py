@@ -11,15 +11,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from seglab.checkpoint import read_checkpoint
 from seglab.errors import SeglabError
+from seglab.fileio import check_output_path, clean_stale_temps
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.csv")
@@ -86,6 +89,19 @@ class RunLock:
                 self.path.unlink()
         except (OSError, ValueError):
             pass
+
+
+@contextlib.contextmanager
+def own_run_dir(out: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """Hold ``out`` for one run: a writable folder, locked, without temp files of killed saves."""
+    check_output_path(out, directory=True)
+    with RunLock(out) as lock:
+        stale = clean_stale_temps(out)
+        if lock.note:
+            log(lock.note)
+        if stale:
+            log(f"removed {len(stale)} temporary file(s) left by an interrupted save in {out}")
+        yield
 
 
 def holds_run(path: Path) -> bool:

@@ -29,7 +29,7 @@ from seglab.engine import hooks as H
 from seglab.engine import reporting as R
 from seglab.engine.build import build_ema, build_loaders, build_model, build_optimizer, build_task
 from seglab.engine.precision import resolve_precision
-from seglab.engine.rundir import RunLock, fresh_run_dir, read_resume_checkpoint
+from seglab.engine.rundir import fresh_run_dir, own_run_dir, read_resume_checkpoint
 from seglab.engine.safety import (
     NonFiniteWeightsError,
     StepSnapshot,
@@ -40,7 +40,6 @@ from seglab.engine.safety import (
 from seglab.engine.schedules import LRSchedule
 from seglab.engine.state import EpochRecord, TrainState, rng_state, seed_everything, set_rng_state
 from seglab.errors import ConfigError, SeglabError
-from seglab.fileio import check_output_path, clean_stale_temps
 
 
 class NonFiniteLossError(SeglabError):
@@ -164,16 +163,19 @@ class Trainer:
             getattr(hook, point)(self)
 
     # --- checkpoints --------------------------------------------------------------------------------
-    def checkpoint_state(self) -> dict[str, Any]:
-        """Everything inference needs (task metadata, weights, config) and everything an exact resume needs."""
+    def checkpoint_state(self, resume: bool = True) -> dict[str, Any]:
+        """Everything inference needs (task metadata, weights, config) and, with ``resume``, everything an exact
+        resume needs (optimizer moments, schedule, RNG: most of the file for AdamW)."""
         weights = self.ema.module if self.ema is not None else self.raw_model
         state = {**self.task.model_info(), "model": self.model_spec, "model_state": weights.state_dict(),
                  "config": self.cfg.to_dict(), "epoch": self.state.epoch, "step": self.state.step,
                  "metrics": self.state.history[-1] if self.state.history else {},
-                 "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
-                 "scaler": self.precision.scaler.state_dict(), "rng": rng_state(),
-                 "trainer": self.state.to_dict(), "epoch_record": self.record.to_dict(),
-                 "class_weights": self.task.class_weights}
+                 "trainer": self.state.to_dict(), "class_weights": self.task.class_weights}
+        if not resume:
+            return state
+        state.update({"optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
+                      "scaler": self.precision.scaler.state_dict(), "rng": rng_state(),
+                      "epoch_record": self.record.to_dict()})
         if self.ema is not None:
             state["raw_model_state"] = self.raw_model.state_dict()
             state["ema"] = self.ema.state_dict()
@@ -182,12 +184,15 @@ class Trainer:
     def save(self, name: str = "last.pt") -> None:
         """Write ``<out>/<name>`` on rank 0, atomically: a kill mid-write leaves the old file intact.
 
+        ``best.pt`` holds what using the model needs (weights and metadata); every other name also the
+        resume state.
+
         Raises:
             NonFiniteWeightsError: a weight or buffer is NaN/Inf; the file on disk keeps its last good state.
         """
         if self.dist.is_main:
             self.check_finite(f"saving {name}")
-            save_checkpoint(self.out / name, self.checkpoint_state())
+            save_checkpoint(self.out / name, self.checkpoint_state(resume=name != "best.pt"))
 
     def check_finite(self, when: str) -> None:
         """Refuse to go on with non-finite weights or buffers (e.g. BatchNorm statistics after a blow-up)."""
@@ -229,14 +234,8 @@ class Trainer:
         stop``) rolls back to the last optimizer step, saves ``last.pt`` and stops; ``--resume`` then ends
         with the same weights as an uninterrupted run.
         """
-        if self.dist.is_main:
-            check_output_path(self.out, directory=True)
-        with RunLock(self.out) if self.dist.is_main else contextlib.nullcontext() as lock, sigterm_interrupts():
-            if lock is not None:
-                stale = clean_stale_temps(self.out)  # left by a save that was killed mid-write
-                for note in ([lock.note] if lock.note else []) + ([f"removed {len(stale)} stale temporary "
-                                                                    f"file(s) in {self.out}"] if stale else []):
-                    self.log(note)
+        with own_run_dir(self.out, self.log) if self.dist.is_main else contextlib.nullcontext(), \
+                sigterm_interrupts():
             return self._fit()
 
     def _fit(self) -> dict[str, Any]:
