@@ -48,3 +48,7 @@ class ModelError(SeglabError):
 
 class CheckpointError(SeglabError):
     """A checkpoint file is missing, corrupt or not a seglab checkpoint."""
+
+
+class OutputError(SeglabError):
+    """An output cannot be written (file-system error) or would overwrite an input."""

@@ -19,7 +19,10 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from seglab.errors import SeglabError
+from seglab.errors import OutputError
+
+__all__ = ["OutputError", "atomic_path", "atomic_write_text", "check_output_path", "clean_stale_temps",
+           "describe_os_error", "file_mode", "refuse_overwrite"]
 
 PathLike = str | os.PathLike
 # The temp name atomic_path gives: ".<name>.<pid>.<8 random chars>.tmp<suffix>" (pid: see clean_stale_temps).
@@ -41,10 +44,6 @@ _CAUSES = {
     errno.EFBIG: ("file too large for this file system", "Write to another file system."),
     errno.EIO: ("input/output error", "Check the disk, then write again or elsewhere."),
 }
-
-
-class OutputError(SeglabError):
-    """An output cannot be written (file-system error) or would overwrite an input."""
 
 
 def describe_os_error(error: OSError, path: PathLike | None = None) -> str:

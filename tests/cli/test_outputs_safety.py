@@ -170,6 +170,30 @@ def test_instance_converters_never_replace_images(coco_root, capsys) -> None:
     assert _snapshot(coco_root) == before
 
 
+def test_the_python_converters_protect_their_inputs_too(coco_root) -> None:
+    from seglab.data.instance_convert import coco_to_masks, masks_to_coco
+    from seglab.errors import OutputError
+
+    before = _snapshot(coco_root)
+    image = sorted((coco_root / "images" / "train").iterdir())[0]
+    with pytest.raises(OutputError, match="would overwrite the input"):
+        masks_to_coco(coco_root, "train", image, overwrite=True)
+    with pytest.raises(OutputError, match="would overwrite the input"):
+        coco_to_masks(coco_root, "train", coco_root / "images" / "train", overwrite=True)
+    assert _snapshot(coco_root) == before
+
+
+def test_stats_json_and_synth_out_are_checked_before_the_work(index_labels, semantic_run, tmp_path, capsys) -> None:
+    data = semantic_run["data"]
+    before = _snapshot(data)
+    label = sorted((data / "labels" / "val").iterdir())[0]
+    rc, text = _run(capsys, "data", "stats", data, "--split", "val", "--json", label)
+    assert rc == 2 and "would overwrite the input" in text and _snapshot(data) == before
+    (tmp_path / "afile").write_text("x")
+    rc, text = _run(capsys, "data", "synth", "--out", tmp_path / "afile", "--n-train", "1", "--n-val", "1")
+    assert rc == 2 and "is a file" in text and (tmp_path / "afile").read_text() == "x"
+
+
 # --- file-system failures -------------------------------------------------------------------------------
 
 def test_outputs_of_the_wrong_kind(ckpt, imgs, semantic_run, index_labels, tmp_path, capsys) -> None:

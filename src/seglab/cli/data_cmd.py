@@ -96,8 +96,12 @@ def stats(
                                         "channels for mean/std, as the model's in_channels (default auto)."),
 ) -> None:
     """Per-class pixel counts, frequencies and class weights, plus per-channel mean/std for Normalize."""
+    from seglab.data.layout import DATASET_PARTS
     from seglab.data.stats import compute_stats
 
+    if json_out is not None:  # a bad path fails now, not after the scan
+        check_output_path(json_out, flag="--json")
+        refuse_overwrite([json_out], [root / part for part in DATASET_PARTS], flag="--json")
     with _progress(f"stats {split}") as callback:
         s = compute_stats(root, split, num_classes, ignore_index, callback=callback, channels=channels)
     title = f"{root} [{split}]: {s['num_images']} images, {s['ignored_pixels']} ignored pixels"
@@ -244,8 +248,6 @@ def masks_to_coco_cmd(
     from seglab.data.instance_convert import masks_to_coco
 
     out = out or root / "annotations" / f"instances_{split}.json"
-    check_output_path(out)
-    refuse_overwrite([out], [root / "images" / split, root / "masks" / split])
     with _progress(f"masks -> COCO ({split})") as callback:
         n = masks_to_coco(root, split, out, overwrite=force, callback=callback)
     console.print(f"[green]wrote[/] {escape(str(out))}: {n['images']} images, {n['instances']} instances",
@@ -264,12 +266,6 @@ def coco_to_masks_cmd(
     from seglab.data.instance_convert import coco_to_masks
 
     out = out or root / "masks" / split
-    check_output_path(out, directory=True)
-    images = root / "images" / split
-    # Mask files take the images' stems: writing them into the images folder would replace PNG images.
-    stems = [p.stem for p in images.iterdir()] if images.is_dir() else []
-    refuse_overwrite([out / f"{s}{ext}" for s in stems for ext in (".png", ".json")],
-                     [images, root / "annotations" / f"instances_{split}.json"])
     with _progress(f"COCO -> masks ({split})") as callback:
         n = coco_to_masks(root, split, out, overwrite=force, callback=callback)
     notes = [f"{n['skipped_crowd']} crowd regions skipped"] if n["skipped_crowd"] else []

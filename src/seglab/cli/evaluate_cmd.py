@@ -100,6 +100,7 @@ def _print_instance(metrics: dict[str, Any], info: Any, title: str) -> None:
 
 def _check_outputs(outputs: dict[str, Path | None], checkpoint: str, data: Path) -> None:
     """Before the evaluation (a bad path fails in a second, not after it): writable, no input replaced."""
+    from seglab.data.layout import DATASET_PARTS
     from seglab.errors import ConfigError
     from seglab.fileio import check_output_path, refuse_overwrite
 
@@ -110,10 +111,6 @@ def _check_outputs(outputs: dict[str, Path | None], checkpoint: str, data: Path)
     if len({os.path.realpath(p) for p in given.values()}) < len(given):
         raise ConfigError(f"{' and '.join(given)} name the same file {next(iter(given.values()))}; the second "
                           "would replace the first. Pass different files.")
-
-
-# What evaluate reads from a dataset folder (both layouts); --json / --detections never replace these.
-DATASET_PARTS = ("images", "labels", "masks", "annotations", "classes.txt", "palette.txt")
 
 # How each task's metrics are shown; a new task adds its table here.
 RENDERERS = {"semantic": _print_semantic, "instance": _print_instance}

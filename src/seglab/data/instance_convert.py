@@ -18,7 +18,7 @@ from seglab.data.io import DEFAULT_MAX_PIXELS, image_size, read_label, write_lab
 from seglab.data.masks import InstanceMaskFolder
 from seglab.data.rle import decode_masks, encode_mask, rle_bbox, segmentation_to_rle
 from seglab.errors import DataError
-from seglab.fileio import atomic_write_text
+from seglab.fileio import atomic_write_text, check_output_path, refuse_overwrite
 
 Callback = Callable[[int, int], None]
 
@@ -36,8 +36,11 @@ def masks_to_coco(root: str | os.PathLike, split: str, out_json: str | os.PathLi
     Raises:
         DataError: the output exists (without ``overwrite``) or lies in the input folder; a mask that does
             not fit its image or its label list.
+        OutputError: ``out_json`` is a folder, not writable, or an input file (even with ``overwrite``).
     """
     out_json = Path(out_json)
+    check_output_path(out_json)
+    refuse_overwrite([out_json], [Path(root) / "images" / split, Path(root) / "masks" / split])
     if out_json.exists() and not overwrite:
         raise DataError(f"{out_json}: already exists. Choose another output path or pass overwrite=True "
                         "(--force) to replace it.")
@@ -108,8 +111,16 @@ def coco_to_masks(root: str | os.PathLike, split: str, out_dir: str | os.PathLik
         DataError: ``out_dir`` already holds masks (without ``overwrite``); a JSON that is not a valid COCO
             instances file (every record is checked before anything is allocated or written, image sizes
             against the decompression-bomb limit, file names inside ``images/<split>/``); shared stems.
+        OutputError: ``out_dir`` is a file or not writable, or a mask would replace an input (even with
+            ``overwrite``).
     """
     root, out_dir = Path(root), Path(out_dir)
+    check_output_path(out_dir, directory=True)
+    images = root / "images" / split
+    # Mask files take the images' stems: writing them into the images folder would replace PNG images.
+    stems = [p.stem for p in images.iterdir()] if images.is_dir() else []
+    refuse_overwrite([out_dir / f"{s}{ext}" for s in stems for ext in (".png", ".json")],
+                     [images, root / "annotations" / f"instances_{split}.json"])
     if not overwrite and out_dir.is_dir() and any(out_dir.glob("*.png")):
         raise DataError(f"{out_dir}: already holds PNG masks. Choose an empty output folder or pass "
                         "overwrite=True (--force) to replace them.")

@@ -34,6 +34,10 @@ BACKGROUND_NAMES = ("background", "_background_", "__background__", "bg")
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 
+# Everything a dataset folder holds that seglab reads (both layouts): outputs never replace these.
+DATASET_PARTS = ("images", "labels", "masks", "annotations", CLASSES_FILE, PALETTE_FILE)
+
+
 def read_classes(root: str | os.PathLike) -> list[str] | None:
     """Class names from ``root/classes.txt`` (line i = class i), or None when the file is absent.
 

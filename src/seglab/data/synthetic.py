@@ -28,7 +28,7 @@ from seglab.data.io import list_files, write_label
 from seglab.data.layout import CLASSES_FILE, PALETTE_FILE
 from seglab.data.rle import encode_mask
 from seglab.errors import ConfigError, DataError
-from seglab.fileio import atomic_path, atomic_write_text
+from seglab.fileio import atomic_path, atomic_write_text, check_output_path
 
 __all__ = ["SHAPE_CLASSES", "DIGIT_CLASSES", "make_shapes", "make_digits"]
 Callback = Callable[[int, int], None]
@@ -227,6 +227,7 @@ def _remove_stale(root: Path, split: str, prefix: str, stems: set[str]) -> None:
 def _make(out: str | os.PathLike, kind: str, classes: tuple[str, ...], draw: Drawer,
           counts: dict[str, int], size: int, seed: int, callback: Callback | None) -> Path:
     root = Path(out)
+    check_output_path(root, directory=True)
     _prepare(root, kind, {"n_train": counts["train"], "n_val": counts["val"]}, size, 32)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / _MARKER, json.dumps({"kind": kind, "seed": seed, "size": size, **counts}) + "\n")
