@@ -54,3 +54,22 @@ def test_the_cache_never_touches_the_dataset(tiny_data: Path, tmp_path: Path, mo
     SegmentationFolder(tiny_data, "train", num_classes=3)
     assert sorted(p.relative_to(tiny_data) for p in tiny_data.rglob("*")) == before
     assert len(list((tmp_path / "cache" / "preflight").iterdir())) == 1
+
+
+@pytest.mark.parametrize("layout", ["coco", "masks"])
+def test_instance_training_decodes_every_image_first(layout: str, request: pytest.FixtureRequest,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from seglab.data.coco import open_instance_split
+
+    root = request.getfixturevalue("coco_root" if layout == "coco" else "mask_root")
+    assert (root / "annotations").exists() == (layout == "coco")
+    calls = []
+    real = P.check_instance_dataset
+    monkeypatch.setattr(P, "check_instance_dataset", lambda *a, **k: calls.append(k["decode"]) or real(*a, **k))
+    open_instance_split(root, "train")
+    open_instance_split(root, "train")
+    assert calls == [True]  # decoded once, then remembered
+    victim = sorted((root / "images" / "train").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    with pytest.raises(DataError, match=f"{victim.name}.*corrupt or truncated"):
+        open_instance_split(root, "train")

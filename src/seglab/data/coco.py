@@ -18,10 +18,11 @@ from typing import Any
 
 import torch
 
-from seglab.data.instance_checks import check_coco_split, load_coco, raise_first_problem
+from seglab.data.instance_checks import load_coco
 from seglab.data.instance_dataset import InstanceDataset
-from seglab.data.io import DEFAULT_MAX_PIXELS, read_image, read_json
+from seglab.data.io import read_image, read_json
 from seglab.data.masks import InstanceMaskFolder
+from seglab.data.preflight import preflight_instances
 from seglab.data.rle import decode_masks, segmentation_to_rle
 from seglab.errors import ConfigError
 
@@ -52,8 +53,8 @@ class CocoInstances(InstanceDataset):
                  check: bool = True) -> None:
         self.root, self.split, self.transforms = Path(root), split, transforms
         self.ann_file = self.root / "annotations" / f"instances_{split}.json"
-        if check:
-            raise_first_problem(check_coco_split(self.root, split, DEFAULT_MAX_PIXELS), self.root)
+        if check:  # the instance doctor with every image decoded, remembered for unchanged files
+            preflight_instances(self.root, split)
         index = load_coco(self.ann_file, self.root / "images" / split)
         self.images = sorted(index.images.values(), key=lambda im: im["id"])
         self.set_categories(index.categories)
@@ -93,4 +94,5 @@ def open_instance_split(root: str | os.PathLike, split: str,
         raise ConfigError(f"{root}: split {split!r} has no annotations/instances_{split}.json and no "
                           f"masks/{split}/. Point --data at an instance dataset (see `seglab data check "
                           f"--task instance {root}`).")
+    preflight_instances(root, split)
     return InstanceMaskFolder(root, split, transforms=transforms)

@@ -4,7 +4,8 @@ Annotation files are untrusted input: :func:`index_coco` checks every record of 
 (types, ids, references, claimed sizes, file names inside ``images/<split>/``) before anything reads it;
 readers call :func:`load_coco`, which raises the first problem naming the file, the record and the field.
 The doctor (:func:`check_instance_dataset`) reports them all, plus what needs the files (missing images,
-sizes, EXIF orientation, boxes, empty masks); ``CocoInstances`` raises its first (:func:`raise_first_problem`).
+sizes, EXIF orientation, boxes, empty masks); training's preflight raises the first
+(:func:`raise_first_problem`).
 """
 
 from __future__ import annotations
@@ -199,11 +200,12 @@ def _add_annotation(index: CocoIndex, i: int, a: Any) -> None:
 
 
 def check_instance_dataset(root: str | os.PathLike, splits: list[str] | None = None,
-                           max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Problem]:
+                           max_pixels: int = DEFAULT_MAX_PIXELS, decode: bool = False) -> list[Problem]:
     """Scan an instance dataset (COCO JSON and/or mask folders) and return every problem found.
 
     ``splits=None`` checks every split that has ``annotations/instances_<split>.json`` or ``masks/<split>/``.
-    An empty list means the dataset loads cleanly.
+    ``decode`` also decodes every image (finds truncated files; headers only otherwise). An empty list means
+    the dataset loads cleanly.
     """
     root = Path(root)
     if splits is None:
@@ -224,9 +226,9 @@ def check_instance_dataset(root: str | os.PathLike, splits: list[str] | None = N
                 problems.append(Problem(root, f"split {split!r} has neither annotations/instances_{split}.json "
                                         f"nor masks/{split}/", "add one of them or drop the split"))
             if coco:
-                problems += check_coco_split(root, split, max_pixels)
+                problems += check_coco_split(root, split, max_pixels, decode)
             if masks:
-                problems += _check_mask_folder(root, split, max_pixels)
+                problems += _check_mask_folder(root, split, max_pixels, decode)
     return problems
 
 
@@ -238,7 +240,7 @@ def raise_first_problem(problems: list[Problem], root: Path) -> None:
                         f"{p.problem} (fix: {p.fix}). `seglab data check --task instance {root}` lists all.")
 
 
-def check_coco_split(root: Path, split: str, max_pixels: int) -> list[Problem]:
+def check_coco_split(root: Path, split: str, max_pixels: int, decode: bool = False) -> list[Problem]:
     """Every problem of ``annotations/instances_<split>.json`` and the images it lists."""
     path, images_dir = root / "annotations" / f"instances_{split}.json", root / "images" / split
     try:
@@ -249,17 +251,18 @@ def check_coco_split(root: Path, split: str, max_pixels: int) -> list[Problem]:
     out = list(index.problems)
     with pil_pixel_limit(None):
         for iid, im in index.images.items():
-            out += _check_coco_image(path, images_dir / im["file_name"], iid, im, max_pixels)
+            out += _check_coco_image(path, images_dir / im["file_name"], iid, im, max_pixels, decode)
     for i, a in index.annotations:
         out += _check_annotation(path, i, a, index.images[a["image_id"]])
     return out
 
 
-def _check_coco_image(path: Path, file: Path, iid: int, im: dict, max_pixels: int) -> list[Problem]:
+def _check_coco_image(path: Path, file: Path, iid: int, im: dict, max_pixels: int,
+                      decode: bool) -> list[Problem]:
     if not file.is_file():
         return [Problem(file, f"image listed in {path.name} (id {iid}) is missing on disk",
                         f"add the file under {file.parent} or remove its entry")]
-    report = inspect_image(file, False, max_pixels)
+    report = inspect_image(file, decode, max_pixels)
     out = [Problem(file, problem, fix) for problem, fix in report.findings]
     size = (im["width"], im["height"])
     if report.size and report.size != size:
@@ -294,7 +297,7 @@ def _check_annotation(path: Path, i: int, a: dict, im: dict) -> list[Problem]:
     return out
 
 
-def _check_mask_folder(root: Path, split: str, max_pixels: int) -> list[Problem]:
+def _check_mask_folder(root: Path, split: str, max_pixels: int, decode: bool) -> list[Problem]:
     images = list_split(root / "images" / split)
     found = pair_by_stem(images, list_split(root / "masks" / split, LABEL_EXTS))
     out = [Problem(p, "two images share this stem", "keep one file per stem")
@@ -309,7 +312,7 @@ def _check_mask_folder(root: Path, split: str, max_pixels: int) -> list[Problem]
     out += [Problem(m, "mask has no image", f"add images/{split}/{m.stem}.<ext> or remove the mask")
             for m in found.orphans]
     for image, m in found.pairs:
-        report = inspect_image(image, False, max_pixels)
+        report = inspect_image(image, decode, max_pixels)
         out += [Problem(image, problem, fix) for problem, fix in report.findings]
         try:
             ids = read_label(m)

@@ -13,13 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from seglab.data.checks import check_dataset, summarize_problems
-from seglab.data.io import read_label
+from seglab.data.instance_checks import check_instance_dataset, raise_first_problem
+from seglab.data.io import DEFAULT_MAX_PIXELS, read_label
 from seglab.data.layout import CLASSES_FILE, PALETTE_FILE, list_split
 from seglab.errors import DataError
 
@@ -32,7 +34,9 @@ def cache_dir() -> Path:
 
 
 def _fingerprint(root: Path, split: str, settings: list) -> str:
+    masks = root / "masks" / split
     files = [*list_split(root / "images" / split), *list_split(root / "labels" / split),
+             *(sorted(masks.iterdir()) if masks.is_dir() else []), root / "annotations" / f"instances_{split}.json",
              root / CLASSES_FILE, root / PALETTE_FILE]
     stats = []
     for f in files:
@@ -54,6 +58,19 @@ def labelled_pixels(labels: list[Path], ignore_index: int, workers: int | None =
         return sum(pool.map(count, labels))
 
 
+def _remembered(root: Path, split: str, settings: list, scan: Callable[[], None]) -> None:
+    """Run ``scan`` (which raises on a problem) unless it passed before on the same files and settings."""
+    stamp = cache_dir() / "preflight" / f"{_fingerprint(root, split, settings)}.ok"
+    if stamp.is_file():
+        return
+    scan()
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(f"{root} {split}\n")
+    except OSError:
+        pass  # no cache (read-only home): the next run scans again
+
+
 def preflight(root: str | os.PathLike, split: str, num_classes: int | None, ignore_index: int,
               max_pixels: int) -> None:
     """Refuse a split the doctor finds a problem in (every file decoded) or whose labels are all ignore.
@@ -62,10 +79,26 @@ def preflight(root: str | os.PathLike, split: str, num_classes: int | None, igno
         DataError: the problems (first ten) and the ``seglab data check`` command for the full report.
     """
     root = Path(root)
-    key = _fingerprint(root, split, [num_classes, ignore_index, max_pixels])
-    stamp = cache_dir() / "preflight" / f"{key}.ok"
-    if stamp.is_file():
-        return
+    _remembered(root, split, ["semantic", num_classes, ignore_index, max_pixels],
+                lambda: _scan_semantic(root, split, num_classes, ignore_index, max_pixels))
+
+
+def preflight_instances(root: str | os.PathLike, split: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """The instance doctor on one split with every image decoded (COCO or mask folder), remembered like
+    :func:`preflight`.
+
+    Raises:
+        DataError: the first problem and the ``seglab data check --task instance`` command.
+    """
+    root = Path(root)
+
+    def scan() -> None:
+        raise_first_problem(check_instance_dataset(root, [split], max_pixels, decode=True), root)
+
+    _remembered(root, split, ["instance", max_pixels], scan)
+
+
+def _scan_semantic(root: Path, split: str, num_classes: int | None, ignore_index: int, max_pixels: int) -> None:
     problems = check_dataset(root, splits=[split], num_classes=num_classes, ignore_index=ignore_index,
                              max_pixels=max_pixels, fast=False)
     if problems:
@@ -78,8 +111,3 @@ def preflight(root: str | os.PathLike, split: str, num_classes: int | None, igno
         raise DataError(f"{root / 'labels' / split}: every pixel of every label is the ignore value {ignore_index}, "
                         "so there is nothing to learn from or score. Check the labels (or --ignore-index: the "
                         "value that marks unlabelled pixels).")
-    try:
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(f"{root} {split}\n")
-    except OSError:
-        pass  # no cache (read-only home): the next run scans again
