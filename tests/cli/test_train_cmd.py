@@ -61,3 +61,37 @@ def test_cli_flags_reach_the_config(monkeypatch, tmp_path: Path) -> None:
     seen.clear()
     assert main(["train", "--data", "d"]) == 0
     assert seen[0].train.monitor is None and seen[0].train.resume is False  # left to the task
+
+
+def test_help_shows_defaults_and_switches_take_no_value(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    lines = {line.split()[1]: line for line in text.splitlines() if line.startswith("│ --")}
+    assert "(default 0.001)" in lines["--lr"] and "(default adamw)" in lines["--optimizer"]
+    assert "sgd | adam | adamw" in lines["--optimizer"] and "(default 20)" in lines["--epochs"]
+    assert "chosen for the data and device" in lines["--model"]
+    for switch in ("--resume", "--compile", "--tb", "--print-config"):
+        assert "<bool>" not in lines[switch], lines[switch]
+
+
+def test_print_config_is_a_dry_run(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from seglab.config import RunConfig, config_from_dict
+
+    assert main(["train", "--data", "somewhere", "--lr", "0.02", "--model-opt", "base_channels=8",
+                 "--out", str(tmp_path / "never"), "--print-config"]) == 0
+    cfg = config_from_dict(yaml.safe_load(capsys.readouterr().out), RunConfig())
+    assert cfg.train.lr == 0.02 and cfg.data.root == "somewhere" and cfg.model.options == {"base_channels": 8}
+    assert not (tmp_path / "never").exists()
+
+
+def test_seglab_config_writes_a_file_train_reads(tmp_path: Path, capsys) -> None:
+    from seglab.config import load_config
+
+    assert main(["config", "--model", "deeplabv3plus", "--out", str(tmp_path / "c.yaml")]) == 0
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.model.name == "deeplabv3plus" and cfg.model.options["output_stride"] == 16
+    assert main(["config"]) == 0 and "model.name null" in capsys.readouterr().out
+    assert main(["config", "--model", "unett"]) == 2 and "Did you mean 'unet'" in capsys.readouterr().err

@@ -22,11 +22,28 @@ from seglab.config import (
 # named differently from their key are listed here. A new flag is one typer parameter below (+ a line
 # here if it is renamed); the CLI never repeats a default or a list of choices kept in seglab.config.
 RENAMED = {"data": ("data", "root"), "model": ("model", "name")}
-NOT_CONFIG = ("config", "model_opt", "set_")  # parameters that are not config keys
+NOT_CONFIG = ("config", "model_opt", "set_", "print_config")  # parameters that are not config keys
 
 
-def _one_of(section: str, key: str, note: str = "") -> str:
-    return " | ".join(choices(section, key)) + (f" ({note})" if note else "")
+def _default(name: str) -> str:
+    section, key = RENAMED.get(name) or (section_of(name), name)
+    value = getattr(getattr(RunConfig(), section), key)
+    if isinstance(value, bool) or value is None:
+        return f"(default {'on' if value else 'off' if value is False else 'unset'})"
+    return f"(default {','.join(map(str, value)) if isinstance(value, list) else value})"
+
+
+def _opt(name: str, help: str = "", default_note: str | None = None, **kw: Any) -> Any:
+    """A config flag: unset unless given (so a --config file's value stands), its default shown in --help."""
+    section, key = RENAMED.get(name) or (section_of(name), name)
+    one_of = " | ".join(choices(section, key))
+    text = " ".join(t for t in (help, f"One of: {one_of}." if one_of else "", default_note or _default(name)) if t)
+    return typer.Option(None, f"--{name.replace('_', '-')}", help=text, **kw)
+
+
+def _switch(name: str, help: str) -> Any:
+    """An on/off flag (no value): off unless given."""
+    return typer.Option(False, f"--{name.replace('_', '-')}", help=help, metavar="")
 
 
 def flag_updates(flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -64,53 +81,83 @@ def given_flags(ctx: typer.Context) -> dict[str, Any]:
 @app.command()
 def train(
     ctx: typer.Context,
-    data: str | None = typer.Option(None, "--data", help="Dataset folder (images/, labels/)."),
-    model: str | None = typer.Option(None, "--model", help="Registered model name (see `seglab models`)."),
-    config: Path | None = typer.Option(None, "--config", help="YAML config; flags override it."),
-    out: str | None = typer.Option(None, "--out", help=f"Run directory (default {RunConfig().train.out})."),
-    epochs: int | None = typer.Option(None, "--epochs"),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per process per step."),
-    lr: float | None = typer.Option(None, "--lr"),
-    optimizer: str | None = typer.Option(None, "--optimizer", help=_one_of("train", "optimizer")),
-    schedule: str | None = typer.Option(None, "--schedule", help=_one_of("train", "schedule")),
-    warmup_epochs: float | None = typer.Option(None, "--warmup-epochs"),
-    weight_decay: float | None = typer.Option(None, "--weight-decay"),
-    loss: str | None = typer.Option(None, "--loss", help="e.g. ce, wce, ce+dice, 0.5*ce+1.0*dice, focal"),
-    class_weights: str | None = typer.Option(None, "--class-weights", help="Comma-separated, one per class."),
-    precision: str | None = typer.Option(None, "--precision", help=_one_of("train", "precision", "fp16: CUDA only")),
-    accum: int | None = typer.Option(None, "--accum", help="Gradient accumulation steps."),
-    clip_grad: float | None = typer.Option(None, "--clip-grad", help="Max gradient norm."),
-    ema: float | None = typer.Option(None, "--ema", help="EMA decay of weights, e.g. 0.999 (0 = off)."),
-    seed: int | None = typer.Option(None, "--seed"),
-    save_every: int | None = typer.Option(None, "--save-every", help="Also checkpoint every N steps."),
-    workers: int | None = typer.Option(None, "--workers", help="DataLoader worker processes."),
-    crop_size: int | None = typer.Option(None, "--crop-size"),
-    num_classes: int | None = typer.Option(None, "--num-classes"),
-    in_channels: int | None = typer.Option(None, "--in-channels", help="1 keeps grayscale images 1-channel."),
-    ignore_index: int | None = typer.Option(None, "--ignore-index"),
-    sampler: str | None = typer.Option(None, "--sampler", help=_one_of("data", "sampler", "balanced: repeat-factor")),
-    early_stop: int | None = typer.Option(None, "--early-stop", help="Stop after N evals without improvement."),
-    monitor: str | None = typer.Option(None, "--monitor", help="Metric for best.pt (default: mean_iou; mask_AP "
-                                       "for instance models; or val_loss, box_AP, ...)."),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (its config.yaml, last.pt); "
-                                "only --epochs, --workers, --device and logging flags may change."),
-    allow_ignore_class: bool = typer.Option(False, "--allow-ignore-class", help="Let --ignore-index name a real "
-                                            "class (its pixels are then never trained on)."),
-    channels_last: bool = typer.Option(False, "--channels-last"),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-    grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing"),
-    skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip steps whose loss is NaN/Inf."),
-    tb: bool = typer.Option(False, "--tb", help="Also log to TensorBoard (extra 'tb')."),
-    sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm under DDP."),
-    model_opt: list[str] = typer.Option([], "--model-opt", help="Model option name=value (repeatable)."),
-    set_: list[str] = typer.Option([], "--set", help="Any config key: section.key=value (repeatable)."),
+    data: str | None = _opt("data", "Dataset folder (images/ + labels/, or COCO / instance masks).", "(required)"),
+    model: str | None = _opt("model", "Registered model (`seglab models`).", "(default: chosen for the data and "
+                             "device and printed: a 1.9 M-parameter U-Net on a CPU)"),
+    config: Path | None = typer.Option(None, "--config", help="YAML config (`seglab config`); flags override it."),
+    out: str | None = _opt("out", "Run directory; taken means the next free name (runs/exp2)."),
+    epochs: int | None = _opt("epochs"),
+    batch_size: int | None = _opt("batch_size", "Images per process per step."),
+    lr: float | None = _opt("lr", "Learning rate."),
+    optimizer: str | None = _opt("optimizer"),
+    schedule: str | None = _opt("schedule"),
+    warmup_epochs: float | None = _opt("warmup_epochs"),
+    weight_decay: float | None = _opt("weight_decay"),
+    loss: str | None = _opt("loss", "e.g. ce, wce, ce+dice, 0.5*ce+1.0*dice, focal."),
+    class_weights: str | None = _opt("class_weights", "Comma-separated, one per class."),
+    precision: str | None = _opt("precision", "fp16 is CUDA only."),
+    accum: int | None = _opt("accum", "Gradient accumulation steps."),
+    clip_grad: float | None = _opt("clip_grad", "Max gradient norm."),
+    ema: float | None = _opt("ema", "EMA decay of the weights, e.g. 0.999 (0 = off)."),
+    seed: int | None = _opt("seed"),
+    save_every: int | None = _opt("save_every", "Also checkpoint every N steps (0 = each epoch only)."),
+    workers: int | None = _opt("workers", "DataLoader worker processes."),
+    crop_size: int | None = _opt("crop_size", "Training crop side in px."),
+    num_classes: int | None = _opt("num_classes", "", "(default: classes.txt, else the largest label + 1)"),
+    in_channels: int | None = _opt("in_channels", "1 keeps grayscale images 1-channel."),
+    ignore_index: int | None = _opt("ignore_index", "Label value left out of loss and metrics."),
+    sampler: str | None = _opt("sampler", "balanced: repeat-factor sampling of rare classes."),
+    early_stop: int | None = _opt("early_stop", "Stop after N evaluations without improvement (0 = never)."),
+    monitor: str | None = _opt("monitor", "Metric best.pt follows.", "(default mean_iou; mask_AP for instance "
+                               "models)"),
+    device: str | None = _opt("device", "auto | cpu | cuda | cuda:N."),
+    resume: bool = _switch("resume", "Continue the run in --out from its config.yaml and last.pt; only --epochs, "
+                           "--workers, --device and logging flags may change."),
+    allow_ignore_class: bool = _switch("allow_ignore_class", "Let --ignore-index name a real class (its pixels "
+                                       "are then never trained on)."),
+    channels_last: bool = _switch("channels_last", "channels_last memory format."),
+    compile: bool = _switch("compile", "torch.compile the model."),
+    grad_checkpointing: bool = _switch("grad_checkpointing", "Recompute activations to save memory."),
+    skip_nonfinite: bool = _switch("skip_nonfinite", "Skip steps whose loss is NaN/Inf."),
+    tb: bool = _switch("tb", "Also log to TensorBoard (extra 'tb')."),
+    sync_bn: bool = _switch("sync_bn", "SyncBatchNorm under DDP."),
+    model_opt: list[str] = typer.Option([], "--model-opt", metavar="NAME=VALUE", help="Model option (repeatable; "
+                                        "`seglab models` lists them)."),
+    set_: list[str] = typer.Option([], "--set", metavar="SECTION.KEY=VALUE", help="Any config key (repeatable)."),
+    print_config: bool = typer.Option(False, "--print-config", metavar="", help="Print the complete config this "
+                                      "command would train with, and exit (a dry run)."),
 ) -> None:
     """Train a model; writes config.yaml, metrics.csv, last.pt, best.pt, plots and report.md to --out."""
     cfg = build_config(config, given_flags(ctx), model_opt, set_)
+    if print_config:
+        typer.echo(cfg.to_yaml(), nl=False)
+        return
     from seglab.engine.trainer import train as run_training
 
     run_training(cfg)
+
+
+@app.command("config")
+def config_cmd(
+    model: str | None = typer.Option(None, "--model", help="Fill in this model's options and their defaults."),
+    out: Path | None = typer.Option(None, "--out", help="Write the YAML here instead of printing it."),
+) -> None:
+    """The complete default config as YAML: edit it and pass it to `seglab train --config FILE`."""
+    from seglab.fileio import atomic_write_text, check_output_path
+    from seglab.models.registry import get_entry
+
+    cfg = RunConfig()
+    if model is not None:
+        options = {k: v for k, v in get_entry(model).options().items() if k != "in_channels"}
+        cfg = config_from_dict({"model": {"name": model, "options": options}})
+    text = ("# seglab run config: `seglab train --config FILE` (flags given there override these values).\n"
+            "# model.name null: chosen for the data and device when training starts.\n" + cfg.to_yaml())
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    check_output_path(out)
+    atomic_write_text(out, text)
+    console.print(f"wrote {out}", highlight=False)
 
 
 @app.command()

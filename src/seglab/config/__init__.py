@@ -25,8 +25,8 @@ from seglab.config.values import check_rule, coerce_value, did_you_mean, validat
 from seglab.errors import ConfigError
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "SECTIONS", "apply_overrides", "choices",
-           "coerce_value", "config_from_dict", "did_you_mean", "load_config", "parse_options", "section_of",
-           "validate"]
+           "check_config", "coerce_value", "config_from_dict", "did_you_mean", "load_config", "parse_options",
+           "section_of", "validate"]
 
 Schedule = Literal["cosine", "poly", "step", "multistep", "plateau", "constant"]
 Optimizer = Literal["sgd", "adam", "adamw"]
@@ -62,7 +62,7 @@ class DataConfig:
 class ModelConfig:
     """Which registered model and its options (passed to ``build_model``)."""
 
-    name: str = "unet"
+    name: str | None = None  # None: chosen for the data and device when training starts (the run says which)
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -127,6 +127,15 @@ class RunConfig:
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def check_config(cfg: RunConfig) -> RunConfig:
+    """Every value of ``cfg`` checked as if it had been read from YAML (for configs built in Python)."""
+    for section, cls in SECTIONS.items():
+        obj = getattr(cfg, section)
+        for key, tp in typing.get_type_hints(cls).items():
+            check_rule(f"{section}.{key}", coerce_value(f"{section}.{key}", getattr(obj, key), tp))
+    return validate(cfg)
 
 
 def section_of(key: str) -> str:

@@ -6,8 +6,10 @@ and benchmarks can build one part without a whole config.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,6 +45,35 @@ def _instance(cfg: RunConfig) -> Task:
 
 # registry task name (``register_model(..., task=...)``) -> the task built from a run config
 TASK_BUILDERS: dict[str, Callable[[RunConfig], Task]] = {"semantic": _semantic, "instance": _instance}
+
+
+def resolve_model(cfg: RunConfig, device: torch.device) -> tuple[RunConfig, str | None]:
+    """``cfg`` with a model chosen for the data and the device when ``model.name`` is unset, and the reason.
+
+    A forgotten ``--model`` must not mean the 31 M-parameter classic U-Net on a laptop CPU. The choice is
+    written to config.yaml like any other value; ``--model-opt`` values still apply to it.
+    """
+    if cfg.model.name is not None:
+        return cfg, None
+    root = Path(cfg.data.root)
+    if not (root / "labels").is_dir() and any((root / d).is_dir() for d in ("annotations", "masks")):
+        name, options, why = "maskrcnn_resnet18_fpn", {}, "instance data (COCO, mask folders): the smallest Mask R-CNN"
+    elif device.type == "cuda":
+        name, options, why = "unet", {"base_channels": 32}, "a GPU: U-Net of width 32 (7.8 M parameters)"
+    else:
+        name, options, why = "unet", {"base_channels": 16}, ("a CPU: U-Net of width 16 (1.9 M parameters) trains "
+                                                           "in minutes")
+    model = dataclasses.replace(cfg.model, name=name, options={**options, **cfg.model.options})
+    given = ", ".join(f"{k}={v}" for k, v in model.options.items())
+    return dataclasses.replace(cfg, model=model), (f"no --model given, so {name}" + (f" ({given})" if given else "")
+                                                    + f" for {why}; pass --model (see `seglab models`) to choose")
+
+
+def resolve_monitor(cfg: RunConfig, default: str) -> RunConfig:
+    """``cfg`` with ``train.monitor`` set to ``default`` when the user chose none (a copy; ``cfg`` is kept)."""
+    if cfg.train.monitor is not None:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, monitor=default))
 
 
 def build_task(cfg: RunConfig) -> Task:

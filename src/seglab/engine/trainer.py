@@ -24,10 +24,10 @@ import torch
 
 from seglab import distributed as D
 from seglab.checkpoint import save_checkpoint
-from seglab.config import RunConfig, did_you_mean
+from seglab.config import RunConfig, check_config, did_you_mean
+from seglab.engine import build as B
 from seglab.engine import hooks as H
 from seglab.engine import reporting as R
-from seglab.engine.build import build_ema, build_loaders, build_model, build_optimizer, build_task
 from seglab.engine.precision import resolve_precision
 from seglab.engine.rundir import fresh_run_dir, own_run_dir, read_resume_checkpoint
 from seglab.engine.safety import (
@@ -57,17 +57,13 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         if not cfg.train.resume:
             out = fresh_run_dir(cfg.train.out)
             D.barrier()  # every rank chose the name before rank 0 creates the folder
+            if dist.is_main and str(out) != cfg.train.out:
+                R.log(f"{cfg.train.out} holds an earlier run, so this one goes to {out} (continue that one with "
+                      f"`seglab train --resume --out {cfg.train.out}`)")
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out=str(out)))
         return Trainer(cfg, dist).fit()
     finally:
         D.cleanup()
-
-
-def resolve_monitor(cfg: RunConfig, default: str) -> RunConfig:
-    """``cfg`` with ``train.monitor`` set to ``default`` when the user chose none (a copy; ``cfg`` is kept)."""
-    if cfg.train.monitor is not None:
-        return cfg
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, monitor=default))
 
 
 class Trainer:
@@ -78,36 +74,36 @@ class Trainer:
     """
 
     def __init__(self, cfg: RunConfig, dist: D.DistInfo | None = None) -> None:
-        t = cfg.train
-        if t.accum < 1 or t.batch_size < 1 or t.epochs < 1:
-            raise ConfigError("train.accum, train.batch_size and train.epochs must be >= 1.")
+        check_config(cfg)  # a config built in Python gets the checks a YAML file or the flags get
         self.dist = dist or D.DistInfo()
         self.device = self.dist.device
+        cfg, self.model_note = B.resolve_model(cfg, self.device)
+        t = cfg.train
         self.out = Path(t.out)
         self.precision = resolve_precision(t.precision, self.device)
         seed_everything(t.seed)
-        self.task = build_task(cfg)
+        self.task = B.build_task(cfg)
         # The run's config, as config.yaml and every checkpoint show it: with the monitor actually used.
-        self.cfg = resolve_monitor(cfg, self.task.default_monitor)
+        self.cfg = B.resolve_monitor(cfg, self.task.default_monitor)
         self.t, self.monitor = self.cfg.train, self.cfg.train.monitor
         if self.monitor not in self.task.monitors:
             raise ConfigError(f"--monitor {self.monitor!r} is not a metric of {self.task.name} training."
                               f"{did_you_mean(self.monitor, self.task.monitors)} Choose one of: "
                               f"{', '.join(self.task.monitors)}.")
-        built = build_model(cfg.model.name, self.task.num_classes, cfg.model.options, cfg.data.in_channels,
+        built = B.build_model(cfg.model.name, self.task.num_classes, cfg.model.options, cfg.data.in_channels,
                             self.dist, grad_checkpointing=t.grad_checkpointing, sync_bn=t.sync_bn,
                             channels_last=t.channels_last, compile=t.compile)
         self.raw_model, self.model, self.model_spec = built.raw, built.model, built.spec
-        loaders = build_loaders(self.task, self.dist, t.batch_size, cfg.data.workers, t.seed,
+        loaders = B.build_loaders(self.task, self.dist, t.batch_size, cfg.data.workers, t.seed,
                                 balanced=cfg.data.sampler == "balanced")
         self.sampler, self.train_loader, self.val_loader = loaders.sampler, loaders.train, loaders.val
-        self.optimizer = build_optimizer(self.raw_model, t.optimizer, t.lr, t.weight_decay, t.momentum, t.nesterov)
+        self.optimizer = B.build_optimizer(self.raw_model, t.optimizer, t.lr, t.weight_decay, t.momentum, t.nesterov)
         self.steps_per_epoch = max(1, len(self.train_loader) // t.accum)
         self.schedule = LRSchedule(
             self.optimizer, t.schedule, self.steps_per_epoch * t.epochs, self.steps_per_epoch, t.warmup_epochs,
             t.min_lr_ratio, t.poly_power, t.milestones, t.gamma, t.plateau_patience, t.plateau_factor,
             H.monitor_mode(self.monitor))
-        self.ema = build_ema(self.raw_model, t.ema)
+        self.ema = B.build_ema(self.raw_model, t.ema)
         self.criterion = self.task.criterion().to(self.device)
         self.state, self.record = TrainState(), EpochRecord()
         self.stop, self.summary, self.started = False, None, time.perf_counter()
@@ -128,7 +124,8 @@ class Trainer:
             header = (f"[bold]seglab train[/] {c.model.name} on {c.data.root}: {len(task.train_set)} train / "
                       f"{len(task.val_set)} val images, {task.num_classes} classes, {self.steps_per_epoch} "
                       f"steps/epoch x {t.epochs} epochs, {t.precision} on {self.device}"
-                      + (f" x{self.dist.world_size} processes" if self.dist.distributed else "") + f" -> {self.out}")
+                      + (f" x{self.dist.world_size} processes" if self.dist.distributed else "") + f" -> {self.out}"
+                      + (f"\n{self.model_note}" if self.model_note else ""))
             setup = (f"loss `{t.loss}`, optimizer {t.optimizer} lr {t.lr}, schedule {t.schedule}, precision "
                      f"{t.precision}, batch {t.batch_size} x accum {t.accum}, sampler {c.data.sampler}.")
             hooks = [R.ProgressBar(t.epochs, len(self.train_loader), t.accum), *hooks,
