@@ -1,26 +1,37 @@
 # Two commands: `make demo` and `make test`. Both create .venv on first use.
+# `make demo` installs seglab alone (what the demo needs); `make test` adds the dev and export extras.
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu installs the CPU-only torch wheels first (much smaller).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+BASE := $(VENV)/.installed-base
+FULL := $(VENV)/.installed-dev
+TORCH_INDEX ?=
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
-	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev,export]'
-	touch $(STAMP)
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(BIN)/pip install --quiet torch torchvision --index-url $(TORCH_INDEX))
 
-demo: $(STAMP)
+$(BASE): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(BASE)
+
+$(FULL): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,export]'
+	touch $(FULL) $(BASE)
+
+demo: $(BASE)
 	$(BIN)/seglab demo
 
-test: $(STAMP)
+test: $(FULL)
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: $(FULL)
 	$(BIN)/ruff check src tests benchmarks
 
-bench: $(STAMP)
+bench: $(FULL)
 	$(BIN)/python benchmarks/run.py
 
 clean:

@@ -73,3 +73,21 @@ def test_instance_evaluate_same_numbers_on_two_ddp_processes(instance_run, tmp_p
     assert a["mask_AP"] == pytest.approx(b["mask_AP"], abs=1e-9) and a["per_class"] == b["per_class"]
     d1, d2 = (json.loads((tmp_path / f"d{i}.json").read_text()) for i in (1, 2))
     assert sorted(d["image_id"] for d in d1) == sorted(d["image_id"] for d in d2)  # every image once, ids kept
+
+
+def test_messages_blame_the_checkpoint_not_a_flag_never_given(semantic_run, tmp_path, capsys) -> None:
+    import shutil
+
+    data = shutil.copytree(semantic_run["data"], tmp_path / "data")
+    (data / "classes.txt").write_text("a\nb\nc\nd\n")  # the checkpoint was trained for 3 classes
+    assert main(["evaluate", str(semantic_run["run"]), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "names 4 classes but the checkpoint" in err and "--num-classes is" not in err
+
+
+def test_evaluate_prints_fractions_like_training(semantic_run, capsys) -> None:
+    import re
+
+    assert main(["evaluate", str(semantic_run["run"]), "--data", str(semantic_run["data"])]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "mIoU" in line)
+    assert re.search(r"\b0\.\d{4}\b|\b1\.0000\b", row), row

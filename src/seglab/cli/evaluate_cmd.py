@@ -53,6 +53,10 @@ def evaluate(
         if not dist.is_main:
             return
         RENDERERS[info.task](result.metrics, info, f"{info.path} on {data} ({split}, {result.num_images} images)")
+        precision = (info.config.get("train") or {}).get("precision", "fp32")
+        if precision != "fp32":  # the training log's validation numbers came from the autocast model
+            console.print(f"Metrics are fractions (0-1), computed in fp32; the run's own validation used {precision} "
+                          "autocast, so its numbers can differ in the last digits.", highlight=False)
         if json_out is not None:
             atomic_write_text(json_out, json.dumps(result.record(), indent=2) + "\n")
             console.print(f"metrics written to {json_out}")
@@ -69,13 +73,13 @@ def _print_semantic(metrics: dict[str, Any], info: Any, title: str) -> None:
     summary.add_column("value", justify="right")
     for key, label in (("pixel_accuracy", "pixel accuracy"), ("mean_accuracy", "mean accuracy"),
                        ("mean_iou", "mIoU"), ("mean_dice", "mean Dice"), ("fw_iou", "fwIoU")):
-        summary.add_row(label, pct(metrics.get(key)))
+        summary.add_row(label, frac(metrics.get(key)))
     console.print(summary)
     per_class = Table(show_header=True)
     for col in ("class", "IoU", "Dice", "accuracy"):
         per_class.add_column(col, justify="left" if col == "class" else "right")
     for i, name in enumerate(info.classes):
-        per_class.add_row(name, *(pct(_at(metrics.get(k), i)) for k in
+        per_class.add_row(name, *(frac(_at(metrics.get(k), i)) for k in
                                   ("per_class_iou", "per_class_dice", "per_class_accuracy")))
     console.print(per_class)
 
@@ -88,13 +92,13 @@ def _print_instance(metrics: dict[str, Any], info: Any, title: str) -> None:
     for col in ("metric", "mask", "box"):
         summary.add_column(col, justify="left" if col == "metric" else "right")
     for key in STAT_KEYS:
-        summary.add_row(key, pct(metrics.get(f"mask_{key}")), pct(metrics.get(f"box_{key}")))
+        summary.add_row(key, frac(metrics.get(f"mask_{key}")), frac(metrics.get(f"box_{key}")))
     console.print(summary)
     per_class = Table(show_header=True)
     for col in ("class", "mask AP", "box AP"):
         per_class.add_column(col, justify="left" if col == "class" else "right")
     for name, cat in zip(info.classes[1:], info.cat_ids[1:], strict=True):
-        per_class.add_row(name, *(pct(metrics[f"{kind}_per_class_AP"].get(cat)) for kind in ("mask", "box")))
+        per_class.add_row(name, *(frac(metrics[f"{kind}_per_class_AP"].get(cat)) for kind in ("mask", "box")))
     console.print(per_class)
 
 
@@ -120,8 +124,8 @@ def _at(values: Any, i: int) -> Any:
     return values[i] if values is not None and i < len(values) else None
 
 
-def pct(v: Any) -> str:
-    """A fraction as a percentage with two decimals; ``-`` for undefined (None / NaN)."""
+def frac(v: Any) -> str:
+    """A fraction (0-1) with four decimals, as training prints it; ``-`` for undefined (None / NaN)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    return f"{100 * float(v):.2f}"
+    return f"{float(v):.4f}"

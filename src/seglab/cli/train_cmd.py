@@ -13,20 +13,19 @@ from seglab.config import (
     apply_overrides,
     choices,
     config_from_dict,
+    flag_updates,
+    key_of,
     load_config,
     parse_options,
-    section_of,
 )
 
-# A flag sets the config key of its own name, in the one section that has it (`section_of`); only flags
-# named differently from their key are listed here. A new flag is one typer parameter below (+ a line
-# here if it is renamed); the CLI never repeats a default or a list of choices kept in seglab.config.
-RENAMED = {"data": ("data", "root"), "model": ("model", "name")}
+# A flag sets the config key of its own name (`seglab.config.key_of`: renamed ones are listed there). A new flag
+# is one typer parameter below; the CLI never repeats a default or a list of choices kept in seglab.config.
 NOT_CONFIG = ("config", "model_opt", "set_", "print_config")  # parameters that are not config keys
 
 
 def _default(name: str) -> str:
-    section, key = RENAMED.get(name) or (section_of(name), name)
+    section, key = key_of(name)
     value = getattr(getattr(RunConfig(), section), key)
     if isinstance(value, bool) or value is None:
         return f"(default {'on' if value else 'off' if value is False else 'unset'})"
@@ -35,7 +34,7 @@ def _default(name: str) -> str:
 
 def _opt(name: str, help: str = "", default_note: str | None = None, **kw: Any) -> Any:
     """A config flag: unset unless given (so a --config file's value stands), its default shown in --help."""
-    section, key = RENAMED.get(name) or (section_of(name), name)
+    section, key = key_of(name)
     one_of = " | ".join(choices(section, key))
     text = " ".join(t for t in (help, f"One of: {one_of}." if one_of else "", default_note or _default(name)) if t)
     return typer.Option(None, f"--{name.replace('_', '-')}", help=text, **kw)
@@ -44,15 +43,6 @@ def _opt(name: str, help: str = "", default_note: str | None = None, **kw: Any) 
 def _switch(name: str, help: str) -> Any:
     """An on/off flag (no value): off unless given."""
     return typer.Option(False, f"--{name.replace('_', '-')}", help=help, metavar="")
-
-
-def flag_updates(flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{section: {key: value}}`` for the flags the user gave (parameter name -> value)."""
-    updates: dict[str, dict[str, Any]] = {}
-    for name, value in flags.items():
-        section, key = RENAMED.get(name) or (section_of(name), name)
-        updates.setdefault(section, {})[key] = value
-    return updates
 
 
 def build_config(config: Path | None, flags: dict[str, Any], model_opts: list[str], sets: list[str]) -> RunConfig:

@@ -25,8 +25,8 @@ from seglab.config.values import check_rule, coerce_value, did_you_mean, validat
 from seglab.errors import ConfigError
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "SECTIONS", "apply_overrides", "choices",
-           "check_config", "coerce_value", "config_from_dict", "did_you_mean", "load_config", "parse_options",
-           "section_of", "validate"]
+           "check_config", "coerce_value", "config_from_dict", "did_you_mean", "flag_updates", "key_of",
+           "load_config", "parse_options", "section_of", "validate"]
 
 Schedule = Literal["cosine", "poly", "step", "multistep", "plateau", "constant"]
 Optimizer = Literal["sgd", "adam", "adamw"]
@@ -136,6 +136,25 @@ def check_config(cfg: RunConfig) -> RunConfig:
         for key, tp in typing.get_type_hints(cls).items():
             check_rule(f"{section}.{key}", coerce_value(f"{section}.{key}", getattr(obj, key), tp))
     return validate(cfg)
+
+
+# Flag (and keyword) names that differ from their config key; every other name is its key in the one section
+# that has it (`section_of`).
+RENAMED = {"data": ("data", "root"), "model": ("model", "name"), "model_options": ("model", "options")}
+
+
+def key_of(name: str) -> tuple[str, str]:
+    """``(section, key)`` of a flag or keyword name: ``lr`` -> ``("train", "lr")``, ``data`` -> ``("data", "root")``."""
+    return RENAMED.get(name) or (section_of(name), name)
+
+
+def flag_updates(flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{section: {key: value}}`` for flags or keywords given by name (``{"lr": 0.1, "data": "d"}``)."""
+    updates: dict[str, dict[str, Any]] = {}
+    for name, value in flags.items():
+        section, key = key_of(name)
+        updates.setdefault(section, {})[key] = value
+    return updates
 
 
 def section_of(key: str) -> str:

@@ -82,8 +82,12 @@ def check_dataset(
     fast: bool = False,
     callback: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    classes_from: str = "--num-classes",
 ) -> list[Problem]:
     """Scan a semantic folder dataset and return every problem found (empty list: clean).
+
+    ``classes_from`` names where ``num_classes`` came from in messages (``--num-classes``, or e.g. "the
+    checkpoint best.pt"), so a message blames the source the user actually gave.
 
     Args:
         root: folder holding ``images/<split>/`` and ``labels/<split>/``.
@@ -102,8 +106,8 @@ def check_dataset(
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found. Pass the folder that holds images/ and labels/.")
     problems: list[Problem] = []
-    names = _check_layout_files(root, num_classes, problems)
-    k, source = (num_classes, "--num-classes") if num_classes is not None else (
+    names = _check_layout_files(root, num_classes, problems, classes_from)
+    k, source = (num_classes, classes_from) if num_classes is not None else (
         (len(names), CLASSES_FILE) if names is not None else (None, ""))
     scan = _Scan(root, k, source, ignore_index, max_pixels, fast, callback, problems=problems)
     splits = list(splits) if splits else _find_splits(root, problems)
@@ -122,7 +126,8 @@ def check_dataset(
     return scan.problems
 
 
-def _check_layout_files(root: Path, num_classes: int | None, problems: list[Problem]) -> list[str] | None:
+def _check_layout_files(root: Path, num_classes: int | None, problems: list[Problem],
+                        classes_from: str) -> list[str] | None:
     """Check ``classes.txt`` and ``palette.txt``; return the class names (None when absent or broken)."""
     names = None
     try:
@@ -130,8 +135,10 @@ def _check_layout_files(root: Path, num_classes: int | None, problems: list[Prob
     except DataError as e:
         problems.append(Problem(root / CLASSES_FILE, str(e).split(": ", 1)[-1], "one class name a line"))
     if names is not None and num_classes is not None and len(names) != num_classes:
-        problems.append(Problem(root / CLASSES_FILE, f"names {len(names)} classes but --num-classes is "
-                                f"{num_classes}", "make them agree: one line per class, line i = class i"))
+        given = (f"--num-classes is {num_classes}" if classes_from == "--num-classes" else
+                 f"{classes_from} was trained for {num_classes}")
+        problems.append(Problem(root / CLASSES_FILE, f"names {len(names)} classes but {given}",
+                                "make them agree: one line per class, line i = class i"))
     try:
         read_dataset_palette(root)
     except DataError as e:

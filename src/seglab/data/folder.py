@@ -44,6 +44,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
         num_classes: number of classes K; default ``len(classes.txt)`` when present, else unknown.
         check: run the preflight check (the full doctor, cached) when opening.
         max_pixels: refuse images larger than this (decompression-bomb guard).
+        classes_from: where ``num_classes`` came from, for messages (e.g. "the checkpoint best.pt").
 
     Raises:
         DataError: a missing split folder or (with ``check``) any problem the doctor finds.
@@ -59,6 +60,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
         num_classes: int | None = None,
         check: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        classes_from: str = "--num-classes",
     ) -> None:
         if in_channels not in (1, 3):
             raise ConfigError(f"in_channels must be 1 (gray) or 3 (RGB), got {in_channels}.")
@@ -71,7 +73,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
         self.ignore_index = ignore_index
         self.max_pixels = max_pixels
         if check:
-            self._run_doctor(num_classes)
+            preflight(self.root, self.split, num_classes, self.ignore_index, self.max_pixels, classes_from)
         names = read_classes(self.root)
         self.num_classes: int | None = num_classes if num_classes is not None else (
             len(names) if names is not None else None)
@@ -85,9 +87,6 @@ class SegmentationFolder(torch.utils.data.Dataset):
         self.palette: np.ndarray | None = read_dataset_palette(self.root)
         self.samples: list[tuple[Path, Path]] = self._pair()
         self.stems: list[str] = [img.stem for img, _ in self.samples]
-
-    def _run_doctor(self, num_classes: int | None) -> None:
-        preflight(self.root, self.split, num_classes, self.ignore_index, self.max_pixels)
 
     def _pair(self) -> list[tuple[Path, Path]]:
         image_dir, label_dir = self.root / "images" / self.split, self.root / "labels" / self.split

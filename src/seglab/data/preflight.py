@@ -72,7 +72,7 @@ def _remembered(root: Path, split: str, settings: list, scan: Callable[[], None]
 
 
 def preflight(root: str | os.PathLike, split: str, num_classes: int | None, ignore_index: int,
-              max_pixels: int) -> None:
+              max_pixels: int, classes_from: str = "--num-classes") -> None:
     """Refuse a split the doctor finds a problem in (every file decoded) or whose labels are all ignore.
 
     Raises:
@@ -80,7 +80,7 @@ def preflight(root: str | os.PathLike, split: str, num_classes: int | None, igno
     """
     root = Path(root)
     _remembered(root, split, ["semantic", num_classes, ignore_index, max_pixels],
-                lambda: _scan_semantic(root, split, num_classes, ignore_index, max_pixels))
+                lambda: _scan_semantic(root, split, num_classes, ignore_index, max_pixels, classes_from))
 
 
 def preflight_instances(root: str | os.PathLike, split: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
@@ -98,9 +98,10 @@ def preflight_instances(root: str | os.PathLike, split: str, max_pixels: int = D
     _remembered(root, split, ["instance", max_pixels], scan)
 
 
-def _scan_semantic(root: Path, split: str, num_classes: int | None, ignore_index: int, max_pixels: int) -> None:
+def _scan_semantic(root: Path, split: str, num_classes: int | None, ignore_index: int, max_pixels: int,
+                   classes_from: str) -> None:
     problems = check_dataset(root, splits=[split], num_classes=num_classes, ignore_index=ignore_index,
-                             max_pixels=max_pixels, fast=False)
+                             max_pixels=max_pixels, fast=False, classes_from=classes_from)
     if problems:
         flags = f" --split {split}" + (f" --num-classes {num_classes}" if num_classes else "")
         raise DataError(f"{root} (split '{split}') has {len(problems)} problem(s):\n"

@@ -24,7 +24,7 @@ import torch
 
 from seglab import distributed as D
 from seglab.checkpoint import save_checkpoint
-from seglab.config import RunConfig, check_config, did_you_mean
+from seglab.config import RunConfig, check_config, config_from_dict, did_you_mean, flag_updates
 from seglab.engine import build as B
 from seglab.engine import hooks as H
 from seglab.engine import reporting as R
@@ -46,12 +46,16 @@ class NonFiniteLossError(SeglabError):
     """The loss became NaN/Inf; the run stops before the bad update touches the weights."""
 
 
-def train(cfg: RunConfig) -> dict[str, Any]:
-    """Train as ``cfg`` says; returns the final summary (best metric, paths, last metrics).
+def train(cfg: RunConfig | None = None, **settings: Any) -> dict[str, Any]:
+    """Train as ``cfg`` (or the defaults) and ``settings`` say; returns the summary (best metric, out, ...).
 
-    A new run never writes into a folder holding another run: ``train.out`` becomes the next free name
-    (``runs/exp2``) unless ``train.resume`` continues the run there.
+    ``settings`` are the flag names of ``seglab train``: ``seglab.train(data="runs/demo/data", epochs=3,
+    lr=0.01, model="unet", model_options={"base_channels": 16}, out="runs/py")``. A new run never writes into a
+    folder holding another run: ``train.out`` becomes the next free name (``runs/exp2``) unless
+    ``train.resume`` continues the run there.
     """
+    cfg = config_from_dict(flag_updates(settings), copy.deepcopy(cfg) if cfg else None) if settings else \
+        (cfg or RunConfig())
     dist = D.setup(cfg.train.device)
     try:
         if not cfg.train.resume:

@@ -70,7 +70,7 @@ def _semantic(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tt
 
     tiles = tiles or TileOptions()
     dataset = SegmentationFolder(data, split, in_channels=info.in_channels, ignore_index=info.ignore_index,
-                                 num_classes=len(info.classes))
+                                 num_classes=len(info.classes), classes_from=f"the checkpoint {info.path or ''}")
     metrics = evaluate(model, Shard(dataset, dist.rank, dist.world_size), num_classes=len(info.classes),
                        ignore_index=info.ignore_index, mean=info.mean, std=info.std, device=dist.device,
                        tta=tta, tile=tiles.tile, overlap=tiles.overlap, callback=callback)
