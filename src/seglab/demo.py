@@ -63,6 +63,7 @@ def run_demo(task: str, out: Path, epochs: int | None = None, seed: int = 0, con
     from seglab.engine.trainer import train
 
     summary = train(cfg)
+    run = Path(summary["out"])  # runs/demo/run2 when an earlier demo run is kept
     console.print("[bold]3/3[/] final validation metrics")
     table = Table("metric", "value")
     for k, v in summary["last"].items():
