@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,47 @@ def test_semantic_predict_writes_what_the_library_writes(semantic_run, tmp_path,
             assert np.array_equal(np.asarray(a), np.asarray(b))
         assert np.array_equal(np.load(out / f"{src.stem}_probs.npy"), np.load(ref / f"{src.stem}_probs.npy"))
     assert (out / "predictions.csv").read_text() == (ref / "predictions.csv").read_text()
+
+
+def test_recursive_several_formats_and_rerun(semantic_run, tmp_path, capsys) -> None:
+    """``-r --save index,overlay``: subfolders mirrored, both pictures per image, equal to the library's; a
+    rerun is refused (nothing touched) until ``--exist-ok``, which says what it replaced and what it left."""
+    from seglab.checkpoint import load_checkpoint
+    from seglab.inference.outputs import PredictOptions, predict_files
+
+    val = semantic_run["data"] / "images" / "val"
+    src = tmp_path / "in"
+    (src / "a" / "b").mkdir(parents=True)
+    shutil.copy(val / "s0.png", src / "s0.png")
+    shutil.copy(val / "s1.png", src / "a" / "s0.png")
+    shutil.copy(val / "s2.png", src / "a" / "b" / "s2.png")
+    out = tmp_path / "pred"
+    args = ["predict", str(semantic_run["ckpt"]), str(src), "--out", str(out), "-r", "--save", "index,overlay"]
+    assert main(args) == 0
+    assert "3 prediction(s) written" in " ".join(capsys.readouterr().out.split())
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    stems = ["a/b/s2", "a/s0", "s0"]
+    assert files == sorted(["predictions.csv"] + [f"{s}{e}" for s in stems for e in (".png", "_overlay.png")])
+    ref = tmp_path / "ref"
+    predict_files(*load_checkpoint(semantic_run["ckpt"]), [src], ref, PredictOptions(format="index,overlay"),
+                  recursive=True)
+    for name in files:
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
+    (out / "keep.txt").write_text("mine")
+    stamp = (out / "a" / "s0.png").stat().st_mtime_ns
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "holds 7 file(s) of an earlier run" in err and "Pass --exist-ok" in err and "Traceback" not in err
+    assert (out / "a" / "s0.png").stat().st_mtime_ns == stamp
+    assert main([*args[:-1], "overlay", "--exist-ok"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    # --save overlay alone writes <stem>.png pictures: 3 of them + predictions.csv replace old files
+    assert f"{out} already held files: 4 replaced by this run (--exist-ok), 4 other(s) left as they are" in said
+    assert (out / "keep.txt").read_text() == "mine"
+    with Image.open(out / "s0.png") as im:
+        assert im.mode == "RGB"  # now the overlay
+    assert main([*args, "--format", "color"]) == 2
+    assert "--format is a synonym of --save" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("one_thread")

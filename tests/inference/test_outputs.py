@@ -131,6 +131,94 @@ def test_semantic_checkpoint_refuses_score_threshold(semantic, tmp_path) -> None
     assert not (tmp_path / "p").exists()
 
 
+def _tree(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_recursive_mirrors_subfolders_and_skips_its_own_output(semantic_run, semantic, direct_labels,
+                                                               tmp_path) -> None:
+    """``recursive``: ``in/street/a.png`` -> ``out/street/a.png``; equal names in two subfolders stay apart;
+    hidden folders and the output folder inside the input folder are not walked."""
+    val = semantic_run["data"] / "images" / "val"
+    src = tmp_path / "in"
+    for rel, name in (("s0.png", "s0.png"), ("street/s0.png", "s1.png"), ("street/night/s0.jpg", "s2.png"),
+                      ("park/s3.png", "s3.png"), (".cache/s1.png", "s1.png")):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.open(val / name).save(src / rel)
+    out = src / "pred"  # inside the input folder: a rerun must not predict its own outputs
+    result = predict_files(*semantic, [src], out, PredictOptions(probs=True), recursive=True)
+    assert result.written == 4 and not result.failures
+    stems = ["s0", "park/s3", "street/s0", "street/night/s0"]
+    assert _tree(out) == sorted(["predictions.csv"] + [f"{s}{end}" for s in stems for end in (".png", "_probs.npy")])
+    for stem, name in zip(stems, ("s0.png", "s3.png", "s1.png", "s2.png"), strict=True):
+        got = np.asarray(Image.open(out / f"{stem}.png"))
+        assert np.array_equal(got, direct_labels(semantic[0], val / name).numpy())
+    rows = {r["file"]: r["output"] for r in csv.DictReader((out / "predictions.csv").open())}
+    assert rows[str(src / "street" / "night" / "s0.jpg")] == "street/night/s0.png"
+    # a glob is mirrored below its first folder without wildcards; without recursive everything is flat
+    glob_out = tmp_path / "glob"
+    predict_files(*semantic, [str(src / "street" / "**" / "*.*")], glob_out, recursive=True)
+    assert _tree(glob_out) == ["night/s0.png", "predictions.csv", "s0.png"]
+    flat = tmp_path / "flat"
+    predict_files(*semantic, [src / "street", src / "street" / "night"], flat)
+    assert _tree(flat) == ["predictions.csv", "s0-2.png", "s0.png"]
+
+
+def test_several_formats_in_one_pass(semantic_run, semantic, tmp_path) -> None:
+    """``index,overlay,color``: the index mask is ``<stem>.png``, each picture ``<stem>_<format>.png``, equal to
+    what a one-format run writes."""
+    src = semantic_run["data"] / "images" / "val" / "s2.png"
+    out = tmp_path / "all"
+    result = predict_files(*semantic, [src], out, PredictOptions(format="index,overlay,color"))
+    assert result.written == 1
+    assert _tree(out) == ["predictions.csv", "s2.png", "s2_color.png", "s2_overlay.png"]
+    row = next(csv.DictReader((out / "predictions.csv").open()))
+    assert row["output"] == "s2.png;s2_overlay.png;s2_color.png"
+    for fmt in ("index", "overlay", "color"):
+        one = tmp_path / fmt
+        predict_files(*semantic, [src], one, PredictOptions(format=fmt))
+        name = "s2.png" if fmt == "index" else f"s2_{fmt}.png"
+        with Image.open(out / name) as a, Image.open(one / "s2.png") as b:
+            assert a.mode == b.mode and np.array_equal(np.asarray(a), np.asarray(b))
+    pictures = tmp_path / "pictures"  # several formats without index: no <stem>.png
+    predict_files(*semantic, [src], pictures, PredictOptions(format="panel,overlay"))
+    assert _tree(pictures) == ["predictions.csv", "s2_overlay.png", "s2_panel.png"]
+    assert PredictOptions(format=" index , panel").formats == ("index", "panel")
+
+
+@pytest.mark.parametrize("spec, message", [("jpeg", "'jpeg' is not one of index"),
+                                           ("index,index", "names index twice"), ("", "'' is not one of")])
+def test_bad_formats_are_refused(spec, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PredictOptions(format=spec)
+
+
+def test_rerun_into_the_same_out(semantic_run, semantic, tmp_path) -> None:
+    """A second run into ``out`` is refused before anything is written, unless ``exist_ok``: then it replaces
+    the files it writes and leaves the others as they are."""
+    from seglab.errors import OutputError
+
+    val = semantic_run["data"] / "images" / "val"
+    out = tmp_path / "pred"
+    first = predict_files(*semantic, [val / "s0.png", val / "s1.png"], out, PredictOptions(probs=True))
+    assert (first.replaced, first.kept) == (0, 0)
+    (out / "notes.txt").write_text("mine")
+    before = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(OutputError) as e:
+        predict_files(*semantic, [val / "s0.png", val / "s1.png"], out)
+    message = " ".join(str(e.value).split())
+    assert f"--out {out} holds 3 file(s) of an earlier run" in message
+    assert "predictions.csv, s0.png, s1.png" in message and "--exist-ok" in message
+    assert "(3 other file(s) there would be left as they are)" in message  # s0/s1_probs.npy, notes.txt
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    again = predict_files(*semantic, [val / "s0.png", val / "s1.png"], out, exist_ok=True)
+    assert (again.written, again.replaced, again.kept) == (2, 3, 3)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "s0_probs.npy").stat().st_mtime_ns == \
+        before[out / "s0_probs.npy"]
+    new = predict_files(*semantic, [val / "s2.png"], tmp_path / "notes_only", exist_ok=False)
+    assert (new.replaced, new.kept) == (0, 0)
+
+
 # --- instance checkpoints ------------------------------------------------------------------------------
 
 def test_instance_ids_json_and_coco_results(instance_run, instance, tmp_path: Path) -> None:
@@ -194,11 +282,17 @@ def test_predicted_masks_read_back_as_an_instance_folder(instance_run, instance,
         ids = np.asarray(Image.open(out / f"{stem}.png"))
         assert len(target["labels"]) == ids.max()
         assert (out / f"{stem}_panel.png").is_file()
-    for fmt in ("color", "index"):
+    for fmt in ("color", "index", "index,color,overlay"):
         predict_files(*instance, [ds.image_paths[0]], tmp_path / fmt, PredictOptions(format=fmt))
-    assert (tmp_path / "color" / f"{ds.image_paths[0].stem}_color.png").is_file()
-    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == sorted(
-        [f"{ds.image_paths[0].stem}.png", f"{ds.image_paths[0].stem}.json", "predictions.csv", "predictions.json"])
+    stem = ds.image_paths[0].stem
+    assert (tmp_path / "color" / f"{stem}_color.png").is_file()
+    common = [f"{stem}.png", f"{stem}.json", "predictions.csv", "predictions.json"]
+    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == sorted(common)
+    assert sorted(p.name for p in (tmp_path / "index,color,overlay").iterdir()) == sorted(
+        common + [f"{stem}_color.png", f"{stem}_overlay.png"])
+    for name in (f"{stem}.png", f"{stem}_color.png"):  # several formats: the same pictures as one at a time
+        assert (tmp_path / "index,color,overlay" / name).read_bytes() == \
+            (tmp_path / ("index" if name == f"{stem}.png" else "color") / name).read_bytes()
 
 
 def test_instance_unreadable_inputs_are_reported_and_the_rest_written(instance_run, instance, tmp_path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -15,7 +16,13 @@ def predict(
     checkpoint: Path = typer.Argument(..., help="Checkpoint file or run directory."),
     inputs: list[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
-    format: str = typer.Option("index", "--format", help="index (palette PNG) | color | overlay | panel"),
+    save: str | None = typer.Option(None, "--save", help="What to write per image, one or several comma-separated: "
+                                    "index (palette PNG, default) | color | overlay | panel; e.g. index,overlay."),
+    format: str | None = typer.Option(None, "--format", help="Synonym of --save."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Walk folders into their subfolders; the "
+                                   "outputs mirror them under --out."),
+    exist_ok: bool = typer.Option(False, "--exist-ok", help="Replace what an earlier run wrote to --out (refused "
+                                  "without it); other files there are always left as they are."),
     tile: int | None = typer.Option(None, "--tile", help="Sliding-window tile size, e.g. 1024 (semantic)."),
     overlap: float | None = typer.Option(None, "--overlap", help="Tile overlap fraction (default 0.25)."),
     blend: str | None = typer.Option(None, "--blend", help="gaussian (default) | linear | none"),
@@ -24,34 +31,55 @@ def predict(
     features: str | None = typer.Option(None, "--features", help="Save a feature grid of this layer."),
     score_threshold: float | None = typer.Option(None, "--score-threshold", help="Instance checkpoints: keep "
                                                  "detections scoring at least this (default 0.5)."),
-    alpha: float = typer.Option(0.5, "--alpha", help="Mask opacity for --format overlay."),
+    alpha: float = typer.Option(0.5, "--alpha", help="Mask opacity for --save overlay."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images (or tiles) per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
     """Predict masks for images; writes <stem>.png per input and predictions.csv.
 
-    Semantic checkpoints: <stem>.png in --format, predictions.csv with class pixel shares. Instance
-    checkpoints: <stem>.png of instance ids (0 = background) + <stem>.json (category and score of each id),
+    Semantic checkpoints: <stem>.png in the --save format (with several, the index mask is <stem>.png and
+    each picture <stem>_<format>.png), predictions.csv with class pixel shares. Instance checkpoints:
+    <stem>.png of instance ids (0 = background) + <stem>.json (category and score of each id),
     <stem>_<format>.png pictures for color/overlay/panel, predictions.json (COCO results) and
-    predictions.csv (instances per class).
+    predictions.csv (instances per class). A rerun into the same --out is refused unless --exist-ok.
     """
     from seglab.checkpoint import load_checkpoint
     from seglab.distributed import resolve_device
-    from seglab.errors import DataError
-    from seglab.inference.outputs import PredictOptions, check_options, predict_files
-    from seglab.inference.tiling import TileOptions
+    from seglab.inference.outputs import check_options, predict_files
 
     given = {"tile": tile, "overlap": overlap, "blend": blend, "tta": tta, "probs": probs or None,
              "features": features, "score_threshold": score_threshold}
-    tiles = {k: v for k, v in {"tile": tile, "overlap": overlap, "blend": blend}.items() if v is not None}
-    options = PredictOptions(format=format, tiles=TileOptions(batch_size=batch_size, **tiles), tta=tta,
-                             probs=probs, features=features, score_threshold=score_threshold, alpha=alpha)
+    options = _options(save, format, given, alpha=alpha, batch_size=batch_size)
     model, info = load_checkpoint(checkpoint, device=resolve_device(device))
     check_options(info, options, given)
     with progress_bar("predict") as callback:
-        result = predict_files(model, info, inputs, out, options, callback=callback)
+        result = predict_files(model, info, inputs, out, options, callback=callback, recursive=recursive,
+                               exist_ok=exist_ok)
+    _report(result)
+
+
+def _options(save: str | None, format: str | None, given: dict[str, Any], *, alpha: float, batch_size: int):
+    from seglab.errors import ConfigError
+    from seglab.inference.outputs import PredictOptions
+    from seglab.inference.tiling import TileOptions
+
+    if save is not None and format is not None and save != format:
+        raise ConfigError(f"--save {save} and --format {format}: --format is a synonym of --save; pass one.")
+    tiles = {k: given[k] for k in ("tile", "overlap", "blend") if given[k] is not None}
+    return PredictOptions(format=save or format or "index", tiles=TileOptions(batch_size=batch_size, **tiles),
+                          tta=given["tta"], probs=bool(given["probs"]), features=given["features"],
+                          score_threshold=given["score_threshold"], alpha=alpha)
+
+
+def _report(result) -> None:
+    from seglab.errors import DataError
+
+    out = result.out
     extra = f", detections: {result.detections}" if result.detections else ""
     console.print(f"{result.written} prediction(s) written to {out} (summary: {result.summary}{extra})")
+    if result.replaced or result.kept:
+        console.print(f"{out} already held files: {result.replaced} replaced by this run (--exist-ok), "
+                      f"{result.kept} other(s) left as they are")
     if result.failures:
         lines = "\n".join(f"  {p}: {reason}" for p, reason in result.failures)
         raise DataError(f"{len(result.failures)} input(s) failed ({result.written} others were written to {out}); "

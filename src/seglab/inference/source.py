@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -137,25 +139,74 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[
     Returns ``(paths, failures)``: each input that names nothing is a ``(input, reason)`` failure, so a
     typo is reported beside the files that were found instead of ending the whole run.
     """
+    found = find_images(inputs)
+    return found.paths, found.failures
+
+
+@dataclass
+class FoundImages:
+    """What :func:`find_images` found: the files, the inputs that named nothing, each file's subfolder."""
+
+    paths: list[Path]
+    failures: list[tuple[str, str]]
+    folders: dict[Path, str] = field(default_factory=dict)  # posix path below its folder input; "" = none
+
+
+def find_images(inputs: Sequence[str | Path], *, recursive: bool = False,
+                skip: str | Path | None = None) -> FoundImages:
+    """Image files named by ``inputs`` (files, folders, glob patterns), without duplicates, in order.
+
+    ``recursive`` walks folders into their subfolders (hidden ones and symlinked folders excepted) and
+    records where each file sits below the folder it was found in (``folders``), so outputs can mirror
+    it; a glob's files are placed below the pattern's first folder without wildcards. ``skip`` is a
+    folder the walk does not enter (the output folder inside an input folder: a rerun must not predict
+    its own outputs). Without ``recursive`` folders give their own files only, and ``folders`` is empty.
+    """
     from seglab.data.io import IMAGE_EXTS, list_files
 
-    paths: list[Path] = []
-    missing: list[tuple[str, str]] = []
+    found = FoundImages([], [])
     for item in map(str, inputs):
         p = Path(item)
         if p.is_dir():
-            found = list_files(p, IMAGE_EXTS)
+            files = _walk(p, IMAGE_EXTS, skip) if recursive else list_files(p, IMAGE_EXTS)
+            root = p
         elif p.is_file():
-            found = [p]
+            files, root = [p], p.parent
         elif glob.has_magic(item):
-            found = [Path(m) for m in sorted(glob.glob(item, recursive=True))
+            files = [Path(m) for m in sorted(glob.glob(item, recursive=True))
                      if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_EXTS]
+            root = Path(*_leading_plain(p.parts))
         else:
-            found = []
-        if not found:
-            missing.append((item, "not found (no such file, or no images in that folder / pattern)"))
-        paths += found
-    return list(dict.fromkeys(paths)), missing
+            files = []
+        if not files:
+            found.failures.append((item, "not found (no such file, or no images in that folder / pattern)"))
+        for f in files:
+            if recursive and f not in found.folders:
+                rel = f.parent.relative_to(root).as_posix()
+                found.folders[f] = "" if rel == "." else rel
+        found.paths += files
+    found.paths = list(dict.fromkeys(found.paths))
+    return found
+
+
+def _leading_plain(parts: Sequence[str]) -> list[str]:
+    """The path parts before the first one with a wildcard (``a/b/**/*.png`` -> ``a, b``)."""
+    plain = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        plain.append(part)
+    return plain or ["."]
+
+
+def _walk(folder: Path, exts: tuple[str, ...], skip: str | Path | None) -> list[Path]:
+    """Image files below ``folder``, sorted by path; hidden folders, symlinked folders and ``skip`` left out."""
+    skip_real = os.path.realpath(skip) if skip is not None else None
+    files = []
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and os.path.realpath(os.path.join(top, d)) != skip_real]
+        files += [Path(top) / n for n in names if Path(n).suffix.lower() in exts and (Path(top) / n).is_file()]
+    return sorted(files, key=lambda f: f.relative_to(folder).parts)
 
 
 def read_ahead(paths: Sequence[Path], channels: int, lookahead: int) -> Iterator[tuple[Path, np.ndarray | SeglabError]]:
