@@ -86,6 +86,8 @@ def test_run_directory_checkpoint_and_loss_parts(shapes: Path, tmp_path: Path, m
     for key in ("mask_AP", "mask_AP50", "mask_AP75", "box_AP", "box_AP50"):
         assert 0.0 <= float(rows[-1][key]) <= 1.0, key
     assert "val_loss" not in rows[-1]  # Mask R-CNN gives no loss in eval mode: no column, not NaN
+    report = (out / "report.md").read_text()
+    assert "loss_classifier + loss_box_reg + loss_mask" in report and "loss `ce`" not in report
     assert summary["monitor"] == "mask_AP" and summary["steps"] == 2 * (8 // 4)
     assert len(seen) == 4 and all(set(p) == LOSS_KEYS for p in seen)
     assert all(torch.isfinite(v) and not v.requires_grad for p in seen for v in p.values())

@@ -44,12 +44,14 @@ def check(
     ignore_index: int = typer.Option(255, "--ignore-index", help="Label value that means 'ignore'."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels",
                                    help="Refuse larger images (decompression-bomb guard)."),
-    task: Task = typer.Option(Task.semantic, "--task", help="semantic (folders) or instance (COCO)."),
+    task: Task | None = typer.Option(None, "--task", help="semantic (images/ + labels/) or instance (COCO "
+                                     "annotations or masks/). Default: detected from the folder."),
 ) -> None:
     """Scan a dataset once and report every problem in one table (exit 0 clean, 2 with problems)."""
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found. Pass the folder that holds images/ and labels/.")
     splits = list(split) if split else None
+    task = task or _detected(root)
     if task is Task.instance:
         from seglab.data.instance_checks import check_instance_dataset
 
@@ -67,6 +69,17 @@ def check(
     # A SeglabError (not typer.Exit) carries exit code 2 through seglab.cli.main in every mode.
     raise DataError(f"{len(problems)} problem(s) in {files} file(s) under {root}{scanned}; "
                     "fix them as the table says and run the check again.")
+
+
+def _detected(root: Path) -> Task:
+    """The dataset kind the folder holds, said in one line when it is not the semantic default."""
+    from seglab.data.layout import detect_task
+
+    task = Task(detect_task(root))
+    if task is Task.instance:
+        console.print(f"{escape(str(root))}: instance dataset (COCO annotations or masks/, no labels/)",
+                      highlight=False, soft_wrap=True)
+    return task
 
 
 def _check_semantic(root: Path, splits: list[str] | None, num_classes: int | None, ignore_index: int,
@@ -95,13 +108,17 @@ def stats(
     channels: int | None = typer.Option(None, "--channels", help="Read images with 1 (gray) or 3 (RGB) "
                                         "channels for mean/std, as the model's in_channels (default auto)."),
 ) -> None:
-    """Per-class pixel counts, frequencies and class weights, plus per-channel mean/std for Normalize."""
+    """Per-class pixel counts, frequencies and class weights, plus per-channel mean/std for Normalize
+    (instance data: objects and images per class, object sizes)."""
     from seglab.data.layout import DATASET_PARTS
     from seglab.data.stats import compute_stats
 
     if json_out is not None:  # a bad path fails now, not after the scan
         check_output_path(json_out, flag="--json")
         refuse_overwrite([json_out], [root / part for part in DATASET_PARTS], flag="--json")
+    if root.is_dir() and _detected(root) is Task.instance:
+        _instance_stats(root, split, json_out)
+        return
     with _progress(f"stats {split}") as callback:
         s = compute_stats(root, split, num_classes, ignore_index, callback=callback, channels=channels)
     title = f"{root} [{split}]: {s['num_images']} images, {s['ignored_pixels']} ignored pixels"
@@ -121,6 +138,26 @@ def stats(
     console.print("For training (inverse frequency, then median-frequency balancing):", highlight=False)
     for key in ("weights_inverse", "weights_median"):
         console.print(f"  --class-weights {fmt(f'{w:.4g}' for w in s[key])}", highlight=False, soft_wrap=True)
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(s, indent=2) + "\n")
+        console.print(f"wrote {escape(str(json_out))}", highlight=False)
+
+
+def _instance_stats(root: Path, split: str, json_out: Path | None) -> None:
+    from seglab.data.instance_stats import instance_stats
+
+    s = instance_stats(root, split)
+    per_image = s["objects_per_image"]
+    table = Table(title=escape(f"{root} [{split}]: {s['num_images']} images, {s['num_objects']} objects "
+                               f"({per_image['mean']:.1f} per image, at most {per_image['max']})"))
+    for col in ("id", "class", "objects", "images", "median area px", "small", "medium", "large"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for cat, name, row in zip(s["category_ids"], s["classes"], s["per_class"], strict=True):
+        table.add_row(str(cat), escape(name), str(row["objects"]), str(row["images"]), f"{row['median_area']:.0f}",
+                      str(row["small"]), str(row["medium"]), str(row["large"]))
+    console.print(table)
+    console.print("small < 32x32 px <= medium < 96x96 px <= large (COCO's buckets, at the stored image size)",
+                  highlight=False)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(s, indent=2) + "\n")
         console.print(f"wrote {escape(str(json_out))}", highlight=False)

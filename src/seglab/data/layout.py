@@ -176,6 +176,16 @@ def read_instance_labels(path: Path) -> list[int]:
     return list(data["labels"])
 
 
+def detect_task(root: str | os.PathLike) -> str:
+    """``"instance"`` for a folder with COCO annotations or instance masks and no ``labels/``, else
+    ``"semantic"`` (a folder with neither is reported by the semantic doctor)."""
+    root = Path(root)
+    if (root / "labels").is_dir():
+        return "semantic"
+    coco = (root / "annotations").is_dir() and any((root / "annotations").glob("instances_*.json"))
+    return "instance" if coco or (root / "masks").is_dir() else "semantic"
+
+
 def list_split(folder: Path, exts: tuple[str, ...] = IMAGE_EXTS) -> list[Path]:
     """Files in ``folder`` whose suffix is in ``exts`` (hidden files skipped), sorted by name.
 

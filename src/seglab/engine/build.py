@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,8 +54,9 @@ def resolve_model(cfg: RunConfig, device: torch.device) -> tuple[RunConfig, str 
     """
     if cfg.model.name is not None:
         return cfg, None
-    root = Path(cfg.data.root)
-    if not (root / "labels").is_dir() and any((root / d).is_dir() for d in ("annotations", "masks")):
+    from seglab.data.layout import detect_task
+
+    if detect_task(cfg.data.root) == "instance":
         name, options, why = "maskrcnn_resnet18_fpn", {}, "instance data (COCO, mask folders): the smallest Mask R-CNN"
     elif device.type == "cuda":
         name, options, why = "unet", {"base_channels": 32}, "a GPU: U-Net of width 32 (7.8 M parameters)"

@@ -51,6 +51,8 @@ class InstanceTask:
     headline = (("mask_AP", "mask_AP"), ("mask_AP50", "AP50"), ("box_AP", "box_AP"))
     default_monitor = "mask_AP"
     monitors = tuple(f"{kind}_{stat}" for kind in ("mask", "box") for stat in STAT_KEYS)
+    loss_description = ("the Mask R-CNN losses loss_classifier + loss_box_reg + loss_mask + loss_objectness + "
+                        "loss_rpn_box_reg")
 
     def __init__(self, root: str, *, train_split: str = "train", val_split: str = "val",
                  num_classes: int | None = None, in_channels: int = 3, augment: Augment = Augment()) -> None:

@@ -101,6 +101,7 @@ class SemanticTask:
         self.ignore_index = ignore_index
         self.palette = self.train_set.palette
         self.loss = loss
+        self.loss_description = f"loss `{loss}`"
         self.class_weights = self._class_weights(class_weights, weight_method)
         self._weights_source = "given" if class_weights is not None else \
             f"{weight_method} frequency, computed from the training split"

@@ -42,6 +42,7 @@ class Task(Protocol):
         headline: ``(metric key, short label)`` pairs printed in each epoch line, most important first.
         default_monitor: the metric ``best.pt`` follows when the user chose none (``train.monitor`` unset).
         monitors: every metric ``train.monitor`` may name (checked before training starts).
+        loss_description: what is optimised, in words, for the header and report.md.
         train_set, val_set: the datasets; items are whatever :meth:`collate` batches.
         num_classes: model outputs (instance: categories + background).
         classes: a name per class index, ``len(classes) == num_classes``.
@@ -52,6 +53,7 @@ class Task(Protocol):
     headline: tuple[tuple[str, str], ...]
     default_monitor: str
     monitors: tuple[str, ...]
+    loss_description: str
     train_set: torch.utils.data.Dataset
     val_set: torch.utils.data.Dataset
     num_classes: int

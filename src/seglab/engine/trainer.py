@@ -130,8 +130,8 @@ class Trainer:
                       f"steps/epoch x {t.epochs} epochs, {t.precision} on {self.device}"
                       + (f" x{self.dist.world_size} processes" if self.dist.distributed else "") + f" -> {self.out}"
                       + (f"\n{self.model_note}" if self.model_note else ""))
-            setup = (f"loss `{t.loss}`, optimizer {t.optimizer} lr {t.lr}, schedule {t.schedule}, precision "
-                     f"{t.precision}, batch {t.batch_size} x accum {t.accum}, sampler {c.data.sampler}.")
+            setup = (f"{task.loss_description}, optimizer {t.optimizer} lr {t.lr}, schedule {t.schedule}, "
+                     f"precision {t.precision}, batch {t.batch_size} x accum {t.accum}, sampler {c.data.sampler}.")
             hooks = [R.ProgressBar(t.epochs, len(self.train_loader), t.accum), *hooks,
                      R.WriteConfig(self.out, c.to_yaml()), *([R.TensorBoardLog(self.out)] if t.tb else []),
                      R.CSVLog(self.out), R.Report(self.out, f"Run report: {c.model.name} on {c.data.root}", setup,
