@@ -72,7 +72,8 @@ def _print_semantic(metrics: dict[str, Any], info: Any, title: str) -> None:
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     for key, label in (("pixel_accuracy", "pixel accuracy"), ("mean_accuracy", "mean accuracy"),
-                       ("mean_iou", "mIoU"), ("mean_dice", "mean Dice"), ("fw_iou", "fwIoU")):
+                       ("mean_iou", "mIoU"), ("mean_dice", "mean Dice"), ("fw_iou", "fwIoU"),
+                       ("boundary_iou", "boundary IoU (3 px)")):
         summary.add_row(label, frac(metrics.get(key)))
     console.print(summary)
     per_class = Table(show_header=True)

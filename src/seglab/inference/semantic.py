@@ -146,18 +146,23 @@ def evaluate(
     sharded over DDP processes gives the same numbers as one process.
 
     Returns:
-        ``SegMetrics.compute()``'s dict (``mean_iou``, ``per_class_iou``, ``confusion_matrix``, ...).
+        ``SegMetrics.compute()``'s dict (``mean_iou``, ``per_class_iou``, ``confusion_matrix``, ...) and
+        ``BoundaryMetrics.compute()``'s (``boundary_iou``, ``boundary_f1`` and their per-class lists, 3 px band).
     """
-    from seglab.metrics import SegMetrics
+    from seglab.metrics import BoundaryMetrics, SegMetrics
 
     metrics = SegMetrics(num_classes, ignore_index=ignore_index)
+    boundary = BoundaryMetrics(num_classes, ignore_index=ignore_index)
     options = TileOptions(tile=tile, overlap=overlap)
     total = len(dataset)
     for i in range(total):
         image, mask = dataset[i]
         labels = predict_tiled(model, image, options, tta=tta, mean=mean, std=std, device=device)
-        metrics.update(labels[None], torch.as_tensor(mask).long()[None])
+        target = torch.as_tensor(mask).long()[None]
+        metrics.update(labels[None], target)
+        boundary.update(labels[None].to(target.device), target)
         if callback is not None:
             callback(i + 1, total)
     metrics.reduce()
-    return metrics.compute()
+    boundary.reduce()
+    return {**metrics.compute(), **boundary.compute()}
