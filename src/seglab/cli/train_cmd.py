@@ -77,6 +77,8 @@ def train(
     config: Path | None = typer.Option(None, "--config", help="YAML config (`seglab config`); flags override it."),
     out: str | None = _opt("out", "Run directory; taken means the next free name (runs/exp2)."),
     epochs: int | None = _opt("epochs"),
+    time: str | None = _opt("time", "Wall-clock budget such as 15m, 90s, 1.5h: epochs are fitted to it from a "
+                        "measured step time (overrides --epochs)."),
     batch_size: int | None = _opt("batch_size", "Images per process per step."),
     lr: float | None = _opt("lr", "Learning rate."),
     optimizer: str | None = _opt("optimizer"),

@@ -106,6 +106,7 @@ class TrainConfig:
     num_samples: int = 4
     tb: bool = False
     device: str = "auto"
+    time: str | None = None  # a budget such as "15m": epochs are fitted to it (overrides epochs)
     resume: bool = False
 
 

@@ -33,6 +33,19 @@ def _within(lo: float | None = None, hi: float | None = None, *, lo_open: bool =
     return ok, f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
+
+
+def parse_duration(text: Any) -> float:
+    """Seconds in a duration such as ``15m``, ``90s``, ``1.5h`` or ``900`` (seconds); ``nan`` if unreadable."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    m = _DURATION.match(str(text))
+    if not m:
+        return math.nan
+    return float(m.group(1)) * {"h": 3600, "hr": 3600, "m": 60, "min": 60}.get(m.group(2) or "s", 1)
+
+
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 POSITIVE, NON_NEGATIVE, FRACTION = _within(0, lo_open=True), _within(0), _within(0, 1)
 # Value rules per key (types and choices come from the annotations). A list field's rule applies to each
@@ -54,6 +67,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.save_every": NON_NEGATIVE, "train.eval_every": _within(1), "train.monitor": (bool, "a metric name"),
     "train.early_stop": NON_NEGATIVE, "train.num_samples": NON_NEGATIVE,
     "train.device": (lambda v: bool(_DEVICE.match(v)), "auto, cpu, cuda, cuda:N or mps"),
+    "train.time": (lambda v: parse_duration(v) > 0, "a duration such as 15m, 90s, 1.5h (or seconds)"),
 }
 
 

@@ -57,16 +57,18 @@ def resolve_model(cfg: RunConfig, device: torch.device) -> tuple[RunConfig, str 
     from seglab.data.layout import detect_task
 
     if detect_task(cfg.data.root) == "instance":
-        name, options, why = "maskrcnn_resnet18_fpn", {}, "instance data (COCO, mask folders): the smallest Mask R-CNN"
+        name, options, why = "maskrcnn_resnet18_fpn", {}, "instance data: the smallest Mask R-CNN (R18-FPN)"
     elif device.type == "cuda":
-        name, options, why = "unet", {"base_channels": 32}, "a GPU: U-Net of width 32 (7.8 M parameters)"
+        name, options, why = "unet", {"base_channels": 32}, "a GPU: a U-Net of width 32 (7.8 M parameters)"
     else:
-        name, options, why = "unet", {"base_channels": 16}, ("a CPU: U-Net of width 16 (1.9 M parameters) trains "
-                                                           "in minutes")
+        name, options, why = "unet", {"base_channels": 16}, ("a CPU: a U-Net of width 16 (1.9 M parameters, "
+                                                           "minutes per epoch on small data)")
     model = dataclasses.replace(cfg.model, name=name, options={**options, **cfg.model.options})
     given = ", ".join(f"{k}={v}" for k, v in model.options.items())
+    own = "; your --model-opt values apply on top" if cfg.model.options else ""
     return dataclasses.replace(cfg, model=model), (f"no --model given, so {name}" + (f" ({given})" if given else "")
-                                                    + f" for {why}; pass --model (see `seglab models`) to choose")
+                                                    + f": the default for {why}{own}. Pass --model to choose "
+                                                    "(`seglab models`).")
 
 
 def resolve_monitor(cfg: RunConfig, default: str) -> RunConfig:

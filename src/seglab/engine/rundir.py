@@ -28,7 +28,7 @@ LOCK_NAME = ".lock"
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.csv")
 # Keys a resume may change: how long to train and how to run, never what is trained or how it is optimised.
 RESUMABLE = ("train.epochs", "train.out", "train.resume", "train.device", "train.tb", "train.num_samples",
-             "train.save_every", "train.eval_every", "train.early_stop", "data.workers")
+             "train.save_every", "train.eval_every", "train.early_stop", "train.time", "data.workers")
 
 
 class RunDirError(SeglabError):

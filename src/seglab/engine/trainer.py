@@ -25,10 +25,13 @@ import torch
 from seglab import distributed as D
 from seglab.checkpoint import save_checkpoint
 from seglab.config import RunConfig, check_config, config_from_dict, did_you_mean, flag_updates
+from seglab.config.values import parse_duration
 from seglab.engine import build as B
 from seglab.engine import hooks as H
 from seglab.engine import reporting as R
+from seglab.engine.budget import TimeBudget, plan_epochs
 from seglab.engine.precision import resolve_precision
+from seglab.engine.run_state import restore_run, run_state
 from seglab.engine.rundir import fresh_run_dir, own_run_dir, read_resume_checkpoint
 from seglab.engine.safety import (
     NonFiniteWeightsError,
@@ -38,7 +41,7 @@ from seglab.engine.safety import (
     sigterm_interrupts,
 )
 from seglab.engine.schedules import LRSchedule
-from seglab.engine.state import EpochRecord, TrainState, rng_state, seed_everything, set_rng_state
+from seglab.engine.state import EpochRecord, TrainState, seed_everything
 from seglab.errors import ConfigError, SeglabError
 
 
@@ -79,6 +82,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, dist: D.DistInfo | None = None) -> None:
         check_config(cfg)  # a config built in Python gets the checks a YAML file or the flags get
+        self.created = time.perf_counter()  # --time counts from here
         self.dist = dist or D.DistInfo()
         self.device = self.dist.device
         cfg, self.model_note = B.resolve_model(cfg, self.device)
@@ -102,13 +106,18 @@ class Trainer:
                                 balanced=cfg.data.sampler == "balanced")
         self.sampler, self.train_loader, self.val_loader = loaders.sampler, loaders.train, loaders.val
         self.optimizer = B.build_optimizer(self.raw_model, t.optimizer, t.lr, t.weight_decay, t.momentum, t.nesterov)
+        self.criterion = self.task.criterion().to(self.device)
+        self.budget_note = None
+        if t.time and not t.resume:  # epochs fitted to the budget before the schedule is built for them
+            epochs, _, self.budget_note = plan_epochs(self, parse_duration(t.time))
+            self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(t, epochs=epochs))
+            self.t = t = self.cfg.train
         self.steps_per_epoch = max(1, len(self.train_loader) // t.accum)
         self.schedule = LRSchedule(
             self.optimizer, t.schedule, self.steps_per_epoch * t.epochs, self.steps_per_epoch, t.warmup_epochs,
             t.min_lr_ratio, t.poly_power, t.milestones, t.gamma, t.plateau_patience, t.plateau_factor,
             H.monitor_mode(self.monitor))
         self.ema = B.build_ema(self.raw_model, t.ema)
-        self.criterion = self.task.criterion().to(self.device)
         self.state, self.record = TrainState(), EpochRecord()
         self.stop, self.summary, self.started = False, None, time.perf_counter()
         self._skip_update = False  # set by a skipped non-finite micro-batch until its optimizer step is dropped
@@ -129,7 +138,7 @@ class Trainer:
                       f"{len(task.val_set)} val images, {task.num_classes} classes, {self.steps_per_epoch} "
                       f"steps/epoch x {t.epochs} epochs, {t.precision} on {self.device}"
                       + (f" x{self.dist.world_size} processes" if self.dist.distributed else "") + f" -> {self.out}"
-                      + (f"\n{self.model_note}" if self.model_note else ""))
+                      + "".join(f"\n{n}" for n in (self.model_note, self.budget_note) if n))
             setup = (f"{task.loss_description}, optimizer {t.optimizer} lr {t.lr}, schedule {t.schedule}, "
                      f"precision {t.precision}, batch {t.batch_size} x accum {t.accum}, sampler {c.data.sampler}.")
             hooks = [R.ProgressBar(t.epochs, len(self.train_loader), t.accum), *hooks,
@@ -138,7 +147,8 @@ class Trainer:
                                                   task.report_notes(), task.classes),
                      R.ConsoleLog(header, t.epochs, task.headline, self.monitor), R.Plots(self.out, task.classes),
                      R.Samples(self.out, task.save_samples, R.spread(len(task.val_set), t.num_samples))]
-        return [*hooks, H.EarlyStop(self.monitor, t.early_stop)]
+        budget = [TimeBudget(parse_duration(t.time), self.created)] if t.time else []
+        return [*hooks, *budget, H.EarlyStop(self.monitor, t.early_stop)]
 
     # --- what hooks use -----------------------------------------------------------------------------
     @property
@@ -165,22 +175,8 @@ class Trainer:
 
     # --- checkpoints --------------------------------------------------------------------------------
     def checkpoint_state(self, resume: bool = True) -> dict[str, Any]:
-        """Everything inference needs (task metadata, weights, config) and, with ``resume``, everything an exact
-        resume needs (optimizer moments, schedule, RNG: most of the file for AdamW)."""
-        weights = self.ema.module if self.ema is not None else self.raw_model
-        state = {**self.task.model_info(), "model": self.model_spec, "model_state": weights.state_dict(),
-                 "config": self.cfg.to_dict(), "epoch": self.state.epoch, "step": self.state.step,
-                 "metrics": self.state.history[-1] if self.state.history else {},
-                 "trainer": self.state.to_dict(), "class_weights": self.task.class_weights}
-        if not resume:
-            return state
-        state.update({"optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
-                      "scaler": self.precision.scaler.state_dict(), "rng": rng_state(),
-                      "epoch_record": self.record.to_dict()})
-        if self.ema is not None:
-            state["raw_model_state"] = self.raw_model.state_dict()
-            state["ema"] = self.ema.state_dict()
-        return state
+        """Everything inference needs and, with ``resume``, everything an exact resume needs (``run_state``)."""
+        return run_state(self, resume)
 
     def save(self, name: str = "last.pt") -> None:
         """Write ``<out>/<name>`` on rank 0, atomically: a kill mid-write leaves the old file intact.
@@ -210,17 +206,7 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.out / "last.pt"
-        ck = read_resume_checkpoint(path, self.cfg.to_dict(), self.model_spec)
-        self.raw_model.load_state_dict(ck.get("raw_model_state", ck["model_state"]))
-        self.optimizer.load_state_dict(ck["optimizer"])
-        self.schedule.load_state_dict(ck["scheduler"])
-        self.precision.scaler.load_state_dict(ck["scaler"])
-        if self.ema is not None and "ema" in ck:
-            self.ema.load_state_dict(ck["ema"])
-        self.state = TrainState.from_dict(ck["trainer"])
-        if self.state.epoch_pos and "epoch_record" in ck:  # saved mid-epoch: its losses so far count too
-            self.record = EpochRecord.resumed(ck["epoch_record"])
-        set_rng_state(ck["rng"])
+        restore_run(self, read_resume_checkpoint(path, self.cfg.to_dict(), self.model_spec))
         if self.state.epoch >= self.t.epochs:
             self.log(f"{self.out} already finished its {self.state.epoch} epochs; pass --epochs N (N > "
                      f"{self.state.epoch}) with --resume to train longer.")
