@@ -24,7 +24,7 @@ FLOORS = {
     "seglab.inference": 5,
     "seglab.engine": 6,
     "seglab.export": 7,
-    "seglab.demo": 8,
+    "seglab.demo": 8, "seglab.ablate": 8,
     "seglab.cli": 9,
 }
 

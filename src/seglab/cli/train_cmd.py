@@ -76,43 +76,36 @@ def train(
                              "device and printed: a 1.9 M-parameter U-Net on a CPU)"),
     config: Path | None = typer.Option(None, "--config", help="YAML config (`seglab config`); flags override it."),
     out: str | None = _opt("out", "Run directory; taken means the next free name (runs/exp2)."),
-    epochs: int | None = _opt("epochs"),
+    epochs: int | None = _opt("epochs"), seed: int | None = _opt("seed"),
     time: str | None = _opt("time", "Wall-clock budget such as 15m, 90s, 1.5h: epochs are fitted to it from a "
                         "measured step time (overrides --epochs)."),
-    batch_size: int | None = _opt("batch_size", "Images per process per step."),
-    lr: float | None = _opt("lr", "Learning rate."),
-    optimizer: str | None = _opt("optimizer"),
-    schedule: str | None = _opt("schedule"),
-    warmup_epochs: float | None = _opt("warmup_epochs"),
-    weight_decay: float | None = _opt("weight_decay"),
+    batch_size: int | None = _opt("batch_size", "Images per process per step."), lr: float | None = _opt("lr"),
+    optimizer: str | None = _opt("optimizer"), schedule: str | None = _opt("schedule"),
+    warmup_epochs: float | None = _opt("warmup_epochs"), weight_decay: float | None = _opt("weight_decay"),
     loss: str | None = _opt("loss", "e.g. ce, wce, ce+dice, 0.5*ce+1.0*dice, focal."),
     class_weights: str | None = _opt("class_weights", "Comma-separated, one per class."),
     precision: str | None = _opt("precision", "fp16 is CUDA only."),
-    accum: int | None = _opt("accum", "Gradient accumulation steps."),
-    clip_grad: float | None = _opt("clip_grad", "Max gradient norm."),
+    accum: int | None = _opt("accum", "Gradient accumulation steps."), clip_grad: float | None = _opt("clip_grad"),
     ema: float | None = _opt("ema", "EMA decay of the weights, e.g. 0.999 (0 = off)."),
-    seed: int | None = _opt("seed"),
     save_every: int | None = _opt("save_every", "Also checkpoint every N steps (0 = each epoch only)."),
-    workers: int | None = _opt("workers", "DataLoader worker processes."),
-    crop_size: int | None = _opt("crop_size", "Training crop side in px."),
+    workers: int | None = _opt("workers", "DataLoader processes."), crop_size: int | None = _opt("crop_size"),
     num_classes: int | None = _opt("num_classes", "", "(default: classes.txt, else the largest label + 1)"),
     in_channels: int | None = _opt("in_channels", "1 keeps grayscale images 1-channel."),
     ignore_index: int | None = _opt("ignore_index", "Label value left out of loss and metrics."),
     sampler: str | None = _opt("sampler", "balanced: repeat-factor sampling of rare classes."),
     early_stop: int | None = _opt("early_stop", "Stop after N evaluations without improvement (0 = never)."),
-    monitor: str | None = _opt("monitor", "Metric best.pt follows.", "(default mean_iou; mask_AP for instance "
-                               "models)"),
+    monitor: str | None = _opt("monitor", "Metric best.pt follows.", "(default mean_iou; instance: mask_AP)"),
     device: str | None = _opt("device", "auto | cpu | cuda | cuda:N."),
     resume: bool = _switch("resume", "Continue the run in --out from its config.yaml and last.pt; only --epochs, "
                            "--workers, --device and logging flags may change."),
     allow_ignore_class: bool = _switch("allow_ignore_class", "Let --ignore-index name a real class (its pixels "
                                        "are then never trained on)."),
-    channels_last: bool = _switch("channels_last", "channels_last memory format."),
-    compile: bool = _switch("compile", "torch.compile the model."),
+    channels_last: bool = _switch("channels_last", "channels_last memory format."), compile: bool = _switch(
+        "compile", "torch.compile the model."),
     grad_checkpointing: bool = _switch("grad_checkpointing", "Recompute activations to save memory."),
     skip_nonfinite: bool = _switch("skip_nonfinite", "Skip steps whose loss is NaN/Inf."),
-    tb: bool = _switch("tb", "Also log to TensorBoard (extra 'tb')."),
-    sync_bn: bool = _switch("sync_bn", "SyncBatchNorm under DDP."),
+    tb: bool = _switch("tb", "Also log to TensorBoard (extra 'tb')."), sync_bn: bool = _switch("sync_bn", "DDP: "
+                                                                                           "SyncBatchNorm."),
     model_opt: list[str] = typer.Option([], "--model-opt", metavar="NAME=VALUE", help="Model option (repeatable; "
                                         "`seglab models` lists them)."),
     set_: list[str] = typer.Option([], "--set", metavar="SECTION.KEY=VALUE", help="Any config key (repeatable)."),
@@ -122,8 +115,7 @@ def train(
     """Train a model; writes config.yaml, metrics.csv, last.pt, best.pt, plots and report.md to --out."""
     cfg = build_config(config, given_flags(ctx), model_opt, set_)
     if print_config:
-        typer.echo(cfg.to_yaml(), nl=False)
-        return
+        return typer.echo(cfg.to_yaml(), nl=False)
     from seglab.engine.trainer import train as run_training
 
     run_training(cfg)

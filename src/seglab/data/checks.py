@@ -86,9 +86,6 @@ def check_dataset(
 ) -> list[Problem]:
     """Scan a semantic folder dataset and return every problem found (empty list: clean).
 
-    ``classes_from`` names where ``num_classes`` came from in messages (``--num-classes``, or e.g. "the
-    checkpoint best.pt"), so a message blames the source the user actually gave.
-
     Args:
         root: folder holding ``images/<split>/`` and ``labels/<split>/``.
         splits: splits to scan; default every folder found under ``images/`` and ``labels/``.
@@ -98,6 +95,7 @@ def check_dataset(
         fast: headers only, plus the values of at most ``FAST_LABEL_SAMPLE`` labels per split.
         callback: called as ``callback(done, total)`` after each file (in the calling thread).
         workers: threads reading files (default ``min(8, cpu count)``; Pillow decodes outside the GIL).
+        classes_from: where ``num_classes`` came from, for messages (``--num-classes``, "the checkpoint x.pt").
 
     Raises:
         DataError: ``root`` is not a folder (there is nothing to scan).

@@ -1,0 +1,123 @@
+"""Run an ablation: every variant x seed as its own training run, resumable, then one report.
+
+A killed ablation continues where it stopped: a run with ``result.json`` is done and never redone; a run
+with ``last.pt`` resumes exactly; a run killed before its first checkpoint starts again. ``ablation.yaml``
+records what the folder holds, so a different ablation is never mixed into it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seglab.ablate.grid import Variation, assign, run_dir, variant_name, variants
+from seglab.config import RunConfig, load_config
+from seglab.engine.rundir import RunLock
+from seglab.errors import ConfigError
+from seglab.fileio import atomic_write_text, check_output_path
+
+SPEC_FILE, RESULT_FILE = "ablation.yaml", "result.json"
+
+
+@dataclasses.dataclass
+class RunResult:
+    """One finished run: its variant, seed, folder and the numbers the report compares."""
+
+    variant: str
+    assignment: dict[str, Any]
+    seed: int
+    path: str
+    metrics: dict[str, Any]
+    minutes: float
+    images_per_s: float
+    epochs: int
+
+
+def _spec(base: RunConfig, variations: list[Variation], seeds: list[int], mode: str) -> dict[str, Any]:
+    return {"base": base.to_dict(), "vary": {v.key: list(v.values) for v in variations}, "seeds": seeds,
+            "mode": mode}
+
+
+def _check_spec(out: Path, spec: dict[str, Any]) -> None:
+    path = out / SPEC_FILE
+    if path.is_file():
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if saved != spec:
+            raise ConfigError(f"{out} holds another ablation ({path} differs from this command's base config, "
+                              "--vary, --seeds or mode). Use another --out, or the same settings to continue it.")
+    else:
+        atomic_write_text(path, yaml.safe_dump(spec, sort_keys=False))
+
+
+def _images_per_s(run: Path) -> float:
+    rows = list(csv.DictReader((run / "metrics.csv").open(encoding="utf-8")))
+    values = [float(r["images_per_s"]) for r in rows if r.get("images_per_s")]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _evaluate(run: Path, split: str) -> dict[str, Any]:
+    """Validation metrics of the run's best.pt, as ``seglab evaluate`` gives them (boundary IoU included)."""
+    from seglab.checkpoint import load_checkpoint
+    from seglab.inference.evaluation import evaluate_checkpoint
+
+    model, info = load_checkpoint(run)
+    metrics = evaluate_checkpoint(model, info, info.config["data"]["root"], split).metrics
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, list, dict)) and k != "confusion_matrix"}
+
+
+def _one_run(cfg: RunConfig, assignment: dict[str, Any], seed: int, path: Path,
+             log: Callable[[str], None]) -> RunResult:
+    from seglab.engine.trainer import train
+
+    result_file = path / RESULT_FILE
+    if result_file.is_file():
+        return RunResult(**json.loads(result_file.read_text(encoding="utf-8")))
+    resume = (path / "last.pt").is_file()
+    if path.exists() and not resume:
+        shutil.rmtree(path)  # killed before its first checkpoint: nothing to keep
+    log(f"{'resuming' if resume else 'training'} {variant_name(assignment)} seed {seed} -> {path}")
+    # a resumed run keeps the epochs its --time plan chose (config.yaml), not the base config's
+    epochs = load_config(path / "config.yaml").train.epochs if resume else cfg.train.epochs
+    run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed, out=str(path), epochs=epochs,
+                                                                 resume=resume, num_samples=0))
+    summary = train(run_cfg)
+    result = RunResult(variant_name(assignment), assignment, seed, str(path),
+                       _evaluate(path, run_cfg.data.val_split), float(summary["minutes"]), _images_per_s(path),
+                       int(summary["epochs"]))
+    atomic_write_text(result_file, json.dumps(dataclasses.asdict(result), indent=1) + "\n")
+    return result
+
+
+def run_ablation(base: RunConfig, variations: list[Variation], seeds: int, out: str | Path, mode: str = "grid",
+                 time_per_run: str | None = None, log: Callable[[str], None] = print) -> list[RunResult]:
+    """Train every variant with every seed under ``out`` (sequentially), skipping finished runs.
+
+    Args:
+        base: the reference config; each variant changes only its ``--vary`` keys.
+        variations: the keys and values (first value = reference).
+        seeds: runs per variant, with seeds ``base.train.seed + 0 .. seeds - 1`` (the same for every variant,
+            so differences are paired by seed).
+        time_per_run: a ``--time`` budget for every run (``3m``), else ``base.train.epochs``.
+
+    Returns:
+        One :class:`RunResult` per run, reference variant first.
+    """
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1; got {seeds}.")
+    out = Path(out)
+    check_output_path(out, directory=True)
+    plan = variants(variations, mode)
+    seed_list = [base.train.seed + k for k in range(seeds)]
+    base = dataclasses.replace(base, train=dataclasses.replace(base.train, time=time_per_run or base.train.time))
+    configs = [assign(base, a) for a in plan]  # every variant checked before the first run starts
+    with RunLock(out):
+        _check_spec(out, _spec(base, variations, seed_list, mode))
+        return [_one_run(cfg, a, seed, run_dir(out, a, seed), log)
+                for a, cfg in zip(plan, configs, strict=True) for seed in seed_list]
