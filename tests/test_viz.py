@@ -9,6 +9,7 @@ from PIL import Image
 
 from seglab.errors import DataError
 from seglab.viz import (
+    IGNORE_COLOR,
     colorize,
     default_palette,
     error_map,
@@ -26,13 +27,20 @@ VOC = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0), 4: (0, 0,
        15: (192, 128, 128), 20: (0, 64, 128)}
 
 
-def test_default_palette_matches_voc_and_blacks_out_ignore() -> None:
+def test_default_palette_matches_voc_and_marks_ignore() -> None:
     pal = default_palette(256)
     assert pal.shape == (256, 3) and pal.dtype == np.uint8
     for i, rgb in VOC.items():
         assert tuple(pal[i]) == rgb
-    assert tuple(pal[255]) == (0, 0, 0)
+    assert tuple(pal[255]) == IGNORE_COLOR
     assert len({tuple(c) for c in pal[:255]}) == 255  # every class its own color
+
+
+def test_ignore_color_is_no_class_color() -> None:
+    """Class 0 (black in VOC, Sky in CamVid) and ignore must never look alike: magenta, far from every class."""
+    pal = default_palette(256, ignore_index=None).astype(int)
+    assert IGNORE_COLOR not in {tuple(c) for c in pal}
+    assert np.sqrt(((pal - np.array(IGNORE_COLOR)) ** 2).sum(1)).min() > 60
     assert default_palette(3).shape == (3, 3)
 
 
@@ -58,7 +66,7 @@ def test_colorize_ignore_and_out_of_range() -> None:
     assert out.shape == (2, 2, 3) and out.dtype == np.uint8
     assert out[0, 0].tolist() == [10, 20, 30]
     assert out[0, 1].tolist() == [40, 50, 60]
-    assert out[1, 0].tolist() == [0, 0, 0]  # ignore
+    assert out[1, 0].tolist() == list(IGNORE_COLOR)  # ignore, not black like class 0
     assert out[1, 1].tolist() == [255, 255, 255]  # id the palette lacks
     assert colorize(torch.tensor(mask), pal, ignore_color=(255, 255, 255))[1, 0].tolist() == [255, 255, 255]
 
@@ -82,7 +90,7 @@ def test_error_map_colors() -> None:
     err = error_map(truth, pred)
     assert err[0, 0].tolist() == [0, 0, 0]
     assert err[0, 1].tolist() == [255, 40, 40]
-    assert err[0, 2].tolist() == [128, 128, 128]
+    assert err[0, 2].tolist() == list(IGNORE_COLOR)
 
 
 def test_to_uint8_image_undoes_normalization() -> None:
@@ -107,7 +115,7 @@ def test_save_panels_sizes_and_missing_truth(tmp_path) -> None:
                       class_names=["bg", "a", "b"], titles=["one", "two"])
     with Image.open(out) as im:
         w, h = im.size
-    # 4 columns x 3 in, 2 rows x 3 in + 0.6 in legend, at 100 dpi
+    # 4 columns x 3 in, 2 rows x 3 in + 0.6 in for a one-line legend, at 100 dpi
     assert (w, h) == (1200, 660)
     out2 = save_panels(tmp_path / "q.png", [(img, None, pred)], pal, with_error=True)
     with Image.open(out2) as im:
@@ -119,6 +127,9 @@ def test_plot_curves_accepts_csv_strings_and_missing_values(tmp_path) -> None:
     rows = [{"epoch": "0", "train_loss": "1.2", "val_loss": "", "mean_iou": "0.1", "lr": "0.01"},
             {"epoch": "1", "train_loss": "0.8", "mean_iou": "0.3", "lr": "0.005"}]
     out = plot_curves(rows, tmp_path / "curves.png")
+    with Image.open(out) as im:
+        assert im.size == (1300, 360)
+    out = plot_curves(rows, tmp_path / "marked.png", monitor="mean_iou", warmup_epochs=0.5)
     with Image.open(out) as im:
         assert im.size == (1300, 360)
 

@@ -1,13 +1,17 @@
-"""Pictures of data and predictions: palettes, overlays, input|truth|prediction|error panels, curves.
+"""Pictures of data and predictions: palettes, overlays, input|truth|prediction|error panels, curves, label
+statistics, augmented training images.
 
 Everything draws on a bare :class:`matplotlib.figure.Figure` (Agg), never through ``pyplot``: no
 display is needed and no global figure state leaks between calls or threads. Every file is
 written atomically through :func:`seglab.fileio.atomic_path`. Colours live in :mod:`seglab.viz.colors`,
-prediction figures in :mod:`seglab.viz.panels`, training plots in :mod:`seglab.viz.plots`.
+legends in :mod:`seglab.viz.legend`, prediction figures in :mod:`seglab.viz.panels`, training plots in
+:mod:`seglab.viz.plots`, the label statistics in :mod:`seglab.viz.stats` and the augmented batch in
+:mod:`seglab.viz.batches`. docs/pictures.md shows each picture and says how to read it.
 """
 
 from __future__ import annotations
 
+from seglab.viz.batches import augmented_batch, save_data_pictures, save_train_batch
 from seglab.viz.colors import (
     ERROR_COLORS,
     IGNORE_COLOR,
@@ -20,9 +24,20 @@ from seglab.viz.colors import (
     overlay,
     to_uint8_image,
 )
-from seglab.viz.panels import instance_ids, save_instance_overlay, save_instance_panels, save_panels
-from seglab.viz.plots import plot_confusion, plot_curves
+from seglab.viz.legend import add_legend, class_entries, legend_layout
+from seglab.viz.panels import (
+    instance_ids,
+    panels_figure,
+    save_instance_overlay,
+    save_instance_panels,
+    save_panels,
+)
+from seglab.viz.plots import best_epoch, curves_figure, plot_confusion, plot_curves, plot_per_class
+from seglab.viz.stats import LabelStats, connected_regions, dataset_stats, plot_label_stats
 
-__all__ = ["ERROR_COLORS", "IGNORE_COLOR", "OUT_OF_RANGE_COLOR", "ArrayLike", "colorize", "default_palette",
-           "error_map", "instance_ids", "load_palette", "overlay", "plot_confusion", "plot_curves",
-           "save_instance_overlay", "save_instance_panels", "save_panels", "to_uint8_image"]
+__all__ = ["ERROR_COLORS", "IGNORE_COLOR", "OUT_OF_RANGE_COLOR", "ArrayLike", "LabelStats", "add_legend",
+           "augmented_batch", "best_epoch", "class_entries", "colorize", "connected_regions", "curves_figure",
+           "dataset_stats", "default_palette", "error_map", "instance_ids", "legend_layout", "load_palette",
+           "overlay", "panels_figure", "plot_confusion", "plot_curves", "plot_label_stats", "plot_per_class",
+           "save_data_pictures", "save_instance_overlay", "save_instance_panels", "save_panels",
+           "save_train_batch", "to_uint8_image"]

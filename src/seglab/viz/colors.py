@@ -1,4 +1,10 @@
-"""Colours of classes and masks: palettes, colorized label maps, overlays, error maps, displayable images."""
+"""Colours of classes and masks: palettes, colorized label maps, overlays, error maps, displayable images.
+
+The ignore label has one colour everywhere (:data:`IGNORE_COLOR`, magenta): truth panels, ``--format color``,
+error maps, legends ("ignore (255)") and training pictures. It is no colour of the default palette (whose
+channels stay at or under 224 for the first 256 classes), so a class drawn black (VOC's background,
+CamVid's Sky) never looks like unlabelled pixels. Overlays leave ignored pixels as the image.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,9 @@ import torch
 from seglab.data.layout import read_palette
 from seglab.errors import DataError
 
-IGNORE_COLOR = (0, 0, 0)
+IGNORE_COLOR = (255, 0, 255)  # magenta: no class of the default palette (channels <= 224) comes near it
 OUT_OF_RANGE_COLOR = (255, 255, 255)
-ERROR_COLORS = {"correct": (0, 0, 0), "wrong": (255, 40, 40), "ignore": (128, 128, 128)}
+ERROR_COLORS = {"correct": (0, 0, 0), "wrong": (255, 40, 40), "ignore": IGNORE_COLOR}
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -21,8 +27,8 @@ def default_palette(n: int, ignore_index: int | None = 255) -> np.ndarray:
     """The PASCAL VOC color map for ``n`` classes, as an ``(n, 3)`` uint8 array.
 
     VOC's bit-interleave spreads neighbouring class ids far apart in color, so adjacent classes
-    stay distinguishable. Row ``ignore_index`` (when ``< n``) is black, the color ignored pixels
-    get everywhere in seglab.
+    stay distinguishable. Row ``ignore_index`` (when ``< n``) is :data:`IGNORE_COLOR`, the color ignored
+    pixels get everywhere in seglab.
     """
     if n < 1:
         raise DataError(f"Expected the palette size `n` to be at least 1, but got {n}.")
@@ -64,6 +70,9 @@ def overlay(image: ArrayLike, mask: ArrayLike, palette: np.ndarray, alpha: float
             ignore_index: int | None = 255) -> np.ndarray:
     """Blend the colorized ``mask`` over ``image`` with weight ``alpha``; ignored pixels stay as is.
 
+    Unlabelled pixels are no prediction: leaving them untinted shows the photo where the label says nothing
+    (every labelled pixel, black class 0 included, is tinted).
+
     Returns:
         ``(H, W, 3)`` uint8.
     """
@@ -81,7 +90,7 @@ def overlay(image: ArrayLike, mask: ArrayLike, palette: np.ndarray, alpha: float
 
 
 def error_map(truth: ArrayLike, pred: ArrayLike, ignore_index: int | None = 255) -> np.ndarray:
-    """Color where ``pred`` differs from ``truth``: wrong red, correct black, ignored grey (HxWx3)."""
+    """Color where ``pred`` differs from ``truth``: wrong red, correct black, ignored magenta (HxWx3)."""
     t, p = mask_array(truth), mask_array(pred)
     if t.shape != p.shape:
         raise DataError(f"error map: truth is {t.shape[0]}x{t.shape[1]} but prediction is "

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from seglab.errors import DataError
 from seglab.fileio import atomic_path
@@ -23,6 +22,7 @@ from seglab.viz.colors import (
     overlay,
     to_uint8_image,
 )
+from seglab.viz.legend import add_legend, class_entries, legend_layout
 
 
 def save_panels(path: str | os.PathLike, rows: Sequence[tuple[Any, Any, Any]], palette: np.ndarray,
@@ -33,21 +33,38 @@ def save_panels(path: str | os.PathLike, rows: Sequence[tuple[Any, Any, Any]], p
     Looking at predictions beside the truth catches what a single number hides (shifted masks,
     a class never predicted, label noise). ``rows`` holds ``(image, truth or None, prediction)``;
     ``image`` is uint8 ``(H, W, 3)`` or float ``(C, H, W)`` in [0, 1] (denormalize with
-    :func:`to_uint8_image` first). Rows without truth leave the truth and error cells empty.
+    :func:`to_uint8_image` first). Rows without truth leave the truth and error cells empty. The
+    legend under the panels lists every class (and ``ignore (<index>)`` where a mask holds it), in as
+    many rows as it needs.
     """
     if not rows:
         raise DataError(f"{path}: no samples to draw; pass at least one (image, truth, prediction) row.")
+    return save_figure(panels_figure(rows, palette, class_names, ignore_index, with_error, titles), path)
+
+
+def panels_figure(rows: Sequence[tuple[Any, Any, Any]], palette: np.ndarray,
+                  class_names: Sequence[str] | None = None, ignore_index: int = 255,
+                  with_error: bool = True, titles: Sequence[str] | None = None) -> Figure:
+    """The figure :func:`save_panels` writes (for callers that add to it, and for tests of its legend)."""
+    if not rows:
+        raise DataError("no samples to draw; pass at least one (image, truth, prediction) row.")
     has_truth = any(r[1] is not None for r in rows)
     cols = ["input"] + (["truth"] if has_truth else []) + ["prediction"]
     cols += ["error"] if has_truth and with_error else []
-    fig = Figure(figsize=(3.0 * len(cols), 3.0 * len(rows) + (0.6 if class_names else 0.0)))
+    width = 3.0 * len(cols)
+    entries, layout = [], None
+    if class_names:
+        shown = any(has_label(m, ignore_index) for r in rows for m in r[1:] if m is not None)
+        entries = class_entries(class_names, palette, ignore_index if shown else None)
+        layout = legend_layout([name for name, _ in entries], width)
+    band = layout.height if layout else 0.0
+    fig = Figure(figsize=(width, 3.0 * len(rows) + band))
     axes = fig.subplots(len(rows), len(cols), squeeze=False)
     for i, (image, truth, pred) in enumerate(rows):
         cells = {"input": to_uint8_image(image), "prediction": colorize(pred, palette, ignore_index)}
         if truth is not None:
             cells["truth"] = colorize(truth, palette, ignore_index)
-            err = error_map(truth, pred, ignore_index)
-            cells["error"] = err
+            cells["error"] = error_map(truth, pred, ignore_index)
         for j, name in enumerate(cols):
             ax = axes[i, j]
             ax.set_axis_off()
@@ -59,17 +76,15 @@ def save_panels(path: str | os.PathLike, rows: Sequence[tuple[Any, Any, Any]], p
             if name == "error" and truth is not None:
                 title = f"error {error_rate(truth, pred, ignore_index):.1%}"
             ax.set_title(title, fontsize=9)
-    if class_names:
-        legend(fig, class_names, palette)
-    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight() if class_names else 0, 1, 1))
-    return save_figure(fig, path)
+    if layout is not None:
+        add_legend(fig, entries, layout)
+    fig.tight_layout(rect=(0, band / fig.get_figheight(), 1, 1))
+    return fig
 
 
-def legend(fig: Figure, class_names: Sequence[str], palette: np.ndarray) -> None:
-    pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-    handles = [Patch(facecolor=tuple(pal[i] / 255.0) if i < len(pal) else "white", edgecolor="grey",
-                     label=name) for i, name in enumerate(class_names[:40])]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
+def has_label(mask: ArrayLike, value: int | None) -> bool:
+    """Whether ``mask`` holds ``value`` anywhere (``None``: never)."""
+    return value is not None and bool((mask_array(mask) == value).any())
 
 
 def error_rate(truth: ArrayLike, pred: ArrayLike, ignore_index: int | None) -> float:
@@ -125,7 +140,7 @@ def save_instance_overlay(path: str | os.PathLike, image: ArrayLike, instances: 
     fig = Figure(figsize=(w * zoom / 100, h * zoom / 100), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
-    _draw_instances(ax, picture, instances, class_names, alpha)
+    draw_instances(ax, picture, instances, class_names, alpha)
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     return save_figure(fig, path)
@@ -154,7 +169,7 @@ def save_instance_panels(path: str | os.PathLike, rows: Sequence[tuple[Any, dict
             ax.set_axis_off()
             title = name if titles is None else f"{titles[r]} {name}"
             if inst is not None:
-                _draw_instances(ax, picture, inst, class_names)
+                draw_instances(ax, picture, inst, class_names)
                 title += f" ({len(inst['labels'])})"
             elif name == "input":
                 ax.imshow(picture, interpolation="nearest")
@@ -163,7 +178,7 @@ def save_instance_panels(path: str | os.PathLike, rows: Sequence[tuple[Any, dict
     return save_figure(fig, path)
 
 
-def _draw_instances(ax: Any, picture: np.ndarray, inst: dict, class_names: Sequence[str],
+def draw_instances(ax: Any, picture: np.ndarray, inst: dict, class_names: Sequence[str],
                     alpha: float = 0.55) -> None:
     """Overlay instance k in palette colour k and label it at its box corner.
 
