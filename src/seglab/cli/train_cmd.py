@@ -74,7 +74,8 @@ def train(
     data: str | None = _opt("data", "Dataset folder (images/ + labels/, or COCO / instance masks).", "(required)"),
     model: str | None = _opt("model", "Registered model (`seglab models`).", "(default: chosen for the data and "
                              "device and printed: a 1.9 M-parameter U-Net on a CPU)"),
-    config: Path | None = typer.Option(None, "--config", help="YAML config (`seglab config`); flags override it."),
+    config: Path | None = typer.Option(None, "--config", "--plan", help="YAML config (`seglab config`) or plan "
+                                       "(`seglab plan`); flags override it."),
     out: str | None = _opt("out", "Run directory; taken means the next free name (runs/exp2)."),
     epochs: int | None = _opt("epochs"), seed: int | None = _opt("seed"),
     time: str | None = _opt("time", "Wall-clock budget such as 15m, 90s, 1.5h: epochs are fitted to it from a "

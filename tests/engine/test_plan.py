@@ -1,0 +1,87 @@
+"""`seglab plan`: the fingerprint on real files and the rules on synthetic fingerprints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from seglab.cli import main
+from seglab.config import load_config
+from seglab.engine.plan import Fingerprint, fingerprint, plan_config, rules
+
+
+def _fp(**kw: object) -> Fingerprint:
+    base = dict(root="d", task="semantic", num_train=20, num_val=5, size=(512, 512), channels=3,
+                classes=["a", "b", "c"], frequencies=[0.6, 0.39, 0.01 + 1e-9], image_share=[1.0, 1.0, 1.0],
+                boundary=[0.05, 0.1, 0.1], mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2])
+    return Fingerprint(**{**base, **kw})
+
+
+def _plan(fp: Fingerprint, device: str = "cpu") -> dict:
+    return {k: v for k, v, _ in rules(fp, device)}
+
+
+def test_every_decision_has_a_reason() -> None:
+    assert all(isinstance(why, str) and len(why) > 10 for _, _, why in rules(_fp()))
+
+
+def test_image_size_sets_the_crop() -> None:
+    assert _plan(_fp(size=(2048, 1536)))["data.crop_size"] == 256  # huge images: the CPU's crop
+    assert _plan(_fp(size=(2048, 1536)), "cuda")["data.crop_size"] == 512
+    assert _plan(_fp(size=(100, 90)))["data.crop_size"] == 64  # tiny images: never larger than the image
+
+
+def test_gray_data_gets_one_channel_and_rotations() -> None:
+    gray = _plan(_fp(channels=1, mean=[0.4], std=[0.1]))
+    assert gray["data.in_channels"] == 1 and gray["data.mean"] == [0.4] and gray["data.rotate"] > 0
+    assert "data.in_channels" not in _plan(_fp())
+
+
+def test_rare_and_thin_classes_get_dice_and_balanced_sampling() -> None:
+    plain = _plan(_fp())
+    assert "train.loss" not in plain and "data.sampler" not in plain
+    rare = _plan(_fp(frequencies=[0.7, 0.295, 0.005], image_share=[1.0, 1.0, 0.2]))
+    assert rare["train.loss"] == "ce+dice" and rare["data.sampler"] == "balanced"
+    thin = _plan(_fp(boundary=[0.05, 0.6, 0.1]))
+    assert thin["train.loss"] == "ce+dice" and "data.sampler" not in thin
+
+
+def test_instance_data_plans_a_mask_rcnn() -> None:
+    plan = _plan(_fp(task="instance", size=(467, 378)))
+    assert plan["model.name"].startswith("maskrcnn") and plan["model.options"]["min_size"] <= 378
+
+
+def test_fingerprint_of_a_thin_structure_dataset(tmp_path: Path) -> None:
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+        for i in range(3):
+            lab = np.ones((40, 60), np.uint8)
+            lab[:, 10::12] = 0  # 1-px lines: class 0 is thin, and rare
+            Image.fromarray((lab * 200).astype(np.uint8)).save(tmp_path / "images" / split / f"{i}.png")
+            Image.fromarray(lab).save(tmp_path / "labels" / split / f"{i}.png")
+    fp = fingerprint(tmp_path)
+    assert fp.size == (60, 40) and fp.channels == 1 and fp.boundary[0] == 1.0 and fp.boundary[1] < 0.5
+    assert fp.thin == ["class_0"] and fp.num_val == 3
+    cfg, decisions = plan_config(fp)
+    assert cfg.train.loss == "ce+dice" and cfg.data.in_channels == 1 and cfg.data.crop_size == 32
+
+
+def test_plan_writes_a_config_train_reads(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", str(tiny_data), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "# " in text and "crop_size: 32  # median image 32x32" in text
+    cfg = load_config(out)
+    assert cfg.data.root == str(tiny_data) and cfg.model.name == "unet"
+    assert "Train it: seglab train --plan" in capsys.readouterr().out
+
+
+def test_plan_with_time_measures_this_machine(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", str(tiny_data), "--time", "30s", "--out", str(out)]) == 0
+    cfg = load_config(out)
+    assert cfg.train.time == "30s" and cfg.train.epochs >= 1
+    assert "s/epoch (measured)" in out.read_text()
