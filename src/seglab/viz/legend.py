@@ -59,8 +59,8 @@ def legend_layout(labels: Sequence[str], width: float) -> LegendLayout:
     if column > usable:  # one name wider than the figure: smaller print rather than a clipped name
         scale = max(3.0 / size, usable / column)
         size, column = size * scale, column * scale
-    ncol = max(1, min(n, int(usable // column)))
-    rows = math.ceil(n / ncol)
+    rows = math.ceil(n / max(1, min(n, int(usable // column))))
+    ncol = math.ceil(n / rows)  # full rows: 12 names in two rows of 6, not one of 11 and a straggler
     line = size * (1.25 + SPACING["labelspacing"])  # text height with descent, then the gap to the next row
     height = (rows * line + 2 * SPACING["borderpad"] * size) / 72.0 + 2 * MARGIN_IN
     return LegendLayout(ncol, size, max(MIN_HEIGHT_IN, height))

@@ -65,7 +65,7 @@ def _mark_run(axes: Sequence[Any], rows: Sequence[dict[str, Any]], monitor: str 
     if warmup > 0:
         for i, ax in enumerate(axes):
             ax.axvspan(0, warmup, color="tab:orange", alpha=0.12, lw=0,
-                       label=f"warm-up ({warmup:g} epochs)" if i == 0 else None)
+                       label=f"warm-up ({warmup:g} epoch{'' if warmup == 1 else 's'})" if i == 0 else None)
     best = best_epoch(rows, monitor) if monitor else None
     if best is not None:
         epoch, value = best
