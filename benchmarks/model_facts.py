@@ -1,0 +1,94 @@
+"""Regenerate src/seglab/models/model_facts.json: what `seglab models` lists, without building any model then.
+
+Per registered model: task, default input, options (name=default), parameters (21 classes for semantic
+models, the builder's default class count for instance models), GFLOPs of one image at the model's default
+input (square), the CPU training throughput measured by ``benchmarks/models.py`` (results/models.json), the
+quality of recorded runs (docs/results.md) and the "start here" hints. Run: ``python benchmarks/model_facts.py``
+after adding a model, a benchmark or a recorded run; tests/models/test_models_cli.py fails until the file
+matches the registry again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import torch
+
+from _common import HERE, RESULTS
+from seglab.models import list_models
+from seglab.models.summary import FACTS_FILE, count_gflops, count_parameters, default_classes
+
+# Recorded runs (docs/results.md): the model, the options of the run, and the headline numbers.
+QUALITY = {
+    "unet": [{"dataset": "ISBI-2012 EM membranes", "short": "ISBI", "metric": "mIoU", "value": 0.7628,
+              "split": "val (5 images)", "options": "base_channels=32, in_channels=1",
+              "note": "from scratch, 60 epochs, 19 min CPU",
+              "source": "docs/results.md#isbi-2012-em-membranes-semantic"}],
+    "maskrcnn_resnet18_fpn": [
+        {"dataset": "Penn-Fudan pedestrians", "short": "Penn-Fudan", "metric": "mask AP", "value": 0.102,
+         "split": "val (20 images)", "options": "min_size=320, max_size=512",
+         "note": "from scratch, 6 epochs, 8 min CPU; box AP50 0.599",
+         "source": "docs/results.md#penn-fudan-instance"}],
+}
+
+# "Start here": the first model to try per use case, with the options and the reason.
+START_HERE = [
+    {"use": "small data, CPU, first try (medical, microscopy, defects)", "model": "unet",
+     "options": "base_channels=16..32", "why": "trains from scratch on a CPU: ISBI mIoU 0.763 in 19 minutes"},
+    {"use": "street scenes, natural photos (GPU)", "model": "deeplabv3plus", "options": "",
+     "why": "atrous ResNet-50 context plus a sharp decoder; give it pretrained encoder weights from a file"},
+    {"use": "fast inference, edge devices", "model": "lraspp_mobilenet_v3", "options": "",
+     "why": "3.2 M parameters and about 4 GFLOPs at 512x512: the cheapest semantic model here"},
+    {"use": "instances: count or separate objects", "model": "maskrcnn_resnet18_fpn", "options": "",
+     "why": "the CPU Mask R-CNN recipe: Penn-Fudan box AP50 0.60 from scratch in 8 minutes"},
+]
+
+
+def speeds() -> tuple[dict[str, float], dict]:
+    """fp32 training images/s per model from benchmarks/results/models.json, and where they were measured."""
+    path = RESULTS / "models.json"
+    if not path.is_file():
+        return {}, {}
+    record = json.loads(path.read_text())
+    rows = {r["model"]: float(r["fp32_img_s"]) for r in record["rows"] if "fp32_img_s" in r}
+    return rows, {"source": "benchmarks/results/models.json (python benchmarks/models.py)",
+                  "machine": record["machine"], "date": record["date"],
+                  "what": "training images/s (forward + backward), 256x256, batch 4, fp32, CPU, default widths"}
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    img_s, speed_meta = speeds()
+    models = {}
+    for entry in list_models():
+        start = time.perf_counter()
+        classes = default_classes(entry)
+        options = json.loads(json.dumps(entry.options()))  # tuples -> lists, as the file stores them
+        models[entry.name] = {
+            "task": entry.task, "default_input": entry.default_input, "options": options, "classes": classes,
+            "params": count_parameters(entry.name, classes),
+            "gflops": round(count_gflops(entry.name, classes, entry.default_input), 2),
+            "gflops_input": entry.default_input, "cpu_img_s": img_s.get(entry.name),
+            "quality": QUALITY.get(entry.name, []),
+        }
+        print(f"{entry.name}: {models[entry.name]['gflops']} GFLOPs ({time.perf_counter() - start:.1f} s)", flush=True)
+    unknown = sorted({h["model"] for h in START_HERE} - set(models)) + sorted(set(QUALITY) - set(models))
+    if unknown:
+        raise SystemExit(f"START_HERE / QUALITY name models that are not registered: {unknown}")
+    facts = {
+        "generated_by": "python benchmarks/model_facts.py",
+        "params": "parameters at the listed class count (21 for semantic models: PASCAL VOC's yardstick)",
+        "gflops": "1e9 floating-point operations (multiply and add count two) for one image of gflops_input x "
+                  "gflops_input, eval mode; instance models: every detection kept (upper bound)",
+        "speed": speed_meta, "start_here": START_HERE, "models": models,
+    }
+    tmp = FACTS_FILE.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(facts, indent=1) + "\n")
+    os.replace(tmp, FACTS_FILE)
+    print(f"wrote {FACTS_FILE.relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main()
