@@ -43,3 +43,19 @@ def test_status_says_when_a_job_starts_and_ends(capsys) -> None:
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "exporting unet to onnx ..."
     assert re.fullmatch(r"exporting unet to onnx: done in \d+\.\d s", lines[1])
+
+
+def test_on_a_terminal_a_bar_and_a_spinner(monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    import seglab.cli.progress as P
+
+    screen = io.StringIO()
+    monkeypatch.setattr(P, "err_console", Console(file=screen, force_terminal=True, width=100))
+    with progress_bar("predict", every_s=0.0) as callback:
+        callback(3, 10)
+    with status("exporting"):
+        pass
+    assert "predict" in screen.getvalue() and "done" not in screen.getvalue()  # no plain lines on a terminal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -107,3 +108,14 @@ def test_log_never_wraps_a_long_line(capsys) -> None:
     command = "seglab train --data " + "/very/long/path" * 12 + " --model unet --epochs 20"
     R.log(f"resume with: {command}")
     assert capsys.readouterr().err == f"resume with: {command}\n"
+
+
+def test_on_a_terminal_training_and_validation_get_bars(tiny_data: Path, tmp_path: Path, tiny_config,
+                                                        monkeypatch) -> None:
+    from rich.console import Console
+
+    screen = io.StringIO()
+    monkeypatch.setattr(R, "console", Console(file=screen, force_terminal=True, width=120))
+    Trainer(tiny_config(tiny_data, tmp_path / "run", epochs=1)).fit()
+    shown = screen.getvalue()
+    assert "epoch 1/1" in shown and "validate epoch 1/1" in shown and "img/s" in shown
