@@ -26,7 +26,7 @@ def test_a_bad_duration_is_refused(tiny_data: Path, tmp_path: Path, tiny_config)
 
 def test_the_budget_is_met_and_the_schedule_fits_the_planned_epochs(tiny_data: Path, tmp_path: Path, tiny_config,
                                                                     capsys) -> None:
-    budget = 12.0
+    budget = 20.0
     cfg = tiny_config(tiny_data, tmp_path / "timed", time=f"{budget}s", epochs=1000, num_samples=0)
     start = time.perf_counter()
     summary = train(cfg)

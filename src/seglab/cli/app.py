@@ -17,5 +17,6 @@ app.add_typer(data_app, name="data")
 convert_app = typer.Typer(help="Convert label formats (never overwrites the input).", no_args_is_help=True)
 data_app.add_typer(convert_app, name="convert")
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a long line (a path, a command to paste) is never broken at 80 columns in logs and pipes
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seglab.data.io import DEFAULT_MAX_PIXELS
 from seglab.engine.task import Augment, Autocast
 from seglab.errors import ConfigError
 
@@ -69,7 +70,7 @@ class SemanticTask:
 
     def __init__(self, root: str, *, train_split: str = "train", val_split: str = "val",
                  num_classes: int | None = None, in_channels: int = 3, ignore_index: int = 255,
-                 allow_ignore_class: bool = False, max_pixels: int | None = None,
+                 allow_ignore_class: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                  mean: list[float] | None = None, std: list[float] | None = None,
                  augment: Augment = Augment(), loss: str = "ce", class_weights: list[float] | None = None,
                  weight_method: str = "median") -> None:

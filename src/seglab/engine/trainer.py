@@ -145,8 +145,9 @@ class Trainer:
                      R.WriteConfig(self.out, c.to_yaml()), *([R.TensorBoardLog(self.out)] if t.tb else []),
                      R.CSVLog(self.out), R.Report(self.out, f"Run report: {c.model.name} on {c.data.root}", setup,
                                                   task.report_notes(), task.classes),
-                     R.ConsoleLog(header, t.epochs, task.headline, self.monitor), R.Plots(self.out, task.classes),
-                     R.Samples(self.out, task.save_samples, R.spread(len(task.val_set), t.num_samples))]
+                     R.ConsoleLog(header, t.epochs, task.headline, self.monitor),
+                     R.Plots(self.out, task.classes, self.monitor, t.warmup_epochs, task),
+                     R.Samples(self.out, task.save_samples, R.spread(len(task.val_set), t.num_samples), self.monitor)]
         budget = [TimeBudget(parse_duration(t.time), self.created)] if t.time else []
         return [*hooks, *budget, H.EarlyStop(self.monitor, t.early_stop)]
 
