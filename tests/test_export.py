@@ -75,13 +75,78 @@ def test_models_without_shape_general_onnx_are_refused(name: str, tmp_path, tiny
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_onnx_metadata_and_dynamic_axes(gray_unet_onnx) -> None:
+def _dims(value) -> list:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def test_onnx_metadata_and_named_dynamic_axes(gray_unet_onnx) -> None:
     import onnx
 
     assert read_metadata(gray_unet_onnx) == META
-    dims = onnx.load(str(gray_unet_onnx)).graph.input[0].type.tensor_type.shape.dim
-    assert dims[1].dim_value == 1
-    assert all(d.dim_param and not d.dim_value for i, d in enumerate(dims) if i != 1)  # N, H, W symbolic
+    graph = onnx.load(str(gray_unet_onnx)).graph
+    assert [i.name for i in graph.input] == ["image"] and [o.name for o in graph.output] == ["logits"]
+    assert _dims(graph.input[0]) == ["batch", 1, "height", "width"]
+    assert _dims(graph.output[0]) == ["batch", 2, "height", "width"]
+
+
+def _opset(path) -> int:
+    import onnx
+
+    return next(o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx"))
+
+
+def test_opset_is_the_one_asked_for(tmp_path, tiny) -> None:
+    torch.manual_seed(0)
+    model = build_model("fcn8s", 2, **tiny["fcn8s"]).eval()  # pads and crops: the output axes get the names too
+    result = export_model(model, tmp_path / "m.onnx", opset=21, check=True)
+    assert result.opset == _opset(result.path) == 21 and result.max_abs_diff < 1e-4
+    import onnx
+
+    assert _dims(onnx.load(str(result.path)).graph.output[0]) == ["batch", 2, "height", "width"]
+    x = torch.rand(2, 3, 50, 77)
+    got = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})
+    np.testing.assert_allclose(got[0], _logits(model, x), rtol=0, atol=1e-4)
+    with pytest.raises(ModelError, match=r"--opset 17: .* opset 18 instead.*Pass --opset 18"):
+        export_model(model, tmp_path / "old.onnx", opset=17)  # the dynamo exporter's lowest is 18
+    assert not (tmp_path / "old.onnx").exists()
+    for bad, message in (({"opset": 0}, "positive integer"), ({"opset": 18, "format": "torchscript"}, "--opset"),
+                         ({"half": True, "format": "torchscript"}, "--half applies to --format onnx")):
+        with pytest.raises(ConfigError, match=message):
+            export_model(model, tmp_path / "x.pt", **bad)
+
+
+def test_half_precision_onnx_holds_parity(tmp_path, tiny) -> None:
+    """float16 weights behind a float32 interface: half the size, onnxruntime within 1e-2 of fp32 PyTorch."""
+    import onnx
+
+    torch.manual_seed(0)
+    model = build_model("unet", 3, **tiny["unet"]).eval()
+    full = export_model(model, tmp_path / "full.onnx")
+    half = export_model(model, tmp_path / "half.onnx", half=True, metadata={"seglab.classes": ["a", "b", "c"]})
+    assert half.half and half.max_abs_diff is not None and half.max_abs_diff <= half.tolerance == 1e-2
+    proto = onnx.load(str(half.path))
+    weights = [t for t in proto.graph.initializer if len(t.dims) == 4]  # convolution kernels
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # same interface
+    assert _dims(proto.graph.input[0]) == ["batch", 3, "height", "width"]
+    weight_bytes = [sum(len(t.raw_data) for t in onnx.load(str(p)).graph.initializer) for p in (full.path, half.path)]
+    assert weight_bytes[1] <= 0.51 * weight_bytes[0]  # half the weights (the tiny model's graph does not shrink)
+    assert read_metadata(half.path)["seglab.precision"].startswith("float16 weights")
+    x = torch.rand(2, 3, 45, 70)
+    got = ort.InferenceSession(str(half.path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    ref = _logits(model, x)
+    assert got.dtype == np.float32 and np.abs(got - ref).max() < 1e-2
+    assert (got.argmax(1) == ref.argmax(1)).mean() > 0.99
+    with pytest.raises(ModelError, match=r"differs from PyTorch .* not written\. float16 rounding .* --tolerance"):
+        export_model(model, tmp_path / "strict.onnx", half=True, tolerance=1e-9)
+    assert not (tmp_path / "strict.onnx").exists()
+
+
+def test_half_is_refused_for_instance_models(tmp_path) -> None:
+    detector = build_model("maskrcnn_resnet18_fpn", 3, min_size=48, max_size=48, fpn_channels=16).eval()
+    with pytest.raises(ModelError, match="--half: .* instance model .* NMS has no float16 kernel"):
+        export_model(detector, tmp_path / "d.onnx", task="instance", half=True)
+    assert not (tmp_path / "d.onnx").exists()
 
 
 def test_torchscript_export_parity_and_metadata(tmp_path, tiny) -> None:

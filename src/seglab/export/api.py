@@ -17,7 +17,7 @@ from torch import nn
 
 from seglab.checkpoint import CheckpointInfo
 from seglab.errors import ConfigError, ModelError
-from seglab.export.common import DOCS, FORMATS, ExportResult
+from seglab.export.common import DOCS, FORMATS, HALF_TOLERANCE, TOLERANCE, ExportResult
 from seglab.export.instance import export_instance
 from seglab.export.semantic import export_semantic
 from seglab.fileio import check_output_path, refuse_overwrite
@@ -26,41 +26,57 @@ from seglab.fileio import check_output_path, refuse_overwrite
 def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "onnx", in_channels: int = 3,
                  metadata: dict[str, Any] | None = None, model_name: str | None = None,
                  task: str = "semantic", check: bool = False, tolerance: float | None = None,
-                 check_images: list[torch.Tensor] | None = None) -> ExportResult:
+                 check_images: list[torch.Tensor] | None = None, opset: int | None = None,
+                 half: bool = False) -> ExportResult:
     """Export ``model`` to ``path`` (written atomically) and optionally check it against PyTorch.
 
     The written file is always run (onnxruntime / TorchScript) on two input shapes before it replaces
     ``path``, so a graph that only works at the example's size is never shipped. ``check`` returns
     the largest difference from PyTorch; above ``tolerance`` it raises. Instance models (``task="instance"``)
     export for one fixed-size image; ``check_images`` gives their check real pictures to detect in.
+    ``opset`` is the ONNX opset (default: the exporter's); ``half`` (ONNX, semantic models) stores float16
+    weights behind the same float32 input and output and is always checked (``tolerance`` default 1e-2).
 
     Raises:
-        ConfigError: unknown ``format``.
-        ModelError: the model cannot be exported (unsupported operators, TorchScript for instance models);
-            the message names the model and the reason.
+        ConfigError: unknown ``format``, an ``opset`` below 1, ``half`` with TorchScript.
+        ModelError: the model cannot be exported (unsupported operators, TorchScript for instance models, an
+            opset the exporter cannot write, a float16 graph onnxruntime cannot run or that differs beyond
+            ``tolerance``); the message names the model and the reason.
         OutputError: ``path`` is a folder or cannot be written (checked before exporting).
     """
-    if format not in FORMATS:
-        raise ConfigError(f"Expected --format to be one of {', '.join(FORMATS)}, but got {format!r}.")
+    _check_choices(format, opset, half)
     check_output_path(path)
     name = model_name or type(model).__name__
     if task == "instance":
         return export_instance(model, Path(path), format=format, metadata=metadata or {}, name=name, check=check,
-                               tolerance=tolerance, check_images=check_images)
+                               tolerance=tolerance, check_images=check_images, opset=opset, half=half)
     if task != "semantic":
         raise ModelError(f"model {name!r} is a {task} model; seglab exports semantic and instance models. "
                          f"See {DOCS}.")
     return export_semantic(model, Path(path), format=format, in_channels=in_channels, metadata=metadata or {},
-                           name=name, check=check, tolerance=tolerance)
+                           name=name, check=check, tolerance=tolerance, opset=opset, half=half)
+
+
+def _check_choices(format: str, opset: int | None, half: bool) -> None:
+    if format not in FORMATS:
+        raise ConfigError(f"Expected --format to be one of {', '.join(FORMATS)}, but got {format!r}.")
+    if opset is not None and format != "onnx":
+        raise ConfigError(f"--opset applies to --format onnx, not {format}. Drop --opset.")
+    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 1):
+        raise ConfigError(f"Expected `opset` (--opset) to be a positive integer such as 18, but got {opset!r}.")
+    if half and format != "onnx":
+        raise ConfigError(f"--half applies to --format onnx, not {format}. Drop --half.")
 
 
 def export_checkpoint(model: nn.Module, info: CheckpointInfo, out: str | os.PathLike | None = None, *,
-                      format: str = "onnx", check: bool = False, tolerance: float = 1e-3,
-                      check_images: list[str | os.PathLike] | None = None) -> ExportResult:
+                      format: str = "onnx", check: bool = False, tolerance: float | None = None,
+                      check_images: list[str | os.PathLike] | None = None, opset: int | None = None,
+                      half: bool = False) -> ExportResult:
     """Export a loaded checkpoint with its metadata: what ``seglab export`` does, in one call.
 
     ``out`` defaults to the checkpoint's path with ``.onnx`` / ``.torchscript.pt``. ``check_images`` (instance
-    checkpoints) are image files the parity check runs on.
+    checkpoints) are image files the parity check runs on. ``tolerance`` defaults to 1e-3, or 1e-2 with
+    ``half`` (float16 rounding); ``opset`` and ``half`` as in :func:`export_model`.
 
     Raises:
         ConfigError: ``check_images`` for a semantic checkpoint (its check uses random inputs of two shapes).
@@ -78,9 +94,10 @@ def export_checkpoint(model: nn.Module, info: CheckpointInfo, out: str | os.Path
     src = Path(info.path)
     out = Path(out) if out is not None else src.with_suffix(".onnx" if format == "onnx" else ".torchscript.pt")
     refuse_overwrite([out], [*filter(None, [info.path]), *(check_images or [])])
+    limit = tolerance if tolerance is not None else HALF_TOLERANCE if half else TOLERANCE
     return export_model(model, out, format=format, in_channels=info.in_channels, metadata=checkpoint_metadata(info),
-                        model_name=info.model, task=info.task, check=check, tolerance=tolerance if check else None,
-                        check_images=images)
+                        model_name=info.model, task=info.task, check=check,
+                        tolerance=limit if check or half else None, check_images=images, opset=opset, half=half)
 
 
 def checkpoint_metadata(info: CheckpointInfo) -> dict[str, Any]:

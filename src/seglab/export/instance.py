@@ -15,10 +15,11 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from seglab.errors import ModelError
-from seglab.export.common import DOCS, ExportResult, can_run, first_line, require_onnx
+from seglab.export.common import DOCS, ExportResult, can_run, check_opset, first_line, opset_of, require_onnx
 from seglab.fileio import atomic_path
 
 INSTANCE_OUTPUTS = ("boxes", "labels", "scores", "masks")
+INSTANCE_OPSET = 17  # the TorchScript-based exporter's opset unless --opset says otherwise
 
 
 class InstanceExportWrapper(nn.Module):
@@ -35,8 +36,8 @@ class InstanceExportWrapper(nn.Module):
 
 
 def export_instance(model: nn.Module, path: Path, *, format: str, metadata: dict[str, Any], name: str,
-                     check: bool, tolerance: float | None,
-                     check_images: list[torch.Tensor] | None = None) -> ExportResult:
+                     check: bool, tolerance: float | None, check_images: list[torch.Tensor] | None = None,
+                     opset: int | None = None, half: bool = False) -> ExportResult:
     """Mask R-CNN to ONNX for square inputs of the model's ``min_size`` (see docs/export.md).
 
     ``check_images`` (``(3, H, W)`` float [0, 1] tensors, resized to the export size) make the parity
@@ -48,33 +49,15 @@ def export_instance(model: nn.Module, path: Path, *, format: str, metadata: dict
     dynamo exporter fails on Mask R-CNN's data-dependent shapes, so the TorchScript-based exporter is used,
     as torchvision tests it. The number of detections stays dynamic.
     """
-    from seglab.models.registry import is_instance_model
-
-    if not is_instance_model(model):
-        raise ModelError(f"model {name!r} is not a detector, but the checkpoint says task 'instance'; the "
-                         "checkpoint is inconsistent. Retrain, or export with task='semantic'.")
-    if format != "onnx":
-        raise ModelError(f"model {name!r}: instance models export to ONNX only (--format onnx). See {DOCS}.")
+    _refuse(model, format, name, half)
     onnx = require_onnx()
     # A square of this side passes the model's resize unchanged (scale = min(min_size, max_size) / side = 1).
     h = w = min(int(model.transform.min_size[-1]), int(model.transform.max_size))
     wrapper = InstanceExportWrapper(model).eval()
-    meta = _metadata(metadata, h, w)
     sample = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
-    dynamic = {k: {0: "detections"} for k in INSTANCE_OUTPUTS}
     with atomic_path(path) as tmp:
-        graph = io.BytesIO()  # exported in memory: a write the disk refuses is then atomic_path's OutputError
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")  # tracer warnings: the fixed-size check below covers them
-                torch.onnx.export(wrapper, (sample,), graph, dynamo=False, opset_version=17,
-                                  input_names=["image"], output_names=list(INSTANCE_OUTPUTS),
-                                  dynamic_axes=dynamic)
-        except Exception as e:
-            raise ModelError(f"model {name!r} cannot be exported to ONNX: {type(e).__name__}: "
-                             f"{first_line(e)}. See {DOCS}.") from e
-        proto = onnx.load_model_from_string(graph.getvalue())
-        onnx.helper.set_model_props(proto, meta)
+        proto = _to_onnx(wrapper, sample, name, opset)
+        onnx.helper.set_model_props(proto, _metadata(metadata, h, w))
         onnx.save(proto, str(tmp))
         diff, compared = None, None
         if check or can_run("onnx"):  # always enforced: a fixed-size detector graph is easy to get subtly wrong
@@ -83,7 +66,41 @@ def export_instance(model: nn.Module, path: Path, *, format: str, metadata: dict
         if diff is not None and tolerance is not None and not diff <= tolerance:
             raise ModelError(f"{path}: exported {name!r} differs from PyTorch by up to {diff:.3g} (tolerance "
                              f"{tolerance:g}); the file was not written. See {DOCS} for known issues.")
-    return ExportResult(path, format, diff if check else None, compared if check else None)
+    return ExportResult(path, format, diff if check else None, compared if check else None,
+                        tolerance=tolerance if check else None, opset=opset_of(proto))
+
+
+def _refuse(model: nn.Module, format: str, name: str, half: bool) -> None:
+    from seglab.models.registry import is_instance_model
+
+    if not is_instance_model(model):
+        raise ModelError(f"model {name!r} is not a detector, but the checkpoint says task 'instance'; the "
+                         "checkpoint is inconsistent. Retrain, or export with task='semantic'.")
+    if format != "onnx":
+        raise ModelError(f"model {name!r}: instance models export to ONNX only (--format onnx). See {DOCS}.")
+    if half:
+        raise ModelError(f"--half: model {name!r} is an instance model (Mask R-CNN), whose detection steps "
+                         "run in float32 only (torchvision's NMS has no float16 kernel on the CPU, measured with "
+                         f"torchvision 0.29). Export without --half; see {DOCS}.")
+
+
+def _to_onnx(wrapper: nn.Module, sample: torch.Tensor, name: str, opset: int | None):
+    """The detector's ONNX graph (TorchScript-based exporter), exported in memory: a write the disk refuses is
+    then atomic_path's OutputError. The number of detections is the one dynamic axis."""
+    onnx = require_onnx()
+    graph = io.BytesIO()
+    dynamic = {k: {0: "detections"} for k in INSTANCE_OUTPUTS}
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings: the fixed-size check covers them
+            torch.onnx.export(wrapper, (sample,), graph, dynamo=False, opset_version=opset or INSTANCE_OPSET,
+                              input_names=["image"], output_names=list(INSTANCE_OUTPUTS), dynamic_axes=dynamic)
+    except Exception as e:
+        raise ModelError(f"model {name!r} cannot be exported to ONNX: {type(e).__name__}: "
+                         f"{first_line(e)}. See {DOCS}.") from e
+    proto = onnx.load_model_from_string(graph.getvalue())
+    check_opset(proto, opset, name)
+    return proto
 
 
 def _metadata(metadata: dict[str, Any], h: int, w: int) -> dict[str, str]:
