@@ -8,7 +8,6 @@ from typing import Any
 import typer
 
 from seglab.cli.app import app, console
-from seglab.cli.progress import progress_bar
 
 
 @app.command()
@@ -44,6 +43,7 @@ def predict(
     predictions.csv (instances per class). A rerun into the same --out is refused unless --exist-ok.
     """
     from seglab.checkpoint import load_checkpoint
+    from seglab.cli.progress import progress_bar  # imports torch: only when the command runs
     from seglab.distributed import resolve_device
     from seglab.inference.outputs import check_options, predict_files
 
