@@ -70,7 +70,7 @@ def test_help_shows_defaults_and_switches_take_no_value(capsys, monkeypatch) -> 
     lines = {line.split()[1]: line for line in text.splitlines() if line.startswith("│ --")}
     assert "(default 0.001)" in lines["--lr"] and "(default adamw)" in lines["--optimizer"]
     assert "sgd | adam | adamw" in lines["--optimizer"] and "(default 20)" in lines["--epochs"]
-    assert "chosen for the data and device" in lines["--model"]
+    assert "chosen for data and device" in lines["--model"]
     for switch in ("--resume", "--compile", "--tb", "--print-config"):
         assert "<bool>" not in lines[switch], lines[switch]
 

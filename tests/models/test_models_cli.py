@@ -120,7 +120,8 @@ def test_speed_and_quality_come_from_their_sources(facts) -> None:
 def test_listing_imports_neither_timm_nor_torchvision() -> None:
     """The listing reads model_facts.json; building the zoo (timm, torchvision) took seconds before."""
     code = ("import json, sys; from seglab.cli import main; rc = main(['models']); "
-            "print(json.dumps([rc] + [m for m in ('timm', 'torchvision', 'seglab.models') if m in sys.modules]))")
+            "print(json.dumps([rc] + [m for m in ('timm', 'torchvision', 'torch', 'seglab.models') "
+            "if m in sys.modules]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={"COLUMNS": "120", "PATH": "", "PYTHONPATH": str(ROOT / "src")})
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [0], done.stderr

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from seglab.cli.app import err_console
-from seglab.engine.reporting import Throttle
 
 
 def _say(text: str) -> None:
@@ -33,6 +32,8 @@ def progress_bar(label: str, enabled: bool = True, every_s: float = 30.0,
         yield lambda done, total: None
         return
     if not err_console.is_terminal:
+        from seglab.engine.reporting import Throttle  # here: importing the engine loads torch
+
         lines, last = Throttle(every_s, every_frac), [0, 0]
 
         def report(done: int, total: int) -> None:

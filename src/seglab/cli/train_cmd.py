@@ -72,8 +72,7 @@ def given_flags(ctx: typer.Context) -> dict[str, Any]:
 def train(
     ctx: typer.Context,
     data: str | None = _opt("data", "Dataset folder (images/ + labels/, or COCO / instance masks).", "(required)"),
-    model: str | None = _opt("model", "Registered model (`seglab models`).", "(default: chosen for the data and "
-                             "device and printed: a 1.9 M-parameter U-Net on a CPU)"),
+    model: str | None = _opt("model", "Registered model (`seglab models`).", "(default: chosen for data and device)"),
     config: Path | None = typer.Option(None, "--config", "--plan", help="YAML config (`seglab config`) or plan "
                                        "(`seglab plan`); flags override it."),
     out: str | None = _opt("out", "Run directory; taken means the next free name (runs/exp2)."),
