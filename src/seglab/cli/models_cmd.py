@@ -50,8 +50,18 @@ def _quality(q: dict, long: bool = False) -> str:
 
 
 @app.command("models")
-def models(name: str | None = typer.Argument(None, help="A model to show in detail, with its options.")) -> None:
+def models(
+    name: str | None = typer.Argument(None, help="A model to show in detail, with its options."),
+    input: str | None = typer.Option(None, "--input", metavar="CxHxW", help="With NAME: the model layer by layer "
+                                     "for this input, e.g. 3x256x256 (shapes, parameters, FLOPs, receptive field)."),
+    model_opt: list[str] = typer.Option([], "--model-opt", metavar="NAME=VALUE", help="Model options for --input."),
+    num_classes: int = typer.Option(2, "--num-classes", help="Classes for --input."),
+) -> None:
     """List the models: parameters, GFLOPs, CPU speed, recorded quality, and which to start with."""
+    if name is not None and input is not None:
+        from seglab.cli.layers_view import print_layers
+
+        return print_layers(name, input, model_opt, num_classes)
     facts = _facts()
     if name is not None:
         _detail(facts, name)
