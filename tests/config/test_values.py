@@ -53,6 +53,7 @@ OUT_OF_RANGE = {
     "train.class_weights": [[1.0, -2.0]], "train.accum": [0], "train.clip_grad": [-1.0, 0.0], "train.ema": [1.0, 2.0],
     "train.seed": [-1], "train.save_every": [-5], "train.eval_every": [0], "train.monitor": [""],
     "train.early_stop": [-1], "train.num_samples": [-1], "train.device": ["tpu", "cuda:x", "gpu"],
+    "train.time": ["soon", "-5m", "0"],
 }
 
 
