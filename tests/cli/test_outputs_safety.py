@@ -91,7 +91,7 @@ def _refuse_rename(monkeypatch, code: int) -> None:
 # --- outputs never replace inputs -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("spelling", ["same", "dot", "symlink"])
-@pytest.mark.parametrize("extra", [[], ["--probs", "--format", "color"]])
+@pytest.mark.parametrize("extra", [[], ["--probs", "--save", "color,index"]])
 def test_predict_into_its_input_folder_is_refused(ckpt, imgs, tmp_path, monkeypatch, capsys, spelling,
                                                    extra) -> None:
     monkeypatch.chdir(tmp_path)

@@ -74,11 +74,13 @@ def test_recursive_several_formats_and_rerun(semantic_run, tmp_path, capsys) -> 
     assert (out / "a" / "s0.png").stat().st_mtime_ns == stamp
     assert main([*args[:-1], "overlay", "--exist-ok"]) == 0
     said = " ".join(capsys.readouterr().out.split())
-    # --save overlay alone writes <stem>.png pictures: 3 of them + predictions.csv replace old files
+    # --save overlay alone writes the 3 <stem>_overlay.png pictures again: with predictions.csv 4 files replaced
     assert f"{out} already held files: 4 replaced by this run (--exist-ok), 4 other(s) left as they are" in said
     assert (out / "keep.txt").read_text() == "mine"
+    with Image.open(out / "s0_overlay.png") as im:
+        assert im.mode == "RGB"
     with Image.open(out / "s0.png") as im:
-        assert im.mode == "RGB"  # now the overlay
+        assert im.mode == "P"  # the index mask of the first run, left as it was
     assert main([*args, "--format", "color"]) == 2
     assert "--format is a synonym of --save" in capsys.readouterr().err
 

@@ -61,7 +61,8 @@ def test_picture_formats(semantic_run, semantic, tmp_path, fmt) -> None:
     src = semantic_run["data"] / "images" / "val" / "s2.png"
     out = tmp_path / fmt
     assert predict_files(*semantic, [src], out, PredictOptions(format=fmt)).written == 1
-    with Image.open(out / "s2.png") as im:
+    assert not (out / "s2.png").exists()  # <stem>.png is the index mask; pictures are <stem>_<format>.png
+    with Image.open(out / f"s2_{fmt}.png") as im:
         assert im.mode in ("RGB", "RGBA")
         if fmt != "panel":
             assert im.size == (44, 28)
@@ -178,7 +179,7 @@ def test_several_formats_in_one_pass(semantic_run, semantic, tmp_path) -> None:
         one = tmp_path / fmt
         predict_files(*semantic, [src], one, PredictOptions(format=fmt))
         name = "s2.png" if fmt == "index" else f"s2_{fmt}.png"
-        with Image.open(out / name) as a, Image.open(one / "s2.png") as b:
+        with Image.open(out / name) as a, Image.open(one / name) as b:
             assert a.mode == b.mode and np.array_equal(np.asarray(a), np.asarray(b))
     pictures = tmp_path / "pictures"  # several formats without index: no <stem>.png
     predict_files(*semantic, [src], pictures, PredictOptions(format="panel,overlay"))

@@ -34,10 +34,10 @@ def predict(
     batch_size: int = typer.Option(4, "--batch-size", help="Images (or tiles) per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
-    """Predict masks for images; writes <stem>.png per input and predictions.csv.
+    """Predict masks for images; writes <stem>.png (the prediction as data) and <stem>_<format>.png pictures.
 
-    Semantic checkpoints: <stem>.png in the --save format (with several, the index mask is <stem>.png and
-    each picture <stem>_<format>.png), predictions.csv with class pixel shares. Instance checkpoints:
+    Semantic checkpoints: <stem>.png the index mask (--save index, the default), <stem>_<format>.png each
+    picture (color, overlay, panel), predictions.csv with class pixel shares. Instance checkpoints:
     <stem>.png of instance ids (0 = background) + <stem>.json (category and score of each id),
     <stem>_<format>.png pictures for color/overlay/panel, predictions.json (COCO results) and
     predictions.csv (instances per class). A rerun into the same --out is refused unless --exist-ok.

@@ -1,8 +1,9 @@
 """The writers of ``seglab predict``: what one input's prediction becomes on disk, per task.
 
-Semantic checkpoints write ``<stem>.png`` in the chosen format (index PNG with the class palette, color,
-overlay or panel); with several formats (``format="index,overlay"``) the index mask stays ``<stem>.png`` and
-each picture is ``<stem>_<format>.png``. Options add ``<stem>_probs.npy`` and ``<stem>_features.png``.
+Both tasks name files alike: ``<stem>.png`` is the prediction as data (semantic: the index PNG with the class
+palette, ``format="index"``; instance: the id map) and ``<stem>_<format>.png`` each picture (color, overlay,
+panel); ``format="index,overlay"`` writes several in one pass. Semantic options add ``<stem>_probs.npy`` and
+``<stem>_features.png``.
 Instance checkpoints always write ``<stem>.png`` of instance ids (0 = background) with ``<stem>.json``
 (category, class name and score of each id), a picture ``<stem>_<format>.png`` per color/overlay/panel
 format, and ``predictions.json`` (COCO results) at the end.
@@ -87,9 +88,8 @@ class SemanticWriter:
         self.columns = ["file", "output", "height", "width", "status"] + [f"share_{c}" for c in info.classes]
 
     def pictures(self, stem: str) -> list[str]:
-        """One file per format: ``<stem>.png`` for a single format or the index mask, else ``<stem>_<fmt>.png``."""
-        if len(self.formats) == 1:
-            return [f"{stem}.png"]
+        """One file per format, named as instance outputs are: ``<stem>.png`` is the index mask (the prediction
+        as data), ``<stem>_<fmt>.png`` a picture (color, overlay, panel)."""
         return [f"{stem}.png" if fmt == "index" else f"{stem}_{fmt}.png" for fmt in self.formats]
 
     def files(self, stem: str) -> list[str]:
