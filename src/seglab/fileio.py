@@ -22,7 +22,7 @@ from pathlib import Path
 from seglab.errors import OutputError
 
 __all__ = ["OutputError", "atomic_path", "atomic_write_text", "check_output_path", "clean_stale_temps",
-           "describe_os_error", "file_mode", "refuse_overwrite"]
+           "describe_os_error", "file_mode", "process_alive", "refuse_overwrite"]
 
 PathLike = str | os.PathLike
 # The temp name atomic_path gives: ".<name>.<pid>.<8 random chars>.tmp<suffix>" (pid: see clean_stale_temps).
@@ -192,7 +192,7 @@ def _is_stale(entry: Path, now: float) -> bool:
         return False
     match = _TEMP.match(entry.name)
     if match and Path(match["name"]).suffix == match["suffix"]:
-        return not _alive(int(match["pid"]))
+        return not process_alive(int(match["pid"]))
     match = _OLD_TEMP.match(entry.name)
     if match and Path(match["name"]).suffix == match["suffix"]:
         with contextlib.suppress(OSError):
@@ -200,16 +200,19 @@ def _is_stale(entry: Path, now: float) -> bool:
     return False
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (this process counts; a pid no process can have does not)."""
     if pid == os.getpid():
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, ValueError):
-        return pid > 0  # another user's process, or a number no process can have
-    return True
+    except PermissionError:  # another user's process
+        return True
+    except (OverflowError, ValueError):  # a number no process can have
+        return False
+    return pid > 0
 
 
 def check_output_path(path: PathLike, *, directory: bool = False, flag: str = "--out") -> Path:

@@ -87,7 +87,7 @@ def _locked(c: Ctx) -> tuple[list[str], str]:
     out = c.tmp / "locked"
     out.mkdir()
     (out / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename, "started": 0}))
-    return c.train(out="locked"), "in use by another seglab run"
+    return c.train("--resume", out="locked"), "in use by another seglab run"
 
 
 def _nan_checkpoint(c: Ctx, command: str) -> tuple[list[str], str]:

@@ -166,7 +166,16 @@ def test_training_into_a_locked_folder_is_refused(tiny_data: Path, tmp_path: Pat
     out.mkdir()
     (out / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename, "started": 0}))
     with pytest.raises(RunDirError, match="in use"):
-        train(tiny_config(tiny_data, out, resume=False))
+        train(tiny_config(tiny_data, out, resume=True))  # a resume may not share a folder with a live run
+    summary = train(tiny_config(tiny_data, out, epochs=1, num_samples=0))  # a new run goes next door
+    assert summary["out"] == str(tmp_path / "busy2") and (out / LOCK_NAME).exists()
+
+
+def test_the_current_folder_as_out_gets_a_numbered_sibling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text("an earlier run")
+    monkeypatch.chdir(tmp_path / "r")
+    assert fresh_run_dir(".") == tmp_path / "r2"
 
 
 def test_a_new_run_never_overwrites_an_old_one(tiny_data: Path, tmp_path: Path, tiny_config) -> None:

@@ -78,9 +78,10 @@ def write_report(results: Sequence[RunResult], out: str | Path, task: str = "sem
             per = np.nanmean(np.array([r.metrics.get("per_class_iou", [math.nan] * len(classes)) for r in runs],
                                       dtype=float), axis=0)
             lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in per) + " |")
-    lines += ["", "![curves](curves.png)", "", "![predictions](predictions.png)", ""]
     plot_curves(results, out / "curves.png", metrics[0])
-    plot_predictions(results, out / "predictions.png")
+    lines += ["", "![curves](curves.png)", ""]
+    if plot_predictions(results, out / "predictions.png") is not None:  # semantic runs only
+        lines += ["![predictions](predictions.png)", ""]
     atomic_write_text(out / "report.md", "\n".join(lines))
     return out / "report.md"
 
@@ -115,16 +116,16 @@ def plot_predictions(results: Sequence[RunResult], path: Path, images: int = 3) 
     from matplotlib.figure import Figure
 
     from seglab import viz
-    from seglab.checkpoint import load_checkpoint
+    from seglab.checkpoint import load_checkpoint, read_info
     from seglab.data.folder import SegmentationFolder
     from seglab.inference.semantic import predict
     from seglab.viz.panels import save_figure
 
     first = [runs[0] for runs in _by_variant(results).values()]
+    if read_info(first[0].path).task != "semantic":
+        return None
     models = [load_checkpoint(r.path) for r in first]
     info = models[0][1]
-    if info.task != "semantic":
-        return None
     data = SegmentationFolder(info.config["data"]["root"], info.config["data"]["val_split"],
                               in_channels=info.in_channels, ignore_index=info.ignore_index, check=False)
     picks = np.linspace(0, len(data) - 1, min(images, len(data))).round().astype(int)

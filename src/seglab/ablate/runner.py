@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from seglab.ablate.grid import Variation, assign, run_dir, variant_name, variants
-from seglab.config import RunConfig, load_config
+from seglab.config import RunConfig, check_config, load_config
 from seglab.engine.rundir import RunLock
 from seglab.errors import ConfigError
 from seglab.fileio import atomic_write_text, check_output_path
@@ -116,7 +116,7 @@ def run_ablation(base: RunConfig, variations: list[Variation], seeds: int, out: 
     plan = variants(variations, mode)
     seed_list = [base.train.seed + k for k in range(seeds)]
     base = dataclasses.replace(base, train=dataclasses.replace(base.train, time=time_per_run or base.train.time))
-    configs = [assign(base, a) for a in plan]  # every variant checked before the first run starts
+    configs = [check_config(assign(base, a)) for a in plan]  # every variant checked before anything is written
     with RunLock(out):
         _check_spec(out, _spec(base, variations, seed_list, mode))
         return [_one_run(cfg, a, seed, run_dir(out, a, seed), log)

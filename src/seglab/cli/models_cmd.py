@@ -24,11 +24,12 @@ def _facts() -> dict[str, Any]:
     import seglab
 
     path = Path(seglab.__file__).parent / "models" / "model_facts.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    from seglab.models.summary import model_facts  # the registry itself (slow: builds on the meta device)
+    if not path.is_file():
+        from seglab.errors import SeglabError
 
-    return model_facts()
+        raise SeglabError(f"{path}: missing; this seglab installation is incomplete (the file is package data). "
+                          "Reinstall seglab, or regenerate it with `python benchmarks/model_facts.py`.")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _count(n: int) -> str:

@@ -39,7 +39,9 @@ def plan(
         from seglab.engine.trainer import Trainer
 
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, time=time, device=device))
-        trainer = Trainer(cfg)  # measures steps on this machine; writes nothing
+        from seglab.distributed import DistInfo
+
+        trainer = Trainer(cfg, DistInfo(device=dev))  # measures steps on this device; writes nothing
         cfg = trainer.cfg
         decisions.append(("train.epochs", cfg.train.epochs, trainer.budget_note))
     table = Table(title=escape(notes[0]), show_lines=False)

@@ -48,7 +48,8 @@ def _switch(name: str, help: str) -> Any:
 def build_config(config: Path | None, flags: dict[str, Any], model_opts: list[str], sets: list[str]) -> RunConfig:
     """Defaults (a resumed run's own config.yaml), then the YAML file, then the flags given (``flags``: only
     those), then ``--set`` items."""
-    run_config = Path(flags.get("out") or RunConfig().train.out) / "config.yaml"
+    given = load_config(config) if config and not flags.get("out") else None  # --config may name train.out
+    run_config = Path(flags.get("out") or (given.train.out if given else RunConfig().train.out)) / "config.yaml"
     if flags.get("resume") and run_config.is_file():
         cfg = load_config(run_config)
         cfg = load_config(config, cfg) if config else cfg

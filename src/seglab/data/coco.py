@@ -72,7 +72,7 @@ class CocoInstances(InstanceDataset):
         image = read_image(self.root / "images" / self.split / info["file_name"])
         h, w = image.shape[:2]
         anns = self._anns[info["id"]]
-        masks = decode_masks([segmentation_to_rle(a["segmentation"], h, w) for a in anns], h, w)
+        masks = decode_masks([segmentation_to_rle(a["segmentation"], h, w, checked=True) for a in anns], h, w)
         return self.make_sample(image, masks, [a["category_id"] for a in anns], info["id"])
 
 

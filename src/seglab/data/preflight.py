@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seglab import __version__
 from seglab.data.checks import check_dataset, summarize_problems
 from seglab.data.instance_checks import check_instance_dataset, raise_first_problem
 from seglab.data.io import DEFAULT_MAX_PIXELS, read_label
@@ -79,7 +80,7 @@ def preflight(root: str | os.PathLike, split: str, num_classes: int | None, igno
         DataError: the problems (first ten) and the ``seglab data check`` command for the full report.
     """
     root = Path(root)
-    _remembered(root, split, ["semantic", num_classes, ignore_index, max_pixels],
+    _remembered(root, split, [__version__, "semantic", num_classes, ignore_index, max_pixels],
                 lambda: _scan_semantic(root, split, num_classes, ignore_index, max_pixels, classes_from))
 
 
@@ -95,7 +96,7 @@ def preflight_instances(root: str | os.PathLike, split: str, max_pixels: int = D
     def scan() -> None:
         raise_first_problem(check_instance_dataset(root, [split], max_pixels, decode=True), root)
 
-    _remembered(root, split, ["instance", max_pixels], scan)
+    _remembered(root, split, [__version__, "instance", max_pixels], scan)  # a new seglab checks again
 
 
 def _scan_semantic(root: Path, split: str, num_classes: int | None, ignore_index: int, max_pixels: int,

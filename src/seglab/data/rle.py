@@ -107,14 +107,17 @@ def string_counts(text: str) -> list[int] | None:
     return None if shift else counts
 
 
-def segmentation_to_rle(segm: Any, height: int, width: int) -> dict:
+def segmentation_to_rle(segm: Any, height: int, width: int, checked: bool = False) -> dict:
     """Any COCO segmentation (polygons, uncompressed or compressed RLE) -> compressed RLE.
+
+    ``checked=True`` skips :func:`segmentation_problem` for records ``load_coco`` already checked (a
+    dataset's items, every epoch); untrusted input keeps the default.
 
     Raises:
         DataError: the segmentation is malformed or does not fit ``width`` x ``height``
             (:func:`segmentation_problem`; a decoder error is chained).
     """
-    problem = segmentation_problem(segm, height, width)
+    problem = None if checked else segmentation_problem(segm, height, width)
     if problem is None:
         try:
             return mask_utils.segmToRle(segm, width, height)

@@ -4,7 +4,8 @@ Before the first epoch the trainer measures a few training steps and a validatio
 model and optimizer (nothing of the run changes, RNG states included), turns them into the seconds an epoch
 takes, and sets ``epochs`` so that training and its evaluations end inside the budget; the LR schedule is
 built for those epochs, so cosine or poly still anneal to the end. :class:`TimeBudget` then watches the
-real epoch times and stops early, after an evaluated epoch, if the estimate was too optimistic.
+real epoch times and stops early, after an epoch, if the estimate was too optimistic. Under DDP rank 0 plans
+and decides; every rank follows.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ from typing import Any
 
 import torch
 
+from seglab.distributed import on_main_then_share
 from seglab.engine.build import build_optimizer
 from seglab.engine.hooks import Hook, Loop
 from seglab.engine.state import rng_state, set_rng_state
 
 SAFETY = 0.85  # of the budget planned for; the rest absorbs the pictures drawn before epoch 1 and the final save
 PER_EPOCH_S = 0.8  # metrics.csv, curves and sample pictures once per epoch (measured 0.85 s on a 2-core CPU, tiny run)
+
+
+def _now(device: torch.device) -> float:
+    """The clock after the device's queued work: CUDA runs asynchronously, so time it after a sync."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def _timed_steps(trainer: Any, batches: list, steps: int) -> float:
@@ -32,13 +41,13 @@ def _timed_steps(trainer: Any, batches: list, steps: int) -> float:
     times = []
     for batch in batches[: steps + 1]:
         inputs, targets = trainer.task.prepare_batch(batch, trainer.device, trainer.t.channels_last)
-        start = time.perf_counter()
+        start = _now(trainer.device)
         with trainer.autocast():
             loss, _ = trainer.task.compute_loss(model, trainer.criterion, inputs, targets)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - start)
+        times.append(_now(trainer.device) - start)
     return sorted(times[1:] or times)[len(times[1:] or times) // 2]  # the first step warms up caches
 
 
@@ -48,10 +57,10 @@ def _timed_validation(trainer: Any) -> float:
     model = copy.deepcopy(trainer.raw_model).eval()
     batch = next(iter(trainer.val_loader))
     inputs, _ = trainer.task.prepare_batch(batch, trainer.device, False)
-    start = time.perf_counter()
+    start = _now(trainer.device)
     with trainer.autocast():
         model(inputs)
-    return time.perf_counter() - start
+    return _now(trainer.device) - start
 
 
 def _save_s(trainer: Any) -> float:
@@ -76,17 +85,23 @@ def plan_epochs(trainer: Any, budget_s: float, steps: int = 3) -> tuple[int, flo
         val_s = _timed_validation(trainer)
     finally:
         set_rng_state(rng)
-    per_epoch = step_s * len(trainer.train_loader) + val_s * len(trainer.val_loader) + PER_EPOCH_S + _save_s(trainer)
+    writing = PER_EPOCH_S + _save_s(trainer)
+    evals = 1 / max(1, trainer.t.eval_every)  # validation runs every eval_every epochs
+    per_epoch = step_s * len(trainer.train_loader) + evals * val_s * len(trainer.val_loader) + writing
     left = budget_s - (time.perf_counter() - trainer.created)
-    epochs = max(1, math.floor(SAFETY * left / per_epoch))
+    # at least the warm-up: a run shorter than its warm-up would be a config no resume could load
+    epochs = max(1, math.ceil(trainer.t.warmup_epochs), math.floor(SAFETY * left / per_epoch))
     why = (f"--time {budget_s / 60:.1f} min: {step_s:.3g} s/step x {len(trainer.train_loader)} steps + "
-           f"{val_s:.3g} s/val batch x {len(trainer.val_loader)} + writing {PER_EPOCH_S + _save_s(trainer):.2g} s "
+           f"{val_s:.3g} s/val batch x {len(trainer.val_loader)} + writing {writing:.2g} s "
            f"= {per_epoch:.3g} s/epoch (measured), so {epochs} epochs")
     return epochs, per_epoch, why
 
 
 class TimeBudget(Hook):
-    """Stop after an epoch when the next one would end past the budget (the plan's estimate was short)."""
+    """Stop after an epoch when the next one would end past the budget (the plan's estimate was short).
+
+    Under DDP every rank takes rank 0's decision, so no rank waits for a gradient sync that never comes.
+    """
 
     def __init__(self, budget_s: float, started: float) -> None:
         self.budget_s, self.started, self.epoch_started = budget_s, started, started
@@ -99,7 +114,8 @@ class TimeBudget(Hook):
         now = time.perf_counter()
         self.longest = max(self.longest, now - self.epoch_started)
         # 1.25 x the longest epoch so far: a busy machine or a best epoch's extra pictures make epochs vary
-        if now - self.started + 1.25 * self.longest > self.budget_s and not trainer.stop:
+        over = on_main_then_share(lambda: now - self.started + 1.25 * self.longest > self.budget_s)
+        if over and not trainer.stop:
             trainer.log(f"[yellow]--time: stopping after epoch {trainer.state.epoch}; another epoch "
                         f"({self.longest:.0f} s) would end past the {self.budget_s / 60:.1f} min budget[/]")
             trainer.stop = True

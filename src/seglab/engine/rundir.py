@@ -22,7 +22,7 @@ from typing import Any
 
 from seglab.checkpoint import read_checkpoint
 from seglab.errors import SeglabError
-from seglab.fileio import check_output_path, clean_stale_temps
+from seglab.fileio import check_output_path, clean_stale_temps, process_alive
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.csv")
@@ -35,25 +35,21 @@ class RunDirError(SeglabError):
     """The run directory is in use, or a resume does not match the run it continues."""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
-
-
 class RunLock:
     """``<out>/.lock`` for the lifetime of a run (a context manager; rank 0 only)."""
 
     def __init__(self, out: str | os.PathLike) -> None:
         self.path = Path(out) / LOCK_NAME
         self.note: str | None = None  # set when a stale lock was taken over
+        self.held_already = False  # this process held it before (train() locks, then Trainer.fit): re-entrant
+        self.created = False
 
     def __enter__(self) -> RunLock:
+        self.created = not self.path.parent.exists()  # a run that fails before writing leaves no empty folder
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._owner().get("pid") == os.getpid():
+            self.held_already = True
+            return self
         me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
         for _ in range(3):
             try:
@@ -66,13 +62,25 @@ class RunLock:
             return self
         raise RunDirError(f"{self.path}: could not take the run directory's lock; another run keeps taking it.")
 
-    def _take_over_if_stale(self) -> None:
+    def _owner(self) -> dict[str, Any]:
         try:
             owner = json.loads(self.path.read_text() or "{}")
         except (OSError, ValueError):
-            owner = {}
+            return {}
+        return owner if isinstance(owner, dict) else {}
+
+    def _take_over_if_stale(self) -> None:
+        owner = self._owner()
+        if not owner:  # being written right now (created, not yet filled) unless it is old
+            try:
+                if time.time() - self.path.stat().st_mtime < 10:
+                    raise RunDirError(f"{self.path.parent} is being claimed by another seglab run right now. "
+                                      "Train into another --out.")
+            except FileNotFoundError:
+                return
         pid, host = owner.get("pid"), owner.get("host")
-        if isinstance(pid, int) and pid != os.getpid() and (host not in (None, socket.gethostname()) or _alive(pid)):
+        if isinstance(pid, int) and pid != os.getpid() and (host not in (None, socket.gethostname())
+                                                            or process_alive(pid)):
             since = time.strftime("%Y-%m-%d %H:%M", time.localtime(owner.get("started", 0)))
             raise RunDirError(f"{self.path.parent} is in use by another seglab run (pid {pid} on {host}, since "
                               f"{since}). Wait for it to finish, stop it, or train into another --out.")
@@ -83,12 +91,13 @@ class RunLock:
             pass
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            owner = json.loads(self.path.read_text() or "{}")
-            if owner.get("pid") == os.getpid():
+        if not self.held_already and self._owner().get("pid") == os.getpid():
+            try:
                 self.path.unlink()
-        except (OSError, ValueError):
-            pass
+                if self.created and not any(self.path.parent.iterdir()):
+                    self.path.parent.rmdir()
+            except OSError:
+                pass
 
 
 @contextlib.contextmanager
@@ -105,13 +114,13 @@ def own_run_dir(out: Path, log: Callable[[str], None]) -> Iterator[None]:
 
 
 def holds_run(path: Path) -> bool:
-    """Whether ``path`` already holds (part of) a training run."""
-    return any((path / name).exists() for name in RUN_FILES)
+    """Whether ``path`` already holds (part of) a training run, or one starting now (its lock)."""
+    return any((path / name).exists() for name in (*RUN_FILES, LOCK_NAME))
 
 
 def fresh_run_dir(out: str | os.PathLike) -> Path:
     """``out`` when it holds no run yet, else the first free ``<out>2``, ``<out>3``, ..."""
-    out = Path(out)
+    out = Path(out) if Path(out).name else Path(out).absolute()  # "." has no name to number
     if out.exists() and not out.is_dir():
         raise RunDirError(f"--out {out}: is a file, not a folder. Pass a folder for the run.")
     if not holds_run(out):

@@ -32,7 +32,7 @@ from seglab.engine import reporting as R
 from seglab.engine.budget import TimeBudget, plan_epochs
 from seglab.engine.precision import resolve_precision
 from seglab.engine.run_state import restore_run, run_state
-from seglab.engine.rundir import fresh_run_dir, own_run_dir, read_resume_checkpoint
+from seglab.engine.rundir import RunLock, fresh_run_dir, own_run_dir, read_resume_checkpoint
 from seglab.engine.safety import (
     NonFiniteWeightsError,
     StepSnapshot,
@@ -43,6 +43,7 @@ from seglab.engine.safety import (
 from seglab.engine.schedules import LRSchedule
 from seglab.engine.state import EpochRecord, TrainState, seed_everything
 from seglab.errors import ConfigError, SeglabError
+from seglab.fileio import check_output_path
 
 
 class NonFiniteLossError(SeglabError):
@@ -68,7 +69,11 @@ def train(cfg: RunConfig | None = None, **settings: Any) -> dict[str, Any]:
                 R.log(f"{cfg.train.out} holds an earlier run, so this one goes to {out} (continue that one with "
                       f"`seglab train --resume --out {cfg.train.out}`)")
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out=str(out)))
-        return Trainer(cfg, dist).fit()
+        # the folder is claimed (locked) before the data scan and the model build, not only when fit() starts
+        if dist.is_main:
+            check_output_path(cfg.train.out, directory=True)
+        with RunLock(cfg.train.out) if dist.is_main else contextlib.nullcontext():
+            return Trainer(cfg, dist).fit()
     finally:
         D.cleanup()
 
@@ -109,7 +114,7 @@ class Trainer:
         self.criterion = self.task.criterion().to(self.device)
         self.budget_note = None
         if t.time and not t.resume:  # epochs fitted to the budget before the schedule is built for them
-            epochs, _, self.budget_note = plan_epochs(self, parse_duration(t.time))
+            epochs, _, self.budget_note = D.on_main_then_share(lambda: plan_epochs(self, parse_duration(t.time)))
             self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(t, epochs=epochs))
             self.t = t = self.cfg.train
         self.steps_per_epoch = max(1, len(self.train_loader) // t.accum)
@@ -192,9 +197,14 @@ class Trainer:
             self.check_finite(f"saving {name}")
             save_checkpoint(self.out / name, self.checkpoint_state(resume=name != "best.pt"))
 
-    def check_finite(self, when: str) -> None:
-        """Refuse to go on with non-finite weights or buffers (e.g. BatchNorm statistics after a blow-up)."""
+    def check_finite(self, when: str, all_ranks: bool = False) -> None:
+        """Refuse to go on with non-finite weights or buffers (e.g. BatchNorm statistics after a blow-up).
+
+        ``all_ranks``: called on every rank (epoch end), so the ranks agree (BatchNorm statistics are per rank).
+        """
         bad = nonfinite_weights(self.raw_model, self.ema.module if self.ema is not None else None)
+        if all_ranks and self.dist.distributed and D.all_reduce_mean(float(bool(bad)), self.device) > 0 and not bad:
+            bad = ["(another process's copy)"]  # every rank stops together, none waits in a collective
         if bad:
             last = self.out / "last.pt"
             good = (f"{last} holds the last good state." if last.is_file() else
@@ -315,7 +325,7 @@ class Trainer:
     def end_epoch(self) -> None:
         """Close the epoch's row, count the epoch, then run the ``after_epoch`` hooks (eval, best, save, ...)."""
         s, rec = self.state, self.record
-        self.check_finite("closing the epoch")
+        self.check_finite("closing the epoch", all_ranks=True)
         self.eval_model.eval()
         n = max(1, len(rec.losses))
         rec.row = {"epoch": s.epoch + 1, "step": s.step,

@@ -95,6 +95,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, classes: Sequence[in
             maps.append((cam / cam.max().clamp_min(1e-12)).detach())
     finally:
         handle.remove()
+        model.zero_grad(set_to_none=True)  # leave no gradients behind in the caller's model
     return torch.stack(maps)
 
 

@@ -98,7 +98,7 @@ def size_note(model: nn.Module, height: int, width: int) -> str | None:
     bad = [n for n in (height, width) if n % stride]
     if not bad:
         return None
-    nearest = sorted({(n // stride) * stride for n in bad} | {(n // stride + 1) * stride for n in bad} - {0})
+    nearest = sorted(({(n // stride) * stride for n in bad} | {(n // stride + 1) * stride for n in bad}) - {0})
     padded = (-(-height // stride) * stride, -(-width // stride) * stride)
     extra = padded[0] * padded[1] / (height * width) - 1
     return (f"{height}x{width} is not a multiple of the model's total stride {stride}: it is padded to "
