@@ -41,6 +41,7 @@ def test_a_size_the_stride_does_not_divide() -> None:
     assert size_note(model, 256, 256) is None
     note = size_note(model, 250, 256)
     assert "padded to 256x256" in note and "240, 256" in note
+    assert size_note(model, 4, 4).endswith("near it: 16.")  # never a size of 0
 
 
 def test_models_input_cli(capsys) -> None:
