@@ -78,17 +78,17 @@ class CocoIndex:
 
 
 def load_coco(path: str | os.PathLike, images_dir: Path | None,
-              max_pixels: int = DEFAULT_MAX_PIXELS) -> CocoIndex:
+              max_pixels: int = DEFAULT_MAX_PIXELS, data: Any = None) -> CocoIndex:
     """Read a COCO instances JSON whose images lie in ``images_dir`` and check every record.
 
     ``images_dir=None`` is for readers that never open the images (scoring against ground truth): file
-    names are then not checked.
+    names are then not checked. ``data``: the document, when the caller has already read ``path``.
 
     Raises:
         DataError: unreadable or invalid JSON, or the first problem :func:`index_coco` finds (file, record
             and field named).
     """
-    index = index_coco(read_json(path), Path(path), images_dir, max_pixels)
+    index = index_coco(read_json(path) if data is None else data, Path(path), images_dir, max_pixels)
     if index.problems:
         p, more = index.problems[0], len(index.problems) - 1
         also = f" ({more} more problem(s) in this file)" if more else ""

@@ -38,8 +38,11 @@ def _load_ground_truth(obj: Any) -> Any:
     """A ground-truth file is untrusted: every record is type-checked (the doctor's rules) before scoring."""
     if isinstance(obj, (str, os.PathLike)):
         from seglab.data.instance_checks import load_coco
+        from seglab.data.io import read_json
 
-        load_coco(obj, None)  # raises DataError naming the file, the record and the field
+        data = read_json(Path(obj))  # read once: checked here, then scored
+        load_coco(obj, None, data=data)  # raises DataError naming the file, the record and the field
+        return data
     return _load(obj)
 
 
