@@ -17,7 +17,8 @@ from seglab.errors import SeglabError
 _COMMAND_MODULES = ("seglab.cli.models_cmd", "seglab.cli.data_cmd", "seglab.cli.train_cmd",
                     "seglab.cli.evaluate_cmd", "seglab.cli.predict_cmd", "seglab.cli.export_cmd",
                     "seglab.cli.ablate_cmd", "seglab.cli.inspect_cmd",
-                    "seglab.cli.plan_cmd")
+                    "seglab.cli.plan_cmd", "seglab.cli.panoptic_cmd", "seglab.cli.panoptic_data_cmd",
+                    "seglab.cli.sam_cmd")
 
 
 def _version(value: bool) -> None:
