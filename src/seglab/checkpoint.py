@@ -7,7 +7,7 @@ typed :class:`CheckpointInfo`; nothing else reads the raw dict or repeats its de
 Layout of a checkpoint file (every key always present unless noted)::
 
     seglab_version: str
-    task: "semantic" | "instance"  (older files: decided from the model's registry entry)
+    task: "semantic" | "instance" | "panoptic"  (older files: decided from the model's registry entry)
     model: {"name": str, "num_classes": int, "options": dict}
     model_state: state dict (EMA weights when EMA was on, raw weights under "raw_model_state")
     classes: list[str]             class names, index i = class i
@@ -37,7 +37,7 @@ from seglab.errors import CheckpointError, ModelError
 from seglab.fileio import atomic_path
 
 REQUIRED_KEYS = ("model", "model_state", "classes")
-TASKS = ("semantic", "instance")
+TASKS = ("semantic", "instance", "panoptic")
 
 
 @dataclass(frozen=True)
