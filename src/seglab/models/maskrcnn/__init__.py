@@ -17,8 +17,8 @@ Nothing is downloaded: ``pretrained`` is a local file holding either backbone we
 classification state dict) or a whole detector's (keys starting with ``backbone.``).
 
 Layout: :mod:`.variants` (the registered builders: a backbone name and a dict of option defaults each, over
-one private builder), :mod:`.backbones` (ResNet / MobileNetV3 / timm + FPN), :mod:`.roi_pool` (RoIPool),
-:mod:`.weights` (local weight files).
+one builder, ``build_maskrcnn``), :mod:`.backbones` (ResNet / MobileNetV3 / timm + FPN), :mod:`.roi_pool`
+(RoIPool), :mod:`.weights` (local weight files).
 """
 
 from seglab.models.maskrcnn.backbones import TimmFPN
@@ -27,7 +27,9 @@ from seglab.models.maskrcnn.variants import (
     COCO,
     CPU,
     MOBILE,
+    OPTION_TYPES,
     TIMM,
+    build_maskrcnn,
     maskrcnn_mobilenet_v3_fpn,
     maskrcnn_resnet18_fpn,
     maskrcnn_resnet34_fpn,
@@ -37,7 +39,7 @@ from seglab.models.maskrcnn.variants import (
 )
 
 __all__ = [
-    "COCO", "CPU", "MOBILE", "TIMM", "MultiScaleRoIPool", "TimmFPN", "maskrcnn_mobilenet_v3_fpn",
-    "maskrcnn_resnet18_fpn", "maskrcnn_resnet34_fpn", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2",
-    "maskrcnn_timm",
+    "COCO", "CPU", "MOBILE", "OPTION_TYPES", "TIMM", "MultiScaleRoIPool", "TimmFPN", "build_maskrcnn",
+    "maskrcnn_mobilenet_v3_fpn", "maskrcnn_resnet18_fpn", "maskrcnn_resnet34_fpn", "maskrcnn_resnet50_fpn",
+    "maskrcnn_resnet50_fpn_v2", "maskrcnn_timm",
 ]

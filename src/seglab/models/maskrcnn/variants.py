@@ -1,7 +1,8 @@
 """The Mask R-CNN variants as data over one builder: a backbone name and a dict of option defaults each.
 
-``_build`` reads the weights, makes the backbone + FPN (:mod:`.backbones`), assembles the RPN, RoI pooling
-and box/mask heads (``_assemble``) and loads whole-detector weights. ``_options`` gives each registered
+``build_maskrcnn`` reads the weights, makes the backbone + FPN (:mod:`.backbones`), assembles the RPN, RoI
+pooling and box/mask heads (``_assemble``) and loads whole-detector weights; it is public because Panoptic FPN
+(:mod:`seglab.models.panoptic`) builds its detector through it. ``_options`` gives each registered
 builder the real keyword signature that ``build_model`` checks and ``seglab models`` lists.
 """
 
@@ -45,7 +46,8 @@ MOBILE = {**CPU, "anchor_sizes": SMALL_ANCHORS[1:]}  # three FPN maps (strides 8
 # timm: any encoder; anchor_sizes None = 16, 32, ... one per map; no trainable_layers (timm names vary).
 TIMM = {"encoder": "resnet18", "out_indices": (1, 2, 3, 4),
         **{k: v for k, v in CPU.items() if k != "trainable_layers"}, "anchor_sizes": None}
-_OPTION_TYPES = {
+# The annotation of each option (strings, resolved where a builder is defined; Panoptic FPN reuses them).
+OPTION_TYPES = {
     "encoder": "str", "out_indices": "Sequence[int]", "anchor_sizes": "Sequence[int] | None",
     "aspect_ratios": "Sequence[float]", "min_size": "int", "max_size": "int", "roi": "str", "fpn_channels": "int",
     "box_batch_size_per_image": "int", "mask_head_layers": "int", "pretrained": "str | None",
@@ -85,7 +87,7 @@ def _assemble(backbone: nn.Module, num_levels: int, num_classes: int, *, anchor_
         mask_predictor=MaskRCNNPredictor(c, c, num_classes))
 
 
-def _build(backbone: str, *, num_classes: int, pretrained: str | None, fpn_channels: int,
+def build_maskrcnn(backbone: str, *, num_classes: int, pretrained: str | None, fpn_channels: int,
            anchor_sizes: Sequence[int] | None, heads: str = "v1", trainable_layers: int | None = None,
            encoder: str = "", out_indices: Sequence[int] = (), **head_options: Any) -> MaskRCNN:
     """The one builder behind every variant: weights, backbone + FPN, heads, then whole-detector weights.
@@ -119,7 +121,7 @@ def _options(defaults: Mapping[str, object]) -> Callable[[Callable[..., MaskRCNN
     kw_only = inspect.Parameter.KEYWORD_ONLY
     sig = inspect.Signature(
         [inspect.Parameter("num_classes", kw_only, annotation="int"),
-         *(inspect.Parameter(k, kw_only, default=v, annotation=_OPTION_TYPES[k]) for k, v in defaults.items())],
+         *(inspect.Parameter(k, kw_only, default=v, annotation=OPTION_TYPES[k]) for k, v in defaults.items())],
         return_annotation="MaskRCNN")
 
     def deco(fn: Callable[..., MaskRCNN]) -> Callable[..., MaskRCNN]:
@@ -139,7 +141,7 @@ def _options(defaults: Mapping[str, object]) -> Callable[[Callable[..., MaskRCNN
 @_options(COCO)
 def maskrcnn_resnet50_fpn(**options: Any) -> MaskRCNN:
     """Mask R-CNN ResNet-50-FPN, the paper's configuration (torchvision's v1 heads)."""
-    return _build("resnet50", **options)
+    return build_maskrcnn("resnet50", **options)
 
 
 @register_model("maskrcnn_resnet50_fpn_v2", task="instance", default_input=800)
@@ -147,28 +149,28 @@ def maskrcnn_resnet50_fpn(**options: Any) -> MaskRCNN:
 def maskrcnn_resnet50_fpn_v2(**options: Any) -> MaskRCNN:
     """Mask R-CNN ResNet-50-FPN v2 (Li et al. 2021, "Benchmarking detection transfer learning with ViTs",
     arXiv:2111.11429): BatchNorm FPN/heads, 2-conv RPN head, 4-conv+1-FC box head."""
-    return _build("resnet50", heads="v2", **options)
+    return build_maskrcnn("resnet50", heads="v2", **options)
 
 
 @register_model("maskrcnn_resnet18_fpn", task="instance", default_input=320)
 @_options(CPU)
 def maskrcnn_resnet18_fpn(**options: Any) -> MaskRCNN:
     """Mask R-CNN ResNet-18-FPN for CPU work; defaults are the issue-9 recipe (pass min/max_size=128 there)."""
-    return _build("resnet18", **options)
+    return build_maskrcnn("resnet18", **options)
 
 
 @register_model("maskrcnn_resnet34_fpn", task="instance", default_input=320)
 @_options(CPU)
 def maskrcnn_resnet34_fpn(**options: Any) -> MaskRCNN:
     """Mask R-CNN ResNet-34-FPN for CPU work (small-variant defaults)."""
-    return _build("resnet34", **options)
+    return build_maskrcnn("resnet34", **options)
 
 
 @register_model("maskrcnn_mobilenet_v3_fpn", task="instance", default_input=320)
 @_options(MOBILE)
 def maskrcnn_mobilenet_v3_fpn(**options: Any) -> MaskRCNN:
     """Mask R-CNN on MobileNetV3-Large (Howard et al. 2019) with an FPN on its stride 8/16/32 outputs."""
-    return _build("mobilenet_v3_large", **options)
+    return build_maskrcnn("mobilenet_v3_large", **options)
 
 
 @register_model("maskrcnn_timm", task="instance", default_input=320)
@@ -178,4 +180,4 @@ def maskrcnn_timm(**options: Any) -> MaskRCNN:
 
     ``pretrained``: timm weights of ``encoder`` (BatchNorm then frozen) or a whole detector's weights.
     """
-    return _build("timm", **options)
+    return build_maskrcnn("timm", **options)
