@@ -30,7 +30,7 @@ from seglab.inference.instance import STAT_KEYS
 SAMPLE_SCORE = 0.5  # detections drawn in the sample panels (AP itself uses every detection)
 
 
-class _ModelLosses(nn.Module):
+class ModelLosses(nn.Module):
     """Placeholder criterion: Mask R-CNN computes its own losses (``compute_loss`` sums them)."""
 
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -94,9 +94,13 @@ class InstanceTask:
                 "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "ignore_index": self.ignore_index,
                 "palette": None}
 
+    def model_options(self) -> dict[str, Any]:
+        """Nothing: the model's options are the user's."""
+        return {}
+
     def criterion(self) -> nn.Module:
         """A stand-in: the model returns its own loss terms, which this sums."""
-        return _ModelLosses()
+        return ModelLosses()
 
     def report_notes(self) -> list[str]:
         """Nothing task-specific to add: the loss terms are in metrics.csv."""

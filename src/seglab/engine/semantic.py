@@ -142,6 +142,10 @@ class SemanticTask:
                 "mean": self.mean, "std": self.std, "ignore_index": self.ignore_index,
                 "palette": None if self.palette is None else np.asarray(self.palette).tolist()}
 
+    def model_options(self) -> dict[str, Any]:
+        """Nothing: the model's options are the user's."""
+        return {}
+
     def criterion(self) -> nn.Module:
         """The configured loss (class weights and ignore label applied)."""
         from seglab.losses import build_loss

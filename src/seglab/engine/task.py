@@ -1,10 +1,11 @@
 """The contract between the one training loop and a segmentation task.
 
 The trainer (``trainer.py``) and its hooks (``hooks.py``, ``reporting.py``) know nothing about pixels,
-boxes or segments: everything task-specific comes through :class:`Task`. :class:`~seglab.engine.semantic.
-SemanticTask` and :class:`~seglab.engine.instance.InstanceTask` implement it; a new task (panoptic) is a new
-class with these members plus one entry in :data:`seglab.engine.build.TASK_BUILDERS` (where ``build_task``
-picks the task from the model's registry entry), and the trainer stays as it is.
+boxes or segments: everything task-specific comes through :class:`Task`. ``SemanticTask``
+(``engine/semantic.py``), ``InstanceTask`` (``engine/instance.py``) and ``PanopticTask``
+(``engine/panoptic.py``) implement it; a new task is a new class with these members plus one entry in
+:data:`seglab.engine.build.TASK_BUILDERS` (where ``build_task`` picks the task from the model's registry
+entry), and the trainer stays as it is.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ class Task(Protocol):
 
         Keys: ``task, classes, in_channels, mean, std, ignore_index, palette`` (+ ``cat_ids`` for instance).
         """
+        ...
+
+    def model_options(self) -> dict[str, Any]:
+        """Model options the data fixes (panoptic: ``thing_classes``); they override ``--model-opt``."""
         ...
 
     def criterion(self) -> nn.Module:

@@ -25,9 +25,9 @@ from torch import nn
 from seglab.checkpoint import CheckpointInfo
 from seglab.errors import DataError, SeglabError
 from seglab.inference.naming import FORMATS, OutputNames, old_files, parse_formats, refuse_replacing
+from seglab.inference.panoptic_writer import PanopticWriter
 from seglab.inference.source import find_images, read_ahead
 from seglab.inference.writers import (
-    WRITERS,
     InstanceWriter,
     PredictOptions,
     SemanticWriter,
@@ -35,10 +35,14 @@ from seglab.inference.writers import (
     semantic_only,
 )
 
-__all__ = ["FORMATS", "WRITERS", "InstanceWriter", "OutputNames", "PredictOptions", "PredictResult",
+__all__ = ["FORMATS", "WRITERS", "InstanceWriter", "OutputNames", "PanopticWriter", "PredictOptions", "PredictResult",
            "SemanticWriter", "check_options", "class_palette", "parse_formats", "predict_files", "semantic_only"]
 
 Progress = Callable[[int, int], None]
+
+# The writer of each task; a new task adds its writer here (same members: refuse, files, names, predict, write,
+# finish, columns, detections_path).
+WRITERS: dict[str, Any] = {"semantic": SemanticWriter, "instance": InstanceWriter, "panoptic": PanopticWriter}
 
 
 @dataclass

@@ -55,11 +55,11 @@ class PredictOptions:
 
 
 def semantic_only(info: CheckpointInfo, given: dict[str, Any]) -> None:
-    """Instance checkpoints: refuse tiling, overlap, blending, TTA, probabilities and feature grids."""
+    """Instance and panoptic checkpoints: refuse tiling, overlap, blending, TTA, probabilities, feature grids."""
     keys = ("tile", "overlap", "blend", "tta", "probs", "features")
     flags = [f"--{k.replace('_', '-')}" for k in keys if given.get(k) is not None]
     if flags:
-        raise ConfigError(f"{', '.join(flags)}: {info.path} is an instance checkpoint (Mask R-CNN); tiling, "
+        raise ConfigError(f"{', '.join(flags)}: {info.path} is an {info.task} checkpoint; tiling, "
                           "overlap, blending, TTA, probabilities and feature grids apply to semantic models. Drop "
                           f"{' and '.join(flags)}.")
 
@@ -222,11 +222,6 @@ class InstanceWriter:
         from seglab.fileio import atomic_write_text
 
         atomic_write_text(self.detections_path, json.dumps(self.detections) + "\n")
-
-
-# The writer of each task; a new task adds its writer here (same members: refuse, files, names, predict, write,
-# finish).
-WRITERS: dict[str, Any] = {"semantic": SemanticWriter, "instance": InstanceWriter}
 
 
 def save_rgb(target: Path, rgb: np.ndarray) -> None:
