@@ -17,9 +17,14 @@ from seglab.cli.progress import progress_bar
 
 @app.command()
 def evaluate(
-    run: Path = typer.Argument(..., help="Run directory (its best.pt) or a checkpoint file."),
+    run: Path | None = typer.Argument(None, help="Run directory (its best.pt) or a checkpoint file (or use "
+                                      "--predictions)."),
     data: Path = typer.Option(..., "--data", help="Dataset folder (semantic: images/ + labels/; instance: "
-                              "annotations/instances_<split>.json or masks/<split>/)."),
+                              "annotations/instances_<split>.json or masks/<split>/; panoptic: labels/ + "
+                              "instances/ + panoptic.json or annotations/panoptic_<split>.json)."),
+    predictions: Path | None = typer.Option(None, "--predictions", help="Score saved predictions instead of a "
+                                            "model: a folder of label PNGs, a COCO results JSON, or a folder "
+                                            "with panoptic.json + PNGs (any tool's output)."),
     split: str = typer.Option("val", "--split", help="Which split to score."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
     tta: str | None = typer.Option(None, "--tta", help="flip | flip,scales=0.75,1,1.25 (semantic)"),
@@ -29,9 +34,10 @@ def evaluate(
                                            "scored detections as a COCO results JSON."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
-    """Score a checkpoint on a split at full resolution.
+    """Score a checkpoint (or saved predictions) on a split at full resolution.
 
-    Semantic: pixel accuracy, mIoU, Dice, per class. Instance: COCO mask and box AP, per class.
+    Semantic: pixel accuracy, mIoU, Dice, boundary IoU, per class. Instance: COCO mask and box AP, per class.
+    Panoptic: PQ / SQ / RQ (all, things, stuff, per class), the implied semantic mIoU and instance AP.
     """
     from seglab import checkpoint, distributed
     from seglab.errors import ConfigError
@@ -39,11 +45,15 @@ def evaluate(
     from seglab.inference.evaluation import evaluate_checkpoint
     from seglab.inference.tiling import TileOptions
 
+    if predictions is not None or run is None:
+        _score_saved(run, predictions, data, split, json_out, {"--tta": tta, "--tile": tile, "--overlap": overlap,
+                                                               "--detections": detections})
+        return
     dist = distributed.setup(device)
     try:
         model, info = checkpoint.load_checkpoint(run, device=dist.device)
         if detections is not None and info.task != "instance":
-            raise ConfigError(f"--detections: {info.path} is a semantic checkpoint; COCO detections come "
+            raise ConfigError(f"--detections: {info.path} is a {info.task} checkpoint; COCO detections come "
                               "from instance checkpoints. Drop --detections.")
         _check_outputs({"--json": json_out, "--detections": detections}, info.path, data)
         tiles = TileOptions(tile=tile, **({} if overlap is None else {"overlap": overlap}))
@@ -65,6 +75,31 @@ def evaluate(
             console.print(f"{len(result.detections or [])} detections written to {detections} (COCO results format)")
     finally:
         distributed.cleanup()
+
+
+def _score_saved(run: Path | None, predictions: Path | None, data: Path, split: str, json_out: Path | None,
+                 given: dict[str, Any]) -> None:
+    """``--predictions``: score another tool's (or an earlier predict's) output; no model, no device."""
+    from seglab.errors import ConfigError
+    from seglab.fileio import atomic_write_text
+    from seglab.inference.scoring import score_predictions
+
+    if predictions is None:
+        raise ConfigError("nothing to evaluate: pass a run directory or checkpoint, or --predictions PRED.")
+    if run is not None:
+        raise ConfigError(f"{run} and --predictions {predictions}: score a model or saved predictions, not both.")
+    flags = [flag for flag, value in given.items() if value is not None]
+    if flags:
+        raise ConfigError(f"{', '.join(flags)}: these apply to a model; --predictions scores files as they are. "
+                          f"Drop {' and '.join(flags)}.")
+    _check_outputs({"--json": json_out}, str(predictions), data)
+    with progress_bar(f"score {split}") as callback:
+        result = score_predictions(predictions, data, split, callback=callback)
+    RENDERERS[result.info.task](result.metrics, result.info,
+                                f"{predictions} on {data} ({split}, {result.num_images} images)")
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(result.record(), indent=2) + "\n")
+        console.print(f"metrics written to {json_out}")
 
 
 def _print_semantic(metrics: dict[str, Any], info: Any, title: str) -> None:
@@ -117,8 +152,31 @@ def _check_outputs(outputs: dict[str, Path | None], checkpoint: str, data: Path)
         raise ConfigError(f"{' and '.join(given)} name the same file {next(iter(given.values()))}; the second "
                           "would replace the first. Pass different files.")
 
+def _print_panoptic(metrics: dict[str, Any], info: Any, title: str) -> None:
+    console.print(title, highlight=False)
+    summary = Table(show_header=True)
+    for col in ("", "PQ", "SQ", "RQ", "classes"):
+        summary.add_column(col, justify="left" if not col else "right")
+    for suffix, label, n in (("", "all", "n"), ("_th", "things", "n_th"), ("_st", "stuff", "n_st")):
+        summary.add_row(label, *(frac(metrics.get(f"{k}{suffix}")) for k in ("PQ", "SQ", "RQ")),
+                        str(metrics.get(n, "-")))
+    console.print(summary)
+    console.print(f"implied semantic map: mIoU {frac(metrics.get('mean_iou'))}, pixel accuracy "
+                  f"{frac(metrics.get('pixel_accuracy'))}; implied instances: mask AP {frac(metrics.get('mask_AP'))}, "
+                  f"box AP {frac(metrics.get('box_AP'))}", highlight=False)
+    things = set(info.options.get("thing_classes", []))
+    per_class = Table(show_header=True)
+    for col in ("class", "kind", "PQ", "SQ", "RQ", "IoU"):
+        per_class.add_column(col, justify="left" if col in ("class", "kind") else "right")
+    for i, name in enumerate(info.classes):
+        per_class.add_row(name, "thing" if i in things else "stuff",
+                          *(frac(_at(metrics.get(k), i)) for k in ("per_class_pq", "per_class_sq", "per_class_rq",
+                                                                  "per_class_iou")))
+    console.print(per_class)
+
+
 # How each task's metrics are shown; a new task adds its table here.
-RENDERERS = {"semantic": _print_semantic, "instance": _print_instance}
+RENDERERS = {"semantic": _print_semantic, "instance": _print_instance, "panoptic": _print_panoptic}
 
 
 def _at(values: Any, i: int) -> Any:

@@ -42,8 +42,15 @@ def _instance(cfg: RunConfig) -> Task:
     return InstanceTask(**_data_fields(cfg))
 
 
+def _panoptic(cfg: RunConfig) -> Task:
+    from seglab.engine.panoptic import PanopticTask
+
+    return PanopticTask(**_data_fields(cfg))
+
+
 # registry task name (``register_model(..., task=...)``) -> the task built from a run config
-TASK_BUILDERS: dict[str, Callable[[RunConfig], Task]] = {"semantic": _semantic, "instance": _instance}
+TASK_BUILDERS: dict[str, Callable[[RunConfig], Task]] = {"semantic": _semantic, "instance": _instance,
+                                                         "panoptic": _panoptic}
 
 
 def resolve_model(cfg: RunConfig, device: torch.device) -> tuple[RunConfig, str | None]:
@@ -56,8 +63,11 @@ def resolve_model(cfg: RunConfig, device: torch.device) -> tuple[RunConfig, str 
         return cfg, None
     from seglab.data.layout import detect_task
 
-    if detect_task(cfg.data.root) == "instance":
+    kind = detect_task(cfg.data.root)
+    if kind == "instance":
         name, options, why = "maskrcnn_resnet18_fpn", {}, "instance data: the smallest Mask R-CNN (R18-FPN)"
+    elif kind == "panoptic":
+        name, options, why = "panoptic_fpn_resnet18", {}, "panoptic data: the smallest Panoptic FPN (R18)"
     elif device.type == "cuda":
         name, options, why = "unet", {"base_channels": 32}, "a GPU: a U-Net of width 32 (7.8 M parameters)"
     else:

@@ -2,7 +2,9 @@
 
 Semantic checkpoints: pixel accuracy, mIoU, Dice, per class, from one confusion matrix over the split
 (all-reduced). Instance checkpoints: COCO mask and box AP with AP per class; each process predicts its
-share, the detections are gathered and scored once on rank 0, and every rank gets the numbers. The result's
+share, the detections are gathered and scored once on rank 0, and every rank gets the numbers. Panoptic
+checkpoints: PQ / SQ / RQ (all, things, stuff, per class), the implied semantic mIoU and the implied
+instances' AP (:mod:`seglab.inference.panoptic`). The result's
 ``record()`` is the JSON ``seglab evaluate --json`` writes.
 """
 
@@ -98,8 +100,32 @@ def _instance(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tt
     return Evaluation(info, data, split, len(dataset), metrics, dets)
 
 
+def _panoptic(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tta: str | None,
+              tiles: TileOptions | None, dist: DistInfo, callback: Progress | None) -> Evaluation:
+    import torch
+
+    from seglab.data.panoptic import open_panoptic_split
+    from seglab.inference.panoptic import PanopticEvalSet, PanopticScorer, collate_lists, score_batches
+
+    tiles = tiles or TileOptions()
+    semantic_only(info, {"tta": tta, "tile": tiles.tile,
+                         "overlap": None if tiles.overlap == TileOptions.overlap else tiles.overlap})
+    panoptic = open_panoptic_split(data, split)
+    things = [int(c) for c in info.options.get("thing_classes", [])]
+    if list(panoptic.classes) != list(info.classes) or list(panoptic.thing_classes) != things:
+        raise ConfigError(f"{data} ({split}): classes {panoptic.classes} (things {panoptic.thing_classes}) differ "
+                          f"from the checkpoint's {info.classes} (things {things}). Evaluate on data with the "
+                          "classes the model was trained on.")
+    shard = Shard(PanopticEvalSet(panoptic), dist.rank, dist.world_size)
+    batches = torch.utils.data.DataLoader(shard, batch_size=1, collate_fn=collate_lists)
+    scorer = PanopticScorer(info.classes, things, panoptic.cat_ids)
+    metrics = score_batches(model, batches, scorer, dist.device, callback=callback, total=len(shard))
+    return Evaluation(info, data, split, len(panoptic), metrics, scorer.detections)
+
+
 # The evaluator of each task; a new task adds its function here.
-EVALUATORS: dict[str, Callable[..., Evaluation]] = {"semantic": _semantic, "instance": _instance}
+EVALUATORS: dict[str, Callable[..., Evaluation]] = {"semantic": _semantic, "instance": _instance,
+                                                   "panoptic": _panoptic}
 
 
 def jsonable(v: Any) -> Any:

@@ -1,0 +1,190 @@
+"""Score saved predictions without a model: ``seglab evaluate --predictions PRED --data DIR``.
+
+Users compare tools (nnU-Net, Detectron2, their own code) on one yardstick; this reads what such tools write
+and scores it with seglab's metrics, the same code ``seglab evaluate`` runs on a checkpoint:
+
+- semantic: a folder of label PNGs ``<stem>.png`` (pixel = class index), one per image of the split;
+- instance: a COCO results JSON (a list of ``{"image_id", "category_id", "score", "segmentation" | "bbox"}``)
+  whose image ids and category ids are the dataset's;
+- panoptic: a COCO panoptic prediction, ``panoptic*.json`` with its PNGs beside it (as ``seglab predict``
+  writes them) or in the folder named like the JSON (COCO's convention), matched to images by file stem.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seglab.checkpoint import CheckpointInfo
+from seglab.errors import DataError
+from seglab.inference.evaluation import Evaluation
+
+Progress = Callable[[int, int], None]
+
+
+def prediction_kind(predictions: Path) -> str:
+    """``semantic``, ``instance`` or ``panoptic``: what ``predictions`` holds (see the module docstring)."""
+    if predictions.is_file() and predictions.suffix.lower() == ".json":
+        data = _read_json(predictions)
+        if isinstance(data, list):
+            return "instance"
+        if isinstance(data, dict) and "annotations" in data:
+            return "panoptic"
+        raise DataError(f"{predictions}: neither a COCO results list nor a COCO panoptic file (no 'annotations').")
+    if predictions.is_dir():
+        if _panoptic_json(predictions) is not None:
+            return "panoptic"
+        if any(p.suffix.lower() == ".png" for p in predictions.iterdir()):
+            return "semantic"
+    raise DataError(f"{predictions}: no predictions found. Pass a folder of label PNGs (semantic), a COCO results "
+                    "JSON (instance) or a folder with panoptic.json and its PNGs (panoptic).")
+
+
+def score_predictions(predictions: str | Path, data: str | Path, split: str = "val",
+                      callback: Progress | None = None) -> Evaluation:
+    """Score saved predictions of any task against ``data``'s ``split`` (no model involved).
+
+    Raises:
+        DataError: predictions missing for some images, of another size, or naming unknown classes.
+    """
+    predictions, data = Path(predictions), Path(data)
+    kind = prediction_kind(predictions)
+    return {"semantic": _semantic, "instance": _instance, "panoptic": _panoptic}[kind](
+        predictions, data, split, callback)
+
+
+def _info(path: Path, task: str, classes: list[str], cat_ids: list[int] | None = None,
+          **options: Any) -> CheckpointInfo:
+    """A stand-in for the checkpoint's metadata, so the result renders and records like a model's."""
+    return CheckpointInfo(path=str(path), task=task, model="(saved predictions)", num_classes=len(classes),
+                          options=options, classes=classes, cat_ids=cat_ids or list(range(len(classes))))
+
+
+def _semantic(predictions: Path, data: Path, split: str, callback: Progress | None) -> Evaluation:
+    import torch
+
+    from seglab.data.folder import SegmentationFolder
+    from seglab.data.io import read_label
+    from seglab.metrics import BoundaryMetrics, SegMetrics
+
+    truth = SegmentationFolder(data, split)
+    k = len(truth.classes) or truth.num_classes or 0
+    seg, boundary = SegMetrics(k, ignore_index=truth.ignore_index), BoundaryMetrics(k, ignore_index=truth.ignore_index)
+    missing = [s for s in truth.stems if not (predictions / f"{s}.png").is_file()]
+    if missing:
+        raise DataError(f"{predictions}: no prediction for {len(missing)} of {len(truth.stems)} images of {data} "
+                        f"({split}), e.g. {missing[0]}.png. Predict every image of the split (same stems).")
+    for i, (stem, (_, label_path)) in enumerate(zip(truth.stems, truth.samples, strict=True)):
+        pred_path = predictions / f"{stem}.png"
+        pred, target = read_label(pred_path), read_label(label_path)
+        if pred.shape != target.shape:
+            raise DataError(f"{pred_path}: {pred.shape[1]}x{pred.shape[0]}, but its label {label_path} is "
+                            f"{target.shape[1]}x{target.shape[0]}. Predict at the label's size.")
+        bad = (pred >= k) & (pred != truth.ignore_index) | (pred < 0)
+        if bad.any():
+            raise DataError(f"{pred_path}: value {int(pred[bad][0])} is not a class index (0..{k - 1}). Save label "
+                            "indices, not colours (`seglab data convert rgb-to-index`).")
+        p, t = torch.from_numpy(pred.astype(np.int64))[None], torch.from_numpy(target.astype(np.int64))[None]
+        seg.update(p, t)
+        boundary.update(p, t)
+        if callback is not None:
+            callback(i + 1, len(truth.stems))
+    info = _info(predictions, "semantic", list(truth.classes))
+    return Evaluation(info, data, split, len(truth.stems), {**seg.compute(), **boundary.compute()})
+
+
+def _instance(predictions: Path, data: Path, split: str, callback: Progress | None) -> Evaluation:
+    from seglab.data.coco import open_instance_split
+    from seglab.inference.instance import coco_ap, split_ground_truth
+
+    detections = _read_json(predictions)
+    dataset = open_instance_split(data, split)
+    gt = split_ground_truth(dataset)
+    known_images = {int(im["id"]) for im in gt["images"]}
+    known_cats = {int(c["id"]) for c in gt["categories"]}
+    for i, d in enumerate(detections):
+        if not isinstance(d, dict) or d.get("image_id") not in known_images or d.get("category_id") not in known_cats:
+            raise DataError(f"{predictions}: detection {i} ({str(d)[:80]}) names an image id or category id that "
+                            f"{data} ({split}) does not have. Use the dataset's ids (images: "
+                            f"{sorted(known_images)[:5]}..., categories: {sorted(known_cats)}).")
+    metrics = coco_ap(detections, gt, per_class=True)
+    if callback is not None:
+        callback(1, 1)
+    info = _info(predictions, "instance", list(dataset.classes), [int(c) for c in dataset.cat_ids])
+    return Evaluation(info, data, split, len(dataset), metrics, detections)
+
+
+def _panoptic(predictions: Path, data: Path, split: str, callback: Progress | None) -> Evaluation:
+    from seglab.data.panoptic import open_panoptic_split
+    from seglab.inference.panoptic import PanopticScorer
+
+    truth = open_panoptic_split(data, split)
+    json_path = predictions if predictions.is_file() else _panoptic_json(predictions)
+    record = _read_json(json_path)
+    by_stem = {Path(a.get("file_name", "")).stem: a for a in record.get("annotations", [])}
+    cat_index = {int(c): i for i, c in enumerate(truth.cat_ids)}
+    scorer = PanopticScorer(truth.classes, truth.thing_classes, truth.cat_ids)
+    for i in range(len(truth)):
+        stem = truth.stem(i)
+        if stem not in by_stem:
+            raise DataError(f"{json_path}: no annotation for image {stem} of {data} ({split}). Predict every image "
+                            "of the split; annotations are matched to images by file stem.")
+        image, ids, segments = truth.load(i)
+        pred = _panoptic_prediction(json_path, by_stem[stem], cat_index, truth.thing_classes, ids.shape)
+        scorer.add(pred, ids, segments, i + 1)
+        if callback is not None:
+            callback(i + 1, len(truth))
+    info = _info(predictions, "panoptic", list(truth.classes), [int(c) for c in truth.cat_ids],
+                 thing_classes=list(truth.thing_classes))
+    return Evaluation(info, data, split, len(truth), scorer.compute())
+
+
+def _panoptic_prediction(json_path: Path, annotation: dict, cat_index: dict[int, int], things: list[int],
+                         shape: tuple[int, ...]) -> dict[str, Any]:
+    """One COCO panoptic annotation as a panoptic output (thing segments become score-1 detections)."""
+    import torch
+    from PIL import Image
+
+    name = annotation["file_name"]
+    png = next((p for p in (json_path.parent / name, json_path.with_suffix("") / name) if p.is_file()), None)
+    if png is None:
+        raise DataError(f"{json_path}: PNG {name} not found beside it or in {json_path.with_suffix('')}/.")
+    rgb = np.asarray(Image.open(png).convert("RGB"), dtype=np.int64)
+    ids = rgb[..., 0] + 256 * rgb[..., 1] + 256**2 * rgb[..., 2]
+    if ids.shape != tuple(shape):
+        raise DataError(f"{png}: {ids.shape[1]}x{ids.shape[0]}, but the image is {shape[1]}x{shape[0]}.")
+    segments, boxes, labels, masks = [], [], [], []
+    for s in annotation.get("segments_info", []):
+        if int(s["category_id"]) not in cat_index:
+            raise DataError(f"{json_path}: segment {s['id']} of {name} has category_id {s['category_id']}, not a "
+                            f"category of the dataset ({sorted(cat_index)}).")
+        c = cat_index[int(s["category_id"])]
+        segments.append({"id": int(s["id"]), "category": c, "isthing": c in things, "score": 1.0})
+        mask = ids == int(s["id"])
+        if c in things and mask.any():
+            ys, xs = np.nonzero(mask)
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            labels.append(c)
+            masks.append(mask)
+    n = len(labels)
+    instances = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(n, 4),
+                 "labels": torch.tensor(labels, dtype=torch.int64), "scores": torch.ones(n),
+                 "masks": torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)) if n else
+                 torch.zeros((0, 1, *ids.shape))}
+    return {"ids": torch.from_numpy(ids), "segments": segments, "instances": instances}
+
+
+def _panoptic_json(folder: Path) -> Path | None:
+    found = sorted(folder.glob("panoptic*.json"))
+    return found[0] if found else None
+
+
+def _read_json(path: Path | None) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))  # type: ignore[arg-type]
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read it as JSON ({e}).") from e
