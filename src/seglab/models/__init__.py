@@ -4,7 +4,7 @@ import importlib
 
 from seglab.models.registry import build_model, get_entry, list_models, register_model
 
-_FAMILIES = ("unet", "fcn", "deeplab", "pspnet", "hrnet", "swin_unet", "lraspp", "maskrcnn")
+_FAMILIES = ("unet", "fcn", "deeplab", "pspnet", "hrnet", "swin_unet", "lraspp", "maskrcnn", "panoptic")
 
 for _family in _FAMILIES:
     try:

@@ -110,3 +110,14 @@ def _load_all() -> None:
 def is_instance_model(model: nn.Module) -> bool:
     """True for torchvision-style detectors (Mask R-CNN): they take a list of images, return dicts."""
     return hasattr(model, "roi_heads") and hasattr(model, "rpn")
+
+
+def is_panoptic_model(model: nn.Module) -> bool:
+    """True for panoptic models (Panoptic FPN, a merged pair): they say so with ``task = "panoptic"``."""
+    return getattr(model, "task", None) == "panoptic"
+
+
+def takes_image_lists(model: nn.Module) -> bool:
+    """True for models called with a list of [0, 1] RGB images (detectors and panoptic models), False for
+    semantic models, which take one normalised (N, C, H, W) batch."""
+    return is_instance_model(model) or is_panoptic_model(model)
