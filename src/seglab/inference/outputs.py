@@ -148,6 +148,8 @@ def _stream(paths: list[Path], failures: list[tuple[str, str]], writer: Any, cha
 
         for path, image, *result in writer.predict(readable()):
             try:
+                if writer.options.refine is not None:  # e.g. SAM's boundaries (seglab.sam.SamRefiner)
+                    result = writer.options.refine(image, tuple(result))
                 table.writerow(writer.write(path, image, *result))
                 ok += 1
             except OutputError:

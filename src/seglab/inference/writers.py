@@ -12,7 +12,7 @@ format, and ``predictions.json`` (COCO results) at the end.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,9 @@ from seglab.inference.tiling import TileOptions
 class PredictOptions:
     """What to predict and write. ``format``: one of ``FORMATS`` or several comma-separated
     (``"index,overlay"``: every picture in one pass). Semantic-only: ``tile``/``tta``/``probs``/``features``;
-    instance-only: ``score_threshold`` (``None``: 0.5). ``alpha`` is the mask opacity of overlays."""
+    instance-only: ``score_threshold`` (``None``: 0.5). ``alpha`` is the mask opacity of overlays. ``refine``:
+    ``(image, result) -> result`` applied to each input's prediction before it is written (``result`` is the
+    tuple the task's writer predicts: semantic ``(labels, probs)``, instance ``(instances,)``)."""
 
     format: str = "index"
     tiles: TileOptions = field(default_factory=TileOptions)
@@ -40,6 +42,7 @@ class PredictOptions:
     features: str | None = None
     score_threshold: float | None = None
     alpha: float = 0.5
+    refine: Callable[[np.ndarray, tuple], tuple] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         parse_formats(self.format)
