@@ -30,12 +30,13 @@ from seglab.errors import DataError
 
 CLASSES_FILE = "classes.txt"
 PALETTE_FILE = "palette.txt"
+PANOPTIC_FILE = "panoptic.json"  # the simple panoptic layout's {"things": [names of the thing classes]}
 BACKGROUND_NAMES = ("background", "_background_", "__background__", "bg")
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 
-# Everything a dataset folder holds that seglab reads (both layouts): outputs never replace these.
-DATASET_PARTS = ("images", "labels", "masks", "annotations", CLASSES_FILE, PALETTE_FILE)
+# Everything a dataset folder holds that seglab reads (every layout): outputs never replace these.
+DATASET_PARTS = ("images", "labels", "masks", "annotations", "instances", CLASSES_FILE, PALETTE_FILE, PANOPTIC_FILE)
 
 
 def read_classes(root: str | os.PathLike) -> list[str] | None:
@@ -177,13 +178,58 @@ def read_instance_labels(path: Path) -> list[int]:
 
 
 def detect_task(root: str | os.PathLike) -> str:
-    """``"instance"`` for a folder with COCO annotations or instance masks and no ``labels/``, else
-    ``"semantic"`` (a folder with neither is reported by the semantic doctor)."""
+    """The task a dataset folder holds, from its layout alone (nothing is decoded).
+
+    ``"panoptic"``: ``annotations/panoptic_<split>.json`` (COCO panoptic) or ``panoptic.json`` beside
+    ``instances/`` (seglab's simple panoptic layout, which also has ``labels/``, hence checked first);
+    ``"instance"``: COCO instance annotations or ``masks/`` and no ``labels/``; else ``"semantic"`` (a folder
+    with neither is reported by the semantic doctor).
+    """
     root = Path(root)
+    if is_panoptic(root):
+        return "panoptic"
     if (root / "labels").is_dir():
         return "semantic"
     coco = (root / "annotations").is_dir() and any((root / "annotations").glob("instances_*.json"))
     return "instance" if coco or (root / "masks").is_dir() else "semantic"
+
+
+def is_panoptic(root: Path) -> bool:
+    """Whether ``root`` holds COCO panoptic annotations or seglab's simple panoptic layout."""
+    coco = (root / "annotations").is_dir() and any((root / "annotations").glob("panoptic_*.json"))
+    return coco or ((root / PANOPTIC_FILE).is_file() and (root / "instances").is_dir())
+
+
+def panoptic_splits(root: Path) -> list[str]:
+    """Splits of a panoptic folder: ``annotations/panoptic_<split>.json`` plus the simple layout's split
+    folders under ``images/``, ``labels/`` and ``instances/`` (in split order)."""
+    coco = [p.stem[len("panoptic_"):] for p in (root / "annotations").glob("panoptic_*.json")] \
+        if (root / "annotations").is_dir() else []
+    simple = split_folders(root, "images", "labels", "instances") if (root / PANOPTIC_FILE).is_file() else []
+    return sort_splits([*coco, *simple])
+
+
+def read_panoptic_things(root: str | os.PathLike, classes: list[str]) -> list[int]:
+    """Class indices of the thing classes named in ``root/panoptic.json`` (sorted), checked against the
+    class names of ``classes.txt``.
+
+    Raises:
+        DataError: the file is missing, not ``{"things": [names]}``, or names a class ``classes.txt`` lacks.
+    """
+    path = Path(root) / PANOPTIC_FILE
+    if not path.is_file():
+        raise DataError(f'{path}: missing. The simple panoptic layout needs it: write {{"things": [names of '
+                        f"the thing classes]}} (names as in {CLASSES_FILE}).")
+    data = read_json(path)
+    things = data.get("things") if isinstance(data, dict) else None
+    if not isinstance(things, list) or not all(isinstance(t, str) for t in things):
+        raise DataError(f'{path}: must be {{"things": [class names]}}; got {show_value(data)}. List the names '
+                        f"of the thing classes as {CLASSES_FILE} spells them.")
+    unknown = [t for t in things if t not in classes]
+    if unknown:
+        raise DataError(f"{path}: thing classes {unknown} are not in {CLASSES_FILE} ({classes}). Spell them as "
+                        f"{CLASSES_FILE} does or add them there.")
+    return sorted({classes.index(t) for t in things})
 
 
 def list_split(folder: Path, exts: tuple[str, ...] = IMAGE_EXTS) -> list[Path]:

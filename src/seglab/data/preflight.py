@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,8 @@ from seglab import __version__
 from seglab.data.checks import check_dataset, summarize_problems
 from seglab.data.instance_checks import check_instance_dataset, raise_first_problem
 from seglab.data.io import DEFAULT_MAX_PIXELS, read_label
-from seglab.data.layout import CLASSES_FILE, PALETTE_FILE, list_split
+from seglab.data.layout import CLASSES_FILE, PALETTE_FILE, PANOPTIC_FILE, list_split
+from seglab.data.panoptic_checks import check_panoptic_dataset, raise_first_panoptic_problem
 from seglab.errors import DataError
 
 
@@ -34,11 +36,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seglab"
 
 
-def _fingerprint(root: Path, split: str, settings: list) -> str:
-    masks = root / "masks" / split
+def _listing(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def _fingerprint(root: Path, split: str, settings: list, extra: tuple[Path, ...] = ()) -> str:
     files = [*list_split(root / "images" / split), *list_split(root / "labels" / split),
-             *(sorted(masks.iterdir()) if masks.is_dir() else []), root / "annotations" / f"instances_{split}.json",
-             root / CLASSES_FILE, root / PALETTE_FILE]
+             *_listing(root / "masks" / split), root / "annotations" / f"instances_{split}.json",
+             root / CLASSES_FILE, root / PALETTE_FILE, *extra]
     stats = []
     for f in files:
         try:
@@ -59,9 +64,10 @@ def labelled_pixels(labels: list[Path], ignore_index: int, workers: int | None =
         return sum(pool.map(count, labels))
 
 
-def _remembered(root: Path, split: str, settings: list, scan: Callable[[], None]) -> None:
+def _remembered(root: Path, split: str, settings: list, scan: Callable[[], None],
+                extra: tuple[Path, ...] = ()) -> None:
     """Run ``scan`` (which raises on a problem) unless it passed before on the same files and settings."""
-    stamp = cache_dir() / "preflight" / f"{_fingerprint(root, split, settings)}.ok"
+    stamp = cache_dir() / "preflight" / f"{_fingerprint(root, split, settings, extra)}.ok"
     if stamp.is_file():
         return
     scan()
@@ -97,6 +103,26 @@ def preflight_instances(root: str | os.PathLike, split: str, max_pixels: int = D
         raise_first_problem(check_instance_dataset(root, [split], max_pixels, decode=True), root)
 
     _remembered(root, split, [__version__, "instance", max_pixels], scan)  # a new seglab checks again
+
+
+def preflight_panoptic(split: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """The panoptic doctor on one split with every image decoded, remembered like :func:`preflight`.
+
+    ``split``: a :class:`seglab.data.panoptic.PanopticSplit` (or anything with its ``root`` and ``split``).
+    Warnings do not stop it.
+
+    Raises:
+        DataError: the first error and the ``seglab data check`` command.
+    """
+    root, name = Path(split.root), str(split.split)
+    ann = root / "annotations"
+    extra = (*_listing(root / "instances" / name), ann / f"panoptic_{name}.json", *_listing(ann / f"panoptic_{name}"),
+             root / PANOPTIC_FILE)
+
+    def scan() -> None:
+        raise_first_panoptic_problem(check_panoptic_dataset(root, [name], max_pixels, decode=True), root)
+
+    _remembered(root, name, [__version__, "panoptic", max_pixels], scan, extra)
 
 
 def _scan_semantic(root: Path, split: str, num_classes: int | None, ignore_index: int, max_pixels: int,

@@ -22,8 +22,8 @@ from torchvision.transforms.v2 import functional as F
 
 from seglab.errors import ConfigError
 
-__all__ = ["RandomScale", "DropEmptyInstances", "EvalResize", "build_train_transforms",
-           "build_instance_train_transforms", "build_eval_transforms"]
+__all__ = ["RandomScale", "DropEmptyInstances", "EvalResize", "SemanticMask", "build_train_transforms",
+           "build_instance_train_transforms", "build_panoptic_train_transforms", "build_eval_transforms"]
 
 
 def _pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -65,8 +65,17 @@ class RandomScale(v2.Transform):
         return F.resize(inpt, params["size"], interpolation=self.interpolation, antialias=True)
 
 
+class SemanticMask(tv_tensors.Mask):
+    """The class-index map of a panoptic target: a ``Mask`` (resized nearest, moved with the image) of its own
+    type, so padding fills it with the void index while instance masks pad with 0 (v2 fills by exact type)."""
+
+
 class DropEmptyInstances(v2.Transform):
-    """Drop instances whose mask lost every pixel (cropped away); boxes alone can't tell for odd shapes."""
+    """Drop instances whose mask lost every pixel (cropped away); boxes alone can't tell for odd shapes.
+
+    Per-instance values are the tensors whose first dimension is the number of instances; a panoptic
+    target's :class:`SemanticMask` is never one, even when its height happens to equal that number.
+    """
 
     def forward(self, *inputs: Any) -> Any:
         image, target = inputs if len(inputs) == 2 else (inputs[0], None)
@@ -75,8 +84,8 @@ class DropEmptyInstances(v2.Transform):
         masks = target["masks"]
         keep = (masks.flatten(1) != 0).any(dim=1)
         n = len(masks)
-        out = {k: (_take(v, keep) if isinstance(v, torch.Tensor) and v.ndim >= 1 and len(v) == n else v)
-               for k, v in target.items()}
+        out = {k: (_take(v, keep) if isinstance(v, torch.Tensor) and not isinstance(v, SemanticMask)
+                   and v.ndim >= 1 and len(v) == n else v) for k, v in target.items()}
         return image, out
 
 
@@ -161,6 +170,36 @@ def build_instance_train_transforms(
     if color_jitter > 0:
         steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
     steps += [v2.ClampBoundingBoxes(), DropEmptyInstances(), v2.SanitizeBoundingBoxes(min_size=min_box_size)]
+    return v2.Compose(steps + _finish(mean, std))
+
+
+def build_panoptic_train_transforms(
+    crop_size: int | tuple[int, int],
+    scale: tuple[float, float] = (0.5, 2.0),
+    hflip: float = 0.5,
+    color_jitter: float = 0.2,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    void: int = 255,
+) -> Callable:
+    """Panoptic training pipeline: ``(Image, {"boxes", "masks", "labels", "semantic", ...}) -> same``.
+
+    The instance pipeline's rescale / crop to ``crop_size`` / flip / jitter, with the target's ``semantic``
+    (a :class:`SemanticMask`, as :class:`seglab.data.panoptic.PanopticDataset` gives it) resized nearest
+    and padded with ``void``, instance masks padded with 0; boxes are clamped to the crop and instances
+    cropped away are dropped with their boxes and labels (the dataset then re-derives tight boxes).
+    """
+    steps: list[v2.Transform] = []
+    if tuple(scale) != (1.0, 1.0):
+        steps.append(RandomScale(scale))
+    fill = {tv_tensors.Image: 0, tv_tensors.Mask: 0, SemanticMask: void}
+    steps.append(v2.RandomCrop(_pair(crop_size, "crop_size"), pad_if_needed=True, fill=fill))
+    if hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(hflip))
+    if color_jitter > 0:
+        steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
+    # No SanitizeBoundingBoxes: it would index every Mask, the semantic map included, by instance.
+    steps += [v2.ClampBoundingBoxes(), DropEmptyInstances()]
     return v2.Compose(steps + _finish(mean, std))
 
 
