@@ -5,20 +5,41 @@ models, the builder's default class count for instance models), GFLOPs of one im
 input (square), the CPU training throughput measured by ``benchmarks/models.py`` (results/models.json), the
 quality of recorded runs (docs/results.md) and the "start here" hints. Run: ``python benchmarks/model_facts.py``
 after adding a model, a benchmark or a recorded run; tests/models/test_models_cli.py fails until the file
-matches the registry again.
+matches the registry again. ``python benchmarks/model_facts.py NAME ...`` recounts only those models and keeps
+the other rows as the file has them (the instance models' real runs take minutes on a small CPU).
+
+Panoptic models cannot be built without ``thing_classes`` (and ``panoptic_merge`` without its two models), so
+they are counted with the options in ``COUNT_OPTIONS`` (COCO panoptic: 133 classes, the first 80 things), which
+their rows record as ``count_options``; their GFLOPs come from a real run with every detection kept, like the
+instance models'.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import torch
+from torchvision.models.detection.roi_heads import RoIHeads
 
 from _common import HERE, RESULTS
 from seglab.models import list_models
+from seglab.models.registry import ModelEntry, build_model
 from seglab.models.summary import FACTS_FILE, count_gflops, count_parameters, default_classes
+
+# The options panoptic models are counted with: COCO panoptic's 80 things (class indices 0..79 of 133); the
+# merge of the two "start here" models of each task.
+COCO_THINGS = list(range(80))
+COUNT_OPTIONS: dict[str, dict] = {
+    "panoptic_fpn_resnet18": {"thing_classes": COCO_THINGS},
+    "panoptic_fpn_resnet50": {"thing_classes": COCO_THINGS},
+    "panoptic_fpn_mobilenet_v3": {"thing_classes": COCO_THINGS},
+    "panoptic_merge": {"thing_classes": COCO_THINGS, "instance_to_class": COCO_THINGS,
+                       "semantic": {"name": "unet", "num_classes": 133, "options": {}},
+                       "instance": {"name": "maskrcnn_resnet18_fpn", "num_classes": 81, "options": {}}},
+}
 
 # Recorded runs (docs/results.md): the model, the options of the run, and the headline numbers.
 QUALITY = {
@@ -58,30 +79,61 @@ def speeds() -> tuple[dict[str, float], dict]:
                   "what": "training images/s (forward + backward), 256x256, batch 4, fp32, CPU, default widths"}
 
 
-def main() -> None:
+def panoptic_gflops(name: str, num_classes: int, size: int, **options: object) -> float:
+    """GFLOPs of one ``size`` x ``size`` image through a panoptic model: a real run, every detection kept (the
+    box and mask heads counted for the most detections), as ``count_gflops`` counts instance models."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = build_model(name, num_classes, **options).eval()
+    for m in model.modules():
+        if isinstance(m, RoIHeads):
+            m.score_thresh = 0.0
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model([torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))])
+    return counter.get_total_flops() / 1e9
+
+
+def row(entry: ModelEntry, img_s: dict[str, float]) -> dict:
+    """The facts of one registered model (counted now)."""
+    classes = default_classes(entry)
+    options = json.loads(json.dumps(entry.options()))  # tuples -> lists, as the file stores them
+    extra = COUNT_OPTIONS.get(entry.name, {})
+    gflops = panoptic_gflops if entry.task == "panoptic" else count_gflops
+    counted = {"count_options": extra} if extra else {}
+    return {"task": entry.task, "default_input": entry.default_input, "options": options, "classes": classes,
+            "params": count_parameters(entry.name, classes, **extra),
+            "gflops": round(gflops(entry.name, classes, entry.default_input, **extra), 2),
+            "gflops_input": entry.default_input, "cpu_img_s": img_s.get(entry.name),
+            "quality": QUALITY.get(entry.name, []), **counted}
+
+
+def main(only: list[str]) -> None:
     torch.manual_seed(0)
     img_s, speed_meta = speeds()
+    registered = [e.name for e in list_models()]
+    unknown = sorted(set(only) - set(registered))
+    if unknown:
+        raise SystemExit(f"not registered: {unknown}")
+    kept = json.loads(FACTS_FILE.read_text())["models"] if only and FACTS_FILE.is_file() else {}
     models = {}
     for entry in list_models():
+        if only and entry.name not in only and entry.name in kept:
+            models[entry.name] = kept[entry.name]
+            continue
         start = time.perf_counter()
-        classes = default_classes(entry)
-        options = json.loads(json.dumps(entry.options()))  # tuples -> lists, as the file stores them
-        models[entry.name] = {
-            "task": entry.task, "default_input": entry.default_input, "options": options, "classes": classes,
-            "params": count_parameters(entry.name, classes),
-            "gflops": round(count_gflops(entry.name, classes, entry.default_input), 2),
-            "gflops_input": entry.default_input, "cpu_img_s": img_s.get(entry.name),
-            "quality": QUALITY.get(entry.name, []),
-        }
+        models[entry.name] = row(entry, img_s)
         print(f"{entry.name}: {models[entry.name]['gflops']} GFLOPs ({time.perf_counter() - start:.1f} s)", flush=True)
     unknown = sorted({h["model"] for h in START_HERE} - set(models)) + sorted(set(QUALITY) - set(models))
     if unknown:
         raise SystemExit(f"START_HERE / QUALITY name models that are not registered: {unknown}")
     facts = {
         "generated_by": "python benchmarks/model_facts.py",
-        "params": "parameters at the listed class count (21 for semantic models: PASCAL VOC's yardstick)",
+        "params": "parameters at the listed class count (21 for semantic models: PASCAL VOC's yardstick; 133 for "
+                  "panoptic models: COCO panoptic's, counted with the row's count_options)",
         "gflops": "1e9 floating-point operations (multiply and add count two) for one image of gflops_input x "
-                  "gflops_input, eval mode; instance models: every detection kept (upper bound)",
+                  "gflops_input, eval mode; instance and panoptic models: every detection kept (upper bound)",
         "speed": speed_meta, "start_here": START_HERE, "models": models,
     }
     tmp = FACTS_FILE.with_suffix(".json.tmp")
@@ -91,4 +143,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

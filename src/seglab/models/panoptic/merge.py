@@ -56,14 +56,33 @@ def combine(semantic: torch.Tensor, instances: Mapping[str, torch.Tensor], thing
         ``(ids, segments)``: ids (H, W) int64, 0 = void, segment k has id k (1, 2, ... in the order they were
         made: things first); segments ``{"id", "category", "iscrowd": 0, "isthing", "score"}`` (stuff: 1.0).
     """
-    masks, labels, scores = instances["masks"], instances["labels"], instances["scores"]
+    masks = instances["masks"]
     if semantic.dim() != 2 or masks.dim() != 4 or masks.shape[1] != 1 or masks.shape[-2:] != semantic.shape:
         raise ValueError(f"combine: expected semantic (H, W) and masks (N, 1, H, W) of the same H, W; got "
                          f"{tuple(semantic.shape)} and {tuple(masks.shape)}")
     ids = torch.zeros(semantic.shape, dtype=torch.long, device=semantic.device)
-    taken = torch.zeros(semantic.shape, dtype=torch.bool, device=semantic.device)
     segments: list[dict[str, Any]] = []
-    binary = masks[:, 0] > mask_threshold
+    taken = _paste_things(ids, segments, instances, score_threshold, overlap_threshold, mask_threshold)
+    things = {int(c) for c in thing_classes}
+    for c in torch.unique(semantic).tolist():
+        if c in things or c < 0 or c == VOID:
+            continue
+        region = (semantic == c) & ~taken
+        area = int(region.sum())
+        if area == 0 or area < stuff_area:
+            continue
+        segments.append({"id": len(segments) + 1, "category": int(c), "iscrowd": 0, "isthing": False,
+                         "score": 1.0})
+        ids[region] = len(segments)
+    return ids, segments
+
+
+def _paste_things(ids: torch.Tensor, segments: list[dict[str, Any]], instances: Mapping[str, torch.Tensor],
+                  score_threshold: float, overlap_threshold: float, mask_threshold: float) -> torch.Tensor:
+    """Step 1 of :func:`combine`, in place on ``ids`` and ``segments``; returns the pixels the things took."""
+    labels, scores = instances["labels"], instances["scores"]
+    binary = instances["masks"][:, 0] > mask_threshold
+    taken = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
     for i in torch.argsort(scores.float(), descending=True, stable=True).tolist():
         score = float(scores[i])
         if score < score_threshold:
@@ -77,15 +96,4 @@ def combine(semantic: torch.Tensor, instances: Mapping[str, torch.Tensor], thing
                          "score": score})
         ids[free] = len(segments)
         taken |= free
-    things = {int(c) for c in thing_classes}
-    for c in torch.unique(semantic).tolist():
-        if c in things or c < 0 or c == VOID:
-            continue
-        region = (semantic == c) & ~taken
-        area = int(region.sum())
-        if area == 0 or area < stuff_area:
-            continue
-        segments.append({"id": len(segments) + 1, "category": int(c), "iscrowd": 0, "isthing": False,
-                         "score": 1.0})
-        ids[region] = len(segments)
-    return ids, segments
+    return taken
