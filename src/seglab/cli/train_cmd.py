@@ -147,7 +147,7 @@ def config_cmd(
 
 @app.command()
 def demo(
-    task: str = typer.Option("semantic", "--task", help="semantic | instance"),
+    task: str = typer.Option("semantic", "--task", help="semantic | instance | panoptic"),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the data and the run go."),
     epochs: int | None = typer.Option(None, "--epochs", help="Override the demo's epoch count."),
     seed: int = typer.Option(0, "--seed"),
