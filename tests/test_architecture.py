@@ -23,7 +23,7 @@ FLOORS = {
     "seglab.checkpoint": 4, "seglab.distributed": 4,
     "seglab.inference": 5,
     "seglab.engine": 6,
-    "seglab.export": 7,
+    "seglab.export": 7, "seglab.sam": 7,
     "seglab.demo": 8, "seglab.ablate": 8,
     "seglab.cli": 9,
 }
