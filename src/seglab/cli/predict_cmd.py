@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ def predict(
     alpha: float = typer.Option(0.5, "--alpha", help="Mask opacity for --save overlay."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images (or tiles) per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    refine: str | None = typer.Option(None, "--refine", help="sam: redraw each region's / detection's boundary with "
+                                      "Segment Anything, prompted by its box (extra seglab[sam])."),
+    sam_checkpoint: Path | None = typer.Option(None, "--sam-checkpoint", help="--refine sam: the SAM weight file."),
+    sam_model: str = typer.Option("vit_b", "--sam-model", help="--refine sam: vit_b | vit_l | vit_h."),
 ) -> None:
     """Predict masks for images; writes <stem>.png (the prediction as data) and <stem>_<format>.png pictures.
 
@@ -52,10 +57,11 @@ def predict(
     options = _options(save, format, given, alpha=alpha, batch_size=batch_size)
     model, info = load_checkpoint(checkpoint, device=resolve_device(device))
     check_options(info, options, given)
+    options = _with_refiner(options, refine, sam_checkpoint, sam_model, info.task, device)
     with progress_bar("predict") as callback:
         result = predict_files(model, info, inputs, out, options, callback=callback, recursive=recursive,
                                exist_ok=exist_ok)
-    _report(result)
+    _report(result, options.refine)
 
 
 def _options(save: str | None, format: str | None, given: dict[str, Any], *, alpha: float, batch_size: int):
@@ -71,12 +77,37 @@ def _options(save: str | None, format: str | None, given: dict[str, Any], *, alp
                           score_threshold=given["score_threshold"], alpha=alpha)
 
 
-def _report(result) -> None:
+def _with_refiner(options, refine: str | None, checkpoint: Path | None, model_type: str, task: str, device: str):
+    """``options`` with ``--refine sam``'s refiner as the writers' hook (unchanged without --refine)."""
+    from seglab.errors import ConfigError
+
+    if refine is None:
+        if checkpoint is not None:
+            raise ConfigError("--sam-checkpoint is read by --refine sam; add --refine sam or drop it.")
+        return options
+    if refine != "sam":
+        raise ConfigError(f"--refine {refine!r}: the one refiner is sam.")
+    from seglab.distributed import resolve_device
+    from seglab.sam import SamRefiner, load_sam, require_segment_anything
+
+    require_segment_anything()
+    if checkpoint is None:
+        raise ConfigError("--refine sam needs --sam-checkpoint PATH (the SAM weights you downloaded; "
+                          "`seglab sam types` lists the file of each type).")
+    refiner = SamRefiner(load_sam(checkpoint, model_type, device=resolve_device(device)), task)
+    return dataclasses.replace(options, refine=refiner)
+
+
+def _report(result, refiner=None) -> None:
     from seglab.errors import DataError
 
     out = result.out
     extra = f", detections: {result.detections}" if result.detections else ""
     console.print(f"{result.written} prediction(s) written to {out} (summary: {result.summary}{extra})")
+    if refiner is not None:
+        c = refiner.counts
+        console.print(f"SAM redrew {c.refined} mask(s); {c.kept} kept as the model drew them (SAM's mask "
+                      f"overlapped them less than IoU {refiner.options.min_iou})")
     if result.replaced or result.kept:
         console.print(f"{out} already held files: {result.replaced} replaced by this run (--exist-ok), "
                       f"{result.kept} other(s) left as they are")
