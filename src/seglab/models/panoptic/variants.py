@@ -98,14 +98,16 @@ def panoptic_fpn_mobilenet_v3(**options: Any) -> PanopticFPN:
 
 def _sub_model(spec: Any, option: str, task: str, num_classes: int | None = None) -> Any:
     """Build the sub-model ``spec`` ({name, num_classes, options}) names; a ``ModelError`` naming ``option``."""
-    example = f"e.g. {option}={{'name': 'unet', 'num_classes': 21, 'options': {{}}}}"
+    name = "unet" if task == "semantic" else "maskrcnn_resnet18_fpn"
+    example = f"e.g. {option}={{'name': '{name}', 'num_classes': 21, 'options': {{}}}}"
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(
             spec.get("num_classes"), int) or not isinstance(spec.get("options") or {}, dict):
         raise ModelError(f"model option `{option}` must be the {task} model's {{name, num_classes, options}}; got "
                          f"{spec!r} ({example}).")
-    if get_entry(spec["name"]).task != task:
-        raise ModelError(f"model option `{option}` names {spec['name']!r}, a {get_entry(spec['name']).task} model; "
-                         f"it must be a {task} model.")
+    found = get_entry(spec["name"]).task
+    if found != task:
+        raise ModelError(f"model option `{option}` names {spec['name']!r}, a model of task {found!r}; it must be "
+                         f"a model of task {task!r} ({example}).")
     if num_classes is not None and spec["num_classes"] != num_classes:
         raise ModelError(f"model option `{option}`: the semantic model has {spec['num_classes']} classes but the "
                          f"panoptic model {num_classes}; it must predict the K panoptic classes.")
