@@ -30,6 +30,7 @@ from seglab.data.panoptic_format import (
     VOID,
     id_agreement,
     load_coco_panoptic,
+    map_ids,
     read_panoptic_png,
     segment,
     simple_segments,
@@ -147,7 +148,7 @@ def _open_simple(root: Path, split: str) -> PanopticSplit:
     classes = read_classes(root)
     if classes is None:
         raise DataError(f"{root / 'classes.txt'}: missing. Write one class name a line (line i = class i).")
-    if len(classes) >= VOID:
+    if len(classes) > VOID:
         raise DataError(f"{root / 'classes.txt'}: {len(classes)} classes, but 8-bit labels hold classes 0..254 "
                         f"({VOID} is void). Use the COCO panoptic layout for more classes.")
     things = read_panoptic_things(root, classes)
@@ -176,15 +177,8 @@ def _open_coco(root: Path, split: str, max_pixels: int) -> PanopticSplit:
 
 
 def semantic_map(ids: np.ndarray, segments: Sequence[dict], void: int = VOID) -> np.ndarray:
-    """(H, W) class index of every pixel from a segment-id map (void, and ids without a segment, -> ``void``)."""
-    if not segments:
-        return np.full(ids.shape, void, np.int64)
-    seg_ids = np.array([s["id"] for s in segments], np.int64)
-    cats = np.array([s["category"] for s in segments], np.int64)
-    order = np.argsort(seg_ids)
-    seg_ids, cats = seg_ids[order], cats[order]
-    pos = np.clip(np.searchsorted(seg_ids, ids), 0, len(seg_ids) - 1)
-    return np.where(seg_ids[pos] == ids, cats[pos], void)
+    """(H, W) int64 class index of every pixel of a segment-id map (void, and ids without a segment: ``void``)."""
+    return map_ids(ids, [s["id"] for s in segments], [s["category"] for s in segments], void)
 
 
 class PanopticDataset(Dataset):

@@ -38,6 +38,7 @@ from seglab.data.panoptic_format import (
     id_agreement,
     index_coco_panoptic,
     read_panoptic_png,
+    segment_stats,
     simple_segments,
 )
 from seglab.errors import DataError
@@ -263,21 +264,6 @@ def _check_coco_image(scan: _Scan, index: PanopticIndex, image: Path, im: dict, 
         scan.error(png, problem, fix)
     for problem, fix in _segment_warnings(index, infos, stats):
         scan.warn(png, problem, fix)
-
-
-def segment_stats(ids: np.ndarray) -> dict[int, tuple[int, list[int]]]:
-    """Area and COCO ``[x, y, width, height]`` box of every segment id of an id map (void 0 included)."""
-    uniq, inv, counts = np.unique(ids.ravel(), return_inverse=True, return_counts=True)
-    h, w = ids.shape
-    rows, cols = np.divmod(np.arange(ids.size), w)
-    x0, y0 = np.full(len(uniq), w), np.full(len(uniq), h)
-    x1, y1 = np.full(len(uniq), -1), np.full(len(uniq), -1)
-    np.minimum.at(x0, inv, cols)
-    np.minimum.at(y0, inv, rows)
-    np.maximum.at(x1, inv, cols)
-    np.maximum.at(y1, inv, rows)
-    return {int(i): (int(n), [int(a), int(b), int(c - a + 1), int(d - b + 1)])
-            for i, n, a, b, c, d in zip(uniq, counts, x0, y0, x1, y1, strict=True)}
 
 
 def _segment_warnings(index: PanopticIndex, infos: list[dict], stats: dict) -> list[Finding]:

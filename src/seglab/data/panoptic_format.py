@@ -72,6 +72,16 @@ def write_panoptic_png(path: Path, ids: np.ndarray) -> None:
         Image.fromarray(ids_to_rgb(ids)).save(tmp, format="PNG")
 
 
+def map_ids(ids: np.ndarray, keys: list[int], values: list[int], default: int) -> np.ndarray:
+    """(H, W) int64: ``values[k]`` where ``ids == keys[k]``, ``default`` elsewhere (one lookup, no loop)."""
+    if not keys:
+        return np.full(ids.shape, default, np.int64)
+    order = np.argsort(np.asarray(keys, np.int64))
+    keys_sorted, vals = np.asarray(keys, np.int64)[order], np.asarray(values, np.int64)[order]
+    pos = np.clip(np.searchsorted(keys_sorted, ids), 0, len(keys_sorted) - 1)
+    return np.where(keys_sorted[pos] == ids, vals[pos], default)
+
+
 def segment(seg_id: int, category: int, isthing: bool, iscrowd: int = 0) -> dict:
     """One segment as the panoptic contract writes it."""
     return {"id": int(seg_id), "category": int(category), "iscrowd": int(iscrowd), "isthing": bool(isthing)}
@@ -279,6 +289,21 @@ def _segment_info_problem(s: Any, cats: dict[int, dict], seen: set[int]) -> Find
     if "area" in s and not is_number(s["area"]):
         return f"area must be a number; got {show_value(s['area'])}", fix
     return None
+
+
+def segment_stats(ids: np.ndarray) -> dict[int, tuple[int, list[int]]]:
+    """Area and COCO ``[x, y, width, height]`` box of every segment id of an id map (void 0 included)."""
+    uniq, inv, counts = np.unique(ids.ravel(), return_inverse=True, return_counts=True)
+    h, w = ids.shape
+    rows, cols = np.divmod(np.arange(ids.size), w)
+    x0, y0 = np.full(len(uniq), w), np.full(len(uniq), h)
+    x1, y1 = np.full(len(uniq), -1), np.full(len(uniq), -1)
+    np.minimum.at(x0, inv, cols)
+    np.minimum.at(y0, inv, rows)
+    np.maximum.at(x1, inv, cols)
+    np.maximum.at(y1, inv, rows)
+    return {int(i): (int(n), [int(a), int(b), int(c - a + 1), int(d - b + 1)])
+            for i, n, a, b, c, d in zip(uniq, counts, x0, y0, x1, y1, strict=True)}
 
 
 def id_agreement(present: np.ndarray, infos: list[dict]) -> list[Finding]:
