@@ -33,6 +33,7 @@ class Task(str, enum.Enum):
 
     semantic = "semantic"
     instance = "instance"
+    panoptic = "panoptic"
 
 
 @data_app.command("check")
@@ -44,8 +45,8 @@ def check(
     ignore_index: int = typer.Option(255, "--ignore-index", help="Label value that means 'ignore'."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels",
                                    help="Refuse larger images (decompression-bomb guard)."),
-    task: Task | None = typer.Option(None, "--task", help="semantic (images/ + labels/) or instance (COCO "
-                                     "annotations or masks/). Default: detected from the folder."),
+    task: Task | None = typer.Option(None, "--task", help="semantic (images/ + labels/), instance (COCO "
+                                     "annotations or masks/) or panoptic. Default: detected from the folder."),
 ) -> None:
     """Scan a dataset once and report every problem in one table (exit 0 clean, 2 with problems)."""
     if not root.is_dir():
@@ -56,6 +57,10 @@ def check(
         from seglab.data.instance_checks import check_instance_dataset
 
         problems, scanned = check_instance_dataset(root, splits, max_pixels), ""
+    elif task is Task.panoptic:
+        from seglab.cli.panoptic_data_cmd import check_panoptic
+
+        problems, scanned = check_panoptic(root, splits, max_pixels)
     else:
         problems, total = _check_semantic(root, splits, num_classes, ignore_index, max_pixels)
         scanned = f" ({total} files scanned)"
@@ -168,21 +173,24 @@ class SynthKind(str, enum.Enum):
 
     shapes = "shapes"
     digits = "digits"
+    panoptic = "panoptic"
 
 
 @data_app.command("synth")
 def synth(
-    kind: SynthKind = typer.Option(SynthKind.shapes, "--kind", help="shapes (4 classes) or digits (11)."),
+    kind: SynthKind = typer.Option(SynthKind.shapes, "--kind", help="shapes (4 classes), digits (11) or "
+                                   "panoptic (3 stuff + 3 thing classes, seglab's panoptic layout)."),
     out: Path = typer.Option(..., "--out", help="Folder to write (new, empty, or an earlier synth output)."),
-    n_train: int | None = typer.Option(None, "--n-train", help="Training images (shapes 200, digits 500)."),
-    n_val: int | None = typer.Option(None, "--n-val", help="Validation images (shapes 50, digits 100)."),
-    size: int | None = typer.Option(None, "--size", help="Image side in px (shapes 96, digits 64)."),
+    n_train: int | None = typer.Option(None, "--n-train", help="Training images (shapes, panoptic 200; digits 500)."),
+    n_val: int | None = typer.Option(None, "--n-val", help="Validation images (shapes, panoptic 50; digits 100)."),
+    size: int | None = typer.Option(None, "--size", help="Image side in px (shapes, panoptic 96; digits 64)."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same dataset."),
 ) -> None:
     """Write a procedural demo dataset (semantic labels, instance masks and COCO JSON)."""
     from seglab.data.synthetic import make_digits, make_shapes
+    from seglab.data.synthetic_panoptic import make_panoptic
 
-    make = make_shapes if kind is SynthKind.shapes else make_digits
+    make = {SynthKind.shapes: make_shapes, SynthKind.digits: make_digits, SynthKind.panoptic: make_panoptic}[kind]
     given = {k: v for k, v in {"n_train": n_train, "n_val": n_val, "size": size}.items() if v is not None}
     with _progress(f"synth {kind.value}") as callback:
         root = make(out, seed=seed, callback=callback, **given)

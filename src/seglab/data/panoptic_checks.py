@@ -159,7 +159,7 @@ def _check_simple_split(scan: _Scan, split: str, classes: tuple[list[str], list[
         for orphan in found.orphans:
             scan.error(orphan, f"{d} PNG has no image", f"add images/{split}/{orphan.stem}.<ext> or remove it")
     with_instances = {image for image, _ in paired["instances"].pairs}
-    seen = np.zeros(len(classes[0]) if classes else 0, np.int64)
+    seen = np.zeros((len(classes[0]) if classes else 0, 2), np.int64)  # instances, crowd segments per class
     for image, label in paired["labels"].pairs:
         if image in with_instances:
             _check_simple_image(scan, image, label, dirs["instances"] / f"{image.stem}.png", classes, seen)
@@ -191,13 +191,14 @@ def _check_simple_image(scan: _Scan, image: Path, label_path: Path, inst_path: P
     for problem, fix in built.problems:
         scan.error(inst_path, problem, fix)
     for s in built.segments:
-        seen[s["category"]] += 1 if s["isthing"] and not s["iscrowd"] else 0
+        if s["isthing"]:
+            seen[s["category"], s["iscrowd"]] += 1
 
 
 def _warn_thing_never_instance(scan: _Scan, split: str, classes: tuple[list[str], list[bool]],
                                seen: np.ndarray) -> None:
     for c, (name, thing) in enumerate(zip(*classes, strict=True)):
-        if thing and seen[c] == 0:
+        if thing and seen[c, 0] == 0 and seen[c, 1] > 0:
             scan.warn(scan.root / "instances" / split, f"thing class {name!r} has no instance id in any image of "
                       f"{split}: all its pixels are crowd (no instance to learn from)",
                       f"give its objects instance ids, or drop {name!r} from the things of {PANOPTIC_FILE}")
