@@ -17,14 +17,12 @@ from seglab.cli.progress import progress_bar
 
 @app.command()
 def evaluate(
-    run: Path | None = typer.Argument(None, help="Run directory (its best.pt) or a checkpoint file (or use "
-                                      "--predictions)."),
+    run: Path | None = typer.Argument(None, help="Run directory (its best.pt), checkpoint, or none: --predictions"),
     data: Path = typer.Option(..., "--data", help="Dataset folder (semantic: images/ + labels/; instance: "
                               "annotations/instances_<split>.json or masks/<split>/; panoptic: labels/ + "
                               "instances/ + panoptic.json or annotations/panoptic_<split>.json)."),
-    predictions: Path | None = typer.Option(None, "--predictions", help="Score saved predictions instead of a "
-                                            "model: a folder of label PNGs, a COCO results JSON, or a folder "
-                                            "with panoptic.json + PNGs (any tool's output)."),
+    predictions: Path | None = typer.Option(None, "--predictions", help="Score saved outputs of any tool, no model: "
+                                            "label PNGs, COCO results JSON, or panoptic.json + PNGs."),
     split: str = typer.Option("val", "--split", help="Which split to score."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
     tta: str | None = typer.Option(None, "--tta", help="flip | flip,scales=0.75,1,1.25 (semantic)"),
@@ -41,14 +39,12 @@ def evaluate(
     """
     from seglab import checkpoint, distributed
     from seglab.errors import ConfigError
-    from seglab.fileio import atomic_write_text
     from seglab.inference.evaluation import evaluate_checkpoint
     from seglab.inference.tiling import TileOptions
 
     if predictions is not None or run is None:
-        _score_saved(run, predictions, data, split, json_out, {"--tta": tta, "--tile": tile, "--overlap": overlap,
-                                                               "--detections": detections})
-        return
+        return _score_saved(run, predictions, data, split, json_out, {"--tta": tta, "--tile": tile,
+                                                                      "--overlap": overlap, "--detections": detections})
     dist = distributed.setup(device)
     try:
         model, info = checkpoint.load_checkpoint(run, device=dist.device)
@@ -67,21 +63,27 @@ def evaluate(
         if precision != "fp32":  # the training log's validation numbers came from the autocast model
             console.print(f"Metrics are fractions (0-1), computed in fp32; the run's own validation used {precision} "
                           "autocast, so its numbers can differ in the last digits.", highlight=False)
-        if json_out is not None:
-            atomic_write_text(json_out, json.dumps(result.record(), indent=2) + "\n")
-            console.print(f"metrics written to {json_out}")
-        if detections is not None:
-            atomic_write_text(detections, json.dumps(result.detections) + "\n")
-            console.print(f"{len(result.detections or [])} detections written to {detections} (COCO results format)")
+        _write_outputs(result, json_out, detections)
     finally:
         distributed.cleanup()
+
+
+def _write_outputs(result: Any, json_out: Path | None, detections: Path | None = None) -> None:
+    """``--json`` (the metrics record) and ``--detections`` (COCO results), each written atomically."""
+    from seglab.fileio import atomic_write_text
+
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(result.record(), indent=2) + "\n")
+        console.print(f"metrics written to {json_out}")
+    if detections is not None:
+        atomic_write_text(detections, json.dumps(result.detections) + "\n")
+        console.print(f"{len(result.detections or [])} detections written to {detections} (COCO results format)")
 
 
 def _score_saved(run: Path | None, predictions: Path | None, data: Path, split: str, json_out: Path | None,
                  given: dict[str, Any]) -> None:
     """``--predictions``: score another tool's (or an earlier predict's) output; no model, no device."""
     from seglab.errors import ConfigError
-    from seglab.fileio import atomic_write_text
     from seglab.inference.scoring import score_predictions
 
     if predictions is None:
@@ -97,9 +99,7 @@ def _score_saved(run: Path | None, predictions: Path | None, data: Path, split: 
         result = score_predictions(predictions, data, split, callback=callback)
     RENDERERS[result.info.task](result.metrics, result.info,
                                 f"{predictions} on {data} ({split}, {result.num_images} images)")
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps(result.record(), indent=2) + "\n")
-        console.print(f"metrics written to {json_out}")
+    _write_outputs(result, json_out)
 
 
 def _print_semantic(metrics: dict[str, Any], info: Any, title: str) -> None:
