@@ -160,7 +160,7 @@ class PanopticEvalSet(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
         image, ids, segments = self.split.load(i)
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        tensor = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 255.0
         return tensor, {"image_id": i + 1, "ids": torch.from_numpy(ids.astype(np.int64)), "segments": segments}
 
 

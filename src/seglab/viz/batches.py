@@ -57,6 +57,8 @@ def save_train_batch(path: str | os.PathLike, batch: Any, info: dict[str, Any]) 
     titles = [f"#{i}" for i in range(len(images))]
     if info.get("task") == "instance":
         return _instance_batch(path, list(images), list(targets), info["classes"], titles)
+    if info.get("task") == "panoptic":  # the class of every pixel; instances show in the samples
+        targets = [t["semantic"] for t in targets]
     classes = list(info["classes"])
     ignore = info.get("ignore_index")
     palette = np.asarray(info["palette"], np.uint8) if info.get("palette") is not None else \

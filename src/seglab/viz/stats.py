@@ -98,10 +98,10 @@ def instance_stats(targets: Iterable[tuple[Any, Any]], num_classes: int) -> Labe
 
 
 def dataset_stats(dataset: Any, num_classes: int, ignore_index: int | None, limit: int = 200) -> LabelStats:
-    """:class:`LabelStats` of at most ``limit`` labels spread over ``dataset`` (semantic folder or instance).
+    """:class:`LabelStats` of at most ``limit`` labels spread over ``dataset`` (semantic, instance or panoptic).
 
     Semantic folders are read label file by label file (no image is decoded); instance datasets give their
-    untransformed targets.
+    untransformed targets; panoptic datasets their untransformed ``semantic`` maps.
     """
     from seglab.data.io import read_label
 
@@ -113,6 +113,10 @@ def dataset_stats(dataset: Any, num_classes: int, ignore_index: int | None, limi
     else:
         plain = copy.copy(dataset)
         plain.transforms = None
+        if hasattr(dataset, "thing_classes"):  # panoptic: the class of every pixel, stuff and things
+            stats = semantic_stats((np.asarray(plain[i][1]["semantic"]) for i in picks), num_classes, ignore_index)
+            stats.total = n
+            return stats
         stats = instance_stats(((t["masks"], t["labels"]) for t in (plain[i][1] for i in picks)), num_classes)
     stats.total = n
     return stats

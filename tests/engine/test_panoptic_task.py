@@ -1,0 +1,79 @@
+"""The panoptic task end to end on tiny synthetic data: train, evaluate, predict, score the saved predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seglab.cli import main
+
+
+@pytest.fixture(scope="module")
+def panoptic_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import torch
+
+    from seglab.data.synthetic_panoptic import make_panoptic
+    from seglab.engine.trainer import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        root = tmp_path_factory.mktemp("panoptic")
+        data = make_panoptic(root / "data", n_train=8, n_val=2, size=64, seed=0)
+        summary = train(data=str(data), epochs=1, batch_size=4, out=str(root / "run"), workers=0, crop_size=64,
+                        options={"min_size": 64, "max_size": 64}, num_samples=2)
+    finally:
+        torch.set_num_threads(threads)
+    return {"data": Path(data), "run": Path(summary["out"]), "root": root, "summary": summary}
+
+
+def test_training_writes_a_panoptic_checkpoint(panoptic_run: dict) -> None:
+    from seglab.checkpoint import load_checkpoint
+
+    last = panoptic_run["summary"]["last"]
+    for key in ("PQ", "PQ_th", "PQ_st", "mean_iou", "mask_AP", "train_loss_semantic"):
+        assert key in last
+    assert 0.0 <= last["PQ"] <= 1.0
+    _, info = load_checkpoint(panoptic_run["run"])
+    assert info.task == "panoptic" and info.model == "panoptic_fpn_resnet18"  # chosen for panoptic data
+    classes = (panoptic_run["data"] / "classes.txt").read_text().split()
+    things = json.loads((panoptic_run["data"] / "panoptic.json").read_text())["things"]
+    assert info.classes == classes
+    assert [info.classes[c] for c in info.options["thing_classes"]] == things
+    assert (panoptic_run["run"] / "samples").is_dir() and (panoptic_run["run"] / "train_batch.png").is_file()
+
+
+def test_evaluate_predict_and_saved_predictions_agree(panoptic_run: dict, capsys: pytest.CaptureFixture) -> None:
+    run, data, root = panoptic_run["run"], panoptic_run["data"], panoptic_run["root"]
+    assert main(["evaluate", str(run), "--data", str(data), "--json", str(root / "m.json")]) == 0
+    model_metrics = json.loads((root / "m.json").read_text())
+    assert "PQ" in capsys.readouterr().out
+    pred = root / "pred"
+    assert main(["predict", str(run), str(data / "images" / "val"), "--out", str(pred),
+                 "--save", "index,overlay,color,panel"]) == 0
+    record = json.loads((pred / "panoptic.json").read_text())
+    assert len(record["images"]) == 2 and {c["name"] for c in record["categories"]} == set(model_metrics["classes"])
+    for ann in record["annotations"]:
+        rgb = np.asarray(Image.open(pred / ann["file_name"]).convert("RGB"), np.int64)
+        ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        listed = {s["id"] for s in ann["segments_info"]}
+        assert set(np.unique(ids)) - {0} == listed  # every segment in the PNG is listed, and only those
+        for s in ann["segments_info"]:
+            assert s["area"] == int((ids == s["id"]).sum())
+        assert (pred / ann["file_name"].replace(".png", "_overlay.png")).is_file()
+    assert main(["evaluate", "--predictions", str(pred), "--data", str(data), "--json", str(root / "s.json")]) == 0
+    saved = json.loads((root / "s.json").read_text())
+    for key in ("PQ", "SQ", "RQ", "PQ_th", "PQ_st", "mean_iou", "pixel_accuracy"):
+        assert saved[key] == pytest.approx(model_metrics[key], abs=1e-9, nan_ok=True)
+
+
+def test_semantic_only_options_are_refused(panoptic_run: dict, capsys: pytest.CaptureFixture) -> None:
+    run, data = panoptic_run["run"], panoptic_run["data"]
+    assert main(["evaluate", str(run), "--data", str(data), "--tta", "flip"]) == 2
+    assert "panoptic checkpoint" in capsys.readouterr().err
+    assert main(["predict", str(run), str(data / "images" / "val"), "--out", str(panoptic_run["root"] / "p2"),
+                 "--probs"]) == 2
