@@ -217,6 +217,17 @@ def test_all_void_target_and_train_mode_without_targets() -> None:
         model([torch.rand(3, S, S)], [{**_target(), "semantic": torch.full((S, S), 7, dtype=torch.long)}])
 
 
+def test_an_image_without_instances_trains() -> None:
+    """Stuff-only images (and the dataset's extra target keys) are ordinary training items."""
+    model = _fpn().train()
+    target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "image_id": 7,
+              "masks": torch.zeros(0, S, S, dtype=torch.uint8), "semantic": torch.zeros(S, S, dtype=torch.long)}
+    losses = model([torch.rand(3, S, S)], [target])
+    assert set(losses) == LOSS_KEYS and all(torch.isfinite(v) for v in losses.values())
+    assert float(losses["loss_mask"].detach()) == 0.0 and float(losses["loss_semantic"].detach()) > 0
+    sum(losses.values()).backward()
+
+
 def test_mobilenet_variant_trains_from_stride_8() -> None:
     torch.manual_seed(0)
     model = build_model("panoptic_fpn_mobilenet_v3", K, thing_classes=THINGS, **TINY).train()
