@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {"Problem": "seglab.data.checks", "check_dataset": "seglab.data.checks",
-         "render_problems": "seglab.data.checks", "SegmentationFolder": "seglab.data.folder"}
+         "render_problems": "seglab.data.checks", "SegmentationFolder": "seglab.data.folder",
+         "PanopticDataset": "seglab.data.panoptic", "open_panoptic_split": "seglab.data.panoptic"}
 
-__all__ = ["Problem", "SegmentationFolder", "check_dataset", "render_problems"]
+__all__ = ["PanopticDataset", "Problem", "SegmentationFolder", "check_dataset", "open_panoptic_split",
+           "render_problems"]
 
 
 def __getattr__(name: str) -> Any:
