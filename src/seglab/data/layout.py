@@ -13,6 +13,9 @@ Instance data reads the same file through :func:`category_names`: a first line t
 (``background``, ``bg``, ...) means line ``i`` names category id ``i`` (the semantic convention, as the
 synthetic datasets write it); otherwise line ``i`` names category id ``i + 1``, because COCO category ids
 start at 1 (``pennfudan/classes.txt`` is the single line ``pedestrian``, category id 1).
+
+Panoptic data in seglab's simple layout names its thing classes in ``panoptic.json``
+(:func:`read_panoptic_things`); :func:`detect_task` tells the panoptic layouts from the others.
 """
 
 from __future__ import annotations
