@@ -3,9 +3,10 @@
 :func:`open_panoptic_split` reads seglab's simple layout (``images/``, ``labels/``, ``instances/``,
 ``classes.txt``, ``panoptic.json``) or the COCO panoptic layout (``annotations/panoptic_<split>.json`` +
 PNGs of R + 256 G + 256^2 B segment ids), whichever the split has, into a :class:`PanopticSplit`; its
-``load(i)`` gives the same ``(image, ids, segments)`` for either (the panoptic contract in
-docs/architecture.md). :class:`PanopticDataset` turns those into the training targets: Mask R-CNN's
-instance targets for the things plus a ``semantic`` class-index map for every pixel.
+``load(i)`` gives the same ``(image, ids, segments)`` for either: ``ids`` (H, W) with 0 = void and one value
+per segment, ``segments`` ``{"id", "category" (class index), "iscrowd", "isthing"}`` (the panoptic contract
+the models, metrics and writers share). :class:`PanopticDataset` turns those into the training targets:
+Mask R-CNN's instance targets for the things plus a ``semantic`` class-index map for every pixel.
 
 Class index: the simple layout's label value (category id = index + 1); COCO categories sorted by id.
 """
