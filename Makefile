@@ -1,12 +1,16 @@
 # Two commands: `make demo` and `make test`. Both create .venv on first use.
-# `make demo` installs seglab alone (what the demo needs); `make test` adds the dev and export extras.
+# `make demo` installs seglab alone (what the demo needs); `make test` adds the extras in EXTRAS (dev and export;
+# CI asks for `make test EXTRAS=dev,export,sam` so the SAM tests run, which skip without the extra).
 # TORCH_INDEX=https://download.pytorch.org/whl/cpu installs the CPU-only torch wheels first (much smaller).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 BASE := $(VENV)/.installed-base
-FULL := $(VENV)/.installed-dev
 TORCH_INDEX ?=
+EXTRAS ?= dev,export
+comma := ,
+# One stamp per set of extras: asking for more (CI's sam) installs them, a rerun with the same set does nothing.
+FULL := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: demo test lint bench clean
 
@@ -19,7 +23,7 @@ $(BASE): pyproject.toml | $(BIN)/python
 	touch $(BASE)
 
 $(FULL): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,export]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(FULL) $(BASE)
 
 demo: $(BASE)
