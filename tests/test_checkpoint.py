@@ -69,7 +69,7 @@ def test_from_dict_refuses_class_names_and_category_ids_that_disagree() -> None:
     ({"model": {"num_classes": 2}}, "c.pt: 'model' must be"),
     ({"classes": "bg,fg"}, "c.pt: 'classes' must be a list; got str"),
     ({"classes": None}, "'classes' must be a list; got NoneType"),
-    ({"task": "panoptic"}, "unknown task 'panoptic'"),
+    ({"task": "depth"}, "unknown task 'depth'"),
     ({"in_channels": "three"}, "'in_channels' must be a non-negative integer; got str"),
     ({"ignore_index": -4}, "'ignore_index' must be a non-negative integer"),
     ({"mean": ["a", "b"]}, "'mean' must be a list of numbers"),

@@ -277,8 +277,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 def _check_task(model: nn.Module, info: CheckpointInfo) -> None:
-    from seglab.models.registry import is_instance_model
+    from seglab.models.registry import is_instance_model, is_panoptic_model
 
     if info.task == "instance" and not is_instance_model(model):
         raise ModelError(f"{info.path}: says task 'instance' but holds {info.model!r}, not a detector; the "
+                         "checkpoint is inconsistent. Retrain or fix its 'task'.")
+    if info.task == "panoptic" and not is_panoptic_model(model):
+        raise ModelError(f"{info.path}: says task 'panoptic' but holds {info.model!r}, not a panoptic model; the "
                          "checkpoint is inconsistent. Retrain or fix its 'task'.")

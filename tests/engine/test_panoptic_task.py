@@ -77,3 +77,17 @@ def test_semantic_only_options_are_refused(panoptic_run: dict, capsys: pytest.Ca
     assert "panoptic checkpoint" in capsys.readouterr().err
     assert main(["predict", str(run), str(data / "images" / "val"), "--out", str(panoptic_run["root"] / "p2"),
                  "--probs"]) == 2
+
+
+def test_onnx_export_matches_pytorch(panoptic_run: dict, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("onnxruntime")
+    from seglab.export import read_metadata
+
+    out = panoptic_run["root"] / "model.onnx"
+    assert main(["export", str(panoptic_run["run"]), "--out", str(out), "--check"]) == 0
+    assert "semantic maps" in capsys.readouterr().out
+    meta = read_metadata(out)
+    assert meta["seglab.task"] == "panoptic" and meta["seglab.input_size"] == [64, 64]
+    assert meta["seglab.thing_classes"] == [3, 4, 5]
+    assert main(["export", str(panoptic_run["run"]), "--out", str(panoptic_run["root"] / "m.pt"), "--format",
+                 "torchscript"]) == 2

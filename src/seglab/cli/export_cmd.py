@@ -35,12 +35,13 @@ def export(
                                    check_images=check_image, opset=opset, half=half)
     size_mb = result.path.stat().st_size / 1e6
     graph = f", opset {result.opset}" if result.opset else ""
-    if info.task == "instance":
+    if info.task != "semantic":  # detectors (instance, panoptic) export for one fixed-size image
         h, w = read_metadata(result.path)["seglab.input_size"]
         console.print(f"exported {info.model} -> {result.path} ({format}{graph}, one {h}x{w} RGB image per call, "
                       f"{size_mb:.1f} MB)")
         probe = (f"{len(check_image)} image(s)" if check_image else "two noise images") + \
-            f" at {h}x{w}, {result.detections_compared} detections compared"
+            f" at {h}x{w}, {result.detections_compared} detections compared" + \
+            (" and the semantic maps (share of pixels differing)" if info.task == "panoptic" else "")
     else:
         precision = ", float16 weights" if result.half else ""
         console.print(f"exported {info.model} -> {result.path} ({format}{graph}{precision}, dynamic axes "

@@ -50,9 +50,14 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
     if task == "instance":
         return export_instance(model, Path(path), format=format, metadata=metadata or {}, name=name, check=check,
                                tolerance=tolerance, check_images=check_images, opset=opset, half=half)
+    if task == "panoptic":
+        from seglab.export.panoptic import export_panoptic
+
+        return export_panoptic(model, Path(path), format=format, metadata=metadata or {}, name=name, check=check,
+                               tolerance=tolerance, check_images=check_images, opset=opset, half=half)
     if task != "semantic":
-        raise ModelError(f"model {name!r} is a {task} model; seglab exports semantic and instance models. "
-                         f"See {DOCS}.")
+        raise ModelError(f"model {name!r} is a {task} model; seglab exports semantic, instance and panoptic "
+                         f"models. See {DOCS}.")
     return export_semantic(model, Path(path), format=format, in_channels=in_channels, metadata=metadata or {},
                            name=name, check=check, tolerance=tolerance, opset=opset, half=half)
 
@@ -82,7 +87,7 @@ def export_checkpoint(model: nn.Module, info: CheckpointInfo, out: str | os.Path
         ConfigError: ``check_images`` for a semantic checkpoint (its check uses random inputs of two shapes).
         OutputError: ``out`` would replace the checkpoint or a check image, or cannot be written.
     """
-    if check_images and info.task != "instance":
+    if check_images and info.task == "semantic":
         raise ConfigError("--check-image: semantic exports are checked on random inputs of two shapes; the "
                           "option is for instance checkpoints. Drop it.")
     images = None
@@ -115,7 +120,7 @@ def checkpoint_metadata(info: CheckpointInfo) -> dict[str, Any]:
         "seglab.input_size": input_size(info),
         "seglab.input": "image (N, C, H, W) float32: pixels / 255, then (x - mean) / std",
         "seglab.output": "logits (N, K, H, W); softmax / argmax over dim 1",
-        **({"seglab.task": "instance", "seglab.cat_ids": list(info.cat_ids)} if info.task == "instance" else {}),
+        **({"seglab.task": info.task, "seglab.cat_ids": list(info.cat_ids)} if info.task != "semantic" else {}),
     }
 
 

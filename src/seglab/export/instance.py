@@ -34,10 +34,19 @@ class InstanceExportWrapper(nn.Module):
         out = self.model([image])[0]
         return out["boxes"], out["labels"], out["scores"], out["masks"]
 
+    @property
+    def transform(self) -> nn.Module:
+        """The detector's resize + normalize step (its sizes fix the export's input size)."""
+        return self.model.transform
+
+    output_note = ("boxes (N, 4) XYXY pixels, labels (N,) int64 class index (seglab.classes), scores (N,), masks "
+                   "(N, 1, H, W) probabilities; one image per call")
+
 
 def export_instance(model: nn.Module, path: Path, *, format: str, metadata: dict[str, Any], name: str,
                      check: bool, tolerance: float | None, check_images: list[torch.Tensor] | None = None,
-                     opset: int | None = None, half: bool = False) -> ExportResult:
+                     opset: int | None = None, half: bool = False, wrapper: nn.Module | None = None,
+                     outputs: tuple[str, ...] = INSTANCE_OUTPUTS) -> ExportResult:
     """Mask R-CNN to ONNX for square inputs of the model's ``min_size`` (see docs/export.md).
 
     ``check_images`` (``(3, H, W)`` float [0, 1] tensors, resized to the export size) make the parity
@@ -49,15 +58,17 @@ def export_instance(model: nn.Module, path: Path, *, format: str, metadata: dict
     dynamo exporter fails on Mask R-CNN's data-dependent shapes, so the TorchScript-based exporter is used,
     as torchvision tests it. The number of detections stays dynamic.
     """
-    _refuse(model, format, name, half)
+    if wrapper is None:  # a panoptic model brings its own wrapper (its outputs + the semantic map)
+        _refuse(model, format, name, half)
+        wrapper = InstanceExportWrapper(model)
+    wrapper.eval()
     onnx = require_onnx()
     # A square of this side passes the model's resize unchanged (scale = min(min_size, max_size) / side = 1).
-    h = w = min(int(model.transform.min_size[-1]), int(model.transform.max_size))
-    wrapper = InstanceExportWrapper(model).eval()
+    h = w = min(int(wrapper.transform.min_size[-1]), int(wrapper.transform.max_size))
     sample = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
     with atomic_path(path) as tmp:
-        proto = _to_onnx(wrapper, sample, name, opset)
-        onnx.helper.set_model_props(proto, _metadata(metadata, h, w))
+        proto = detector_to_onnx(wrapper, sample, name, opset, outputs)
+        onnx.helper.set_model_props(proto, _metadata(metadata, h, w, wrapper.output_note))
         onnx.save(proto, str(tmp))
         diff, compared = None, None
         if check or can_run("onnx"):  # always enforced: a fixed-size detector graph is easy to get subtly wrong
@@ -84,9 +95,11 @@ def _refuse(model: nn.Module, format: str, name: str, half: bool) -> None:
                          f"torchvision 0.29). Export without --half; see {DOCS}.")
 
 
-def _to_onnx(wrapper: nn.Module, sample: torch.Tensor, name: str, opset: int | None):
+def detector_to_onnx(wrapper: nn.Module, sample: torch.Tensor, name: str, opset: int | None,
+                     outputs: tuple[str, ...] = INSTANCE_OUTPUTS):
     """The detector's ONNX graph (TorchScript-based exporter), exported in memory: a write the disk refuses is
-    then atomic_path's OutputError. The number of detections is the one dynamic axis."""
+    then atomic_path's OutputError. The number of detections is the one dynamic axis (of the four detection
+    outputs; a panoptic model's ``semantic`` map has the image's fixed size)."""
     onnx = require_onnx()
     graph = io.BytesIO()
     dynamic = {k: {0: "detections"} for k in INSTANCE_OUTPUTS}
@@ -94,7 +107,7 @@ def _to_onnx(wrapper: nn.Module, sample: torch.Tensor, name: str, opset: int | N
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings: the fixed-size check covers them
             torch.onnx.export(wrapper, (sample,), graph, dynamo=False, opset_version=opset or INSTANCE_OPSET,
-                              input_names=["image"], output_names=list(INSTANCE_OUTPUTS), dynamic_axes=dynamic)
+                              input_names=["image"], output_names=list(outputs), dynamic_axes=dynamic)
     except Exception as e:
         raise ModelError(f"model {name!r} cannot be exported to ONNX: {type(e).__name__}: "
                          f"{first_line(e)}. See {DOCS}.") from e
@@ -103,12 +116,11 @@ def _to_onnx(wrapper: nn.Module, sample: torch.Tensor, name: str, opset: int | N
     return proto
 
 
-def _metadata(metadata: dict[str, Any], h: int, w: int) -> dict[str, str]:
+def _metadata(metadata: dict[str, Any], h: int, w: int, output_note: str) -> dict[str, str]:
     """ONNX metadata strings: the checkpoint's, plus the fixed input size and what goes in and out."""
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in {**metadata, "seglab.input_size": [h, w]}.items()}
     meta["seglab.input"] = f"image (3, {h}, {w}) float32: RGB pixels / 255 (resize images to {h}x{w} first)"
-    meta["seglab.output"] = ("boxes (N, 4) XYXY pixels, labels (N,) int64 class index (seglab.classes), "
-                             "scores (N,), masks (N, 1, H, W) probabilities; one image per call")
+    meta["seglab.output"] = output_note
     return meta
 
 
@@ -149,11 +161,13 @@ def check_instance_export(path: str | os.PathLike, wrapper: nn.Module, size: tup
                              f"{ref[0].shape[0]}. See {DOCS}.")
         compared += int(ref[0].shape[0])
         cap = int(getattr(getattr(wrapper.model, "roi_heads", None), "detections_per_img", 0) or 0)
-        worst = max(worst, _paired_difference([torch.from_numpy(a) for a in got], list(ref), cap))
+        worst = max(worst, paired_difference([torch.from_numpy(a) for a in got[:4]], list(ref[:4]), cap))
+        if len(ref) > 4:  # a panoptic model's semantic map: the share of pixels whose class differs
+            worst = max(worst, float((torch.from_numpy(got[4]) != ref[4]).double().mean()))
     return worst, compared
 
 
-def _paired_difference(got: list[torch.Tensor], ref: list[torch.Tensor], cap: int) -> float:
+def paired_difference(got: list[torch.Tensor], ref: list[torch.Tensor], cap: int) -> float:
     """Largest difference between each PyTorch detection and its counterpart in the export.
 
     Detections are paired by label, then nearest score and box, not by position: detections with equal

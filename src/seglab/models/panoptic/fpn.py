@@ -170,7 +170,10 @@ class PanopticFPN(nn.Module):
         labels = semantic_targets([t["semantic"] for t in targets], batch.image_sizes, batch.tensors.shape[-2:])
         return {**losses, "loss_semantic": self.semantic_loss(logits, labels)}
 
-    def _predict(self, images: list[torch.Tensor]) -> list[dict[str, Any]]:
+    def raw(self, images: Sequence[torch.Tensor]) -> list[dict[str, Any]]:
+        """Per image, before the merge: ``semantic`` (H, W) class indices (the "thing" slot as
+        ``thing_classes[0]``) and ``instances`` (labels as class indices). Tensors only: what ONNX exports."""
+        images = list(images)
         sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
         batch, detections, _, logits = self._run(images, None)
         detections = self.detector.transform.postprocess(detections, batch.image_sizes, sizes)
@@ -181,7 +184,14 @@ class PanopticFPN(nn.Module):
             semantic = self.class_of_slot[resize(full, sizes[i]).argmax(1)[0]]
             instances = {"boxes": found["boxes"], "labels": self.class_of_label[found["labels"]],
                          "scores": found["scores"], "masks": found["masks"]}
-            ids, segments = combine(semantic, instances, self.thing_classes, score_threshold=self.score_threshold,
-                                    overlap_threshold=self.overlap_threshold, stuff_area=self.stuff_area)
-            outputs.append({"ids": ids, "segments": segments, "instances": instances})
+            outputs.append({"semantic": semantic, "instances": instances})
+        return outputs
+
+    def _predict(self, images: list[torch.Tensor]) -> list[dict[str, Any]]:
+        outputs = []
+        for raw in self.raw(images):
+            ids, segments = combine(raw["semantic"], raw["instances"], self.thing_classes,
+                                    score_threshold=self.score_threshold, overlap_threshold=self.overlap_threshold,
+                                    stuff_area=self.stuff_area)
+            outputs.append({"ids": ids, "segments": segments, "instances": raw["instances"]})
         return outputs
