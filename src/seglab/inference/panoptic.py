@@ -53,13 +53,11 @@ def to_cpu(out: dict[str, Any]) -> dict[str, Any]:
 
 
 def semantic_map(ids: torch.Tensor | np.ndarray, segments: Sequence[dict], void: int) -> torch.Tensor:
-    """The class index of each pixel's segment (``void`` where the id is 0 or unlisted)."""
-    ids = torch.as_tensor(np.asarray(ids) if isinstance(ids, np.ndarray) else ids).long()
-    top = max([int(ids.max()) if ids.numel() else 0] + [int(s["id"]) for s in segments])
-    lut = torch.full((top + 1,), void, dtype=torch.long)
-    for s in segments:
-        lut[int(s["id"])] = int(s["category"])
-    return lut[ids]
+    """The class index of each pixel's segment (``void`` where the id is 0 or unlisted), as a tensor."""
+    from seglab.data.panoptic import semantic_map as class_of_pixels
+
+    ids = ids.cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    return torch.from_numpy(np.asarray(class_of_pixels(ids, segments, void), dtype=np.int64))
 
 
 def thing_annotations(ids: np.ndarray, segments: Sequence[dict], image_id: int,
