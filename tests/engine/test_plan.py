@@ -53,6 +53,13 @@ def test_instance_data_plans_a_mask_rcnn() -> None:
     assert plan["model.name"].startswith("maskrcnn") and plan["model.options"]["min_size"] <= 378
 
 
+def test_panoptic_data_plans_a_panoptic_fpn() -> None:
+    cpu = _plan(_fp(task="panoptic", size=(480, 360)))
+    assert cpu["model.name"] == "panoptic_fpn_resnet18" and cpu["model.options"] == {"min_size": 320,
+                                                                                      "max_size": 320}
+    assert _plan(_fp(task="panoptic", size=(480, 360)), "cuda")["model.name"] == "panoptic_fpn_resnet50"
+
+
 def test_fingerprint_of_a_thin_structure_dataset(tmp_path: Path) -> None:
     for split in ("train", "val"):
         (tmp_path / "images" / split).mkdir(parents=True)

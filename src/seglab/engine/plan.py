@@ -97,10 +97,16 @@ def rules(fp: Fingerprint, device: str = "cpu") -> list[tuple[str, Any, str]]:
     """``(config key, value, reason)`` for every decision of the plan."""
     gpu = device.startswith("cuda")
     short = min(fp.size) if fp.size[0] else 256
-    if fp.task == "instance":
+    if fp.task in ("instance", "panoptic"):
         side = 512 if gpu else 320
-        return [("model.name", "maskrcnn_resnet18_fpn" if not gpu else "maskrcnn_resnet50_fpn_v2",
-                 "instance data: Mask R-CNN, the smallest backbone on a CPU"),
+        name = {("instance", False): ("maskrcnn_resnet18_fpn", "instance data: Mask R-CNN, the smallest backbone "
+                                      "on a CPU"),
+                ("instance", True): ("maskrcnn_resnet50_fpn_v2", "instance data on a GPU: Mask R-CNN R50-FPN v2"),
+                ("panoptic", False): ("panoptic_fpn_resnet18", "panoptic data: Panoptic FPN (Mask R-CNN + a "
+                                      "semantic FPN branch), the smallest backbone on a CPU"),
+                ("panoptic", True): ("panoptic_fpn_resnet50", "panoptic data on a GPU: Panoptic FPN R50, the "
+                                     "paper's model")}[fp.task, gpu]
+        return [("model.name", *name),
                 ("model.options", {"min_size": min(side, short), "max_size": min(side, max(fp.size))},
                  f"median image {fp.size[0]}x{fp.size[1]}: resized to at most {side} px"),
                 ("train.batch_size", 8 if gpu else 4, "what fits the device"),
