@@ -120,6 +120,7 @@ def _detail(facts: dict, name: str) -> None:
         if hint["model"] == name:
             grid.add_row("start here", f"{hint['use']}" + (f" ({hint['options']})" if hint["options"] else ""))
     grid.add_row("options", ", ".join(f"{k}={v}" for k, v in row["options"].items()) or "none")
-    grid.add_row("train", f"seglab train --data DIR --model {name} [--model-opt KEY=VALUE ...]")
+    grid.add_row("train", "not trained: merges a semantic and an instance run (seglab merge SEM INST --out FILE)"
+                 if name == "panoptic_merge" else f"seglab train --data DIR --model {name} [--model-opt KEY=VALUE ...]")
     console.print(f"[bold]{name}[/]")
     console.print(grid)
