@@ -68,6 +68,9 @@ class PanopticTask:
                               "Drop --num-classes.")
         tf = build_panoptic_train_transforms(augment.crop_size, scale=tuple(augment.scale), hflip=augment.hflip,
                                              color_jitter=augment.color_jitter)
+        from seglab.data.preflight import preflight_panoptic
+
+        preflight_panoptic(val)  # the training split's runs in PanopticDataset: both splits pass the doctor
         self.train_split, self.val_split = train, val
         self.train_set = PanopticDataset(train, tf)
         self.val_set = PanopticEvalSet(val)
