@@ -216,6 +216,20 @@ def test_semantic_to_panoptic_by_connected_components(tmp_path: Path) -> None:
     assert report.errors == [] and report.warnings == []
 
 
+def test_semantic_to_panoptic_min_area_makes_specks_a_crowd(tmp_path: Path) -> None:
+    src = _semantic(tmp_path / "sem", CAR_LABEL, ["road", "car", "tree"])
+    n = semantic_to_panoptic(src, tmp_path / "pan", ["car"], min_area=3)
+    assert n == {"images": 1, "instances": 2}  # the 2-pixel bar is under 3 pixels
+    inst = read_label(tmp_path / "pan" / "instances" / "train" / "a.png")
+    expected = np.zeros_like(inst)
+    expected[0:2, 0:2] = 1
+    expected[1:3, 4:6] = expected[3:5, 6:8] = 2
+    np.testing.assert_array_equal(inst, expected)
+    _, _, segments = open_panoptic_split(tmp_path / "pan", "train").load(0)
+    assert [s["iscrowd"] for s in segments if s["isthing"]] == [0, 0, 1]  # the bar: the car crowd
+    assert check_panoptic_dataset(tmp_path / "pan", decode=True).errors == []
+
+
 def test_semantic_to_panoptic_with_instance_masks(tmp_path: Path) -> None:
     src = _semantic(tmp_path / "sem", CAR_LABEL, ["road", "car", "tree"])
     inst_root = tmp_path / "inst"

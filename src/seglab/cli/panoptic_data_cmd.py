@@ -91,6 +91,8 @@ def semantic_to_panoptic_cmd(
                                           "images; without it each connected component of a thing class is one "
                                           "instance, so touching objects of one class merge."),
     split: list[str] | None = _SPLITS,
+    min_area: int = typer.Option(0, "--min-area", help="Without --instances: components smaller than this (pixels) "
+                                 "become a crowd region of their class (PQ neither matches nor misses them)."),
 ) -> None:
     """A semantic dataset -> seglab's simple panoptic layout (instances from --instances, or connected components:
     touching objects of one class then merge)."""
@@ -98,4 +100,5 @@ def semantic_to_panoptic_cmd(
 
     names = [t.strip() for t in things.split(",") if t.strip()]
     _run("semantic -> panoptic", out,
-         lambda cb: semantic_to_panoptic(root, out, names, instances=instances, splits=split, callback=cb))
+         lambda cb: semantic_to_panoptic(root, out, names, instances=instances, splits=split, callback=cb,
+                                         min_area=min_area))

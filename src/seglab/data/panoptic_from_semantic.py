@@ -77,11 +77,18 @@ def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return out.reshape(h, w), len(number)
 
 
-def _components(label: np.ndarray, things: list[int], where: Path) -> np.ndarray:
-    """Instance ids 1..n: the connected components of each thing class, class after class."""
+def _components(label: np.ndarray, things: list[int], where: Path, min_area: int = 0) -> np.ndarray:
+    """Instance ids 1..n: the connected components of each thing class, class after class. Components under
+    ``min_area`` pixels keep id 0: a crowd region of their class (scored by nothing, missed by nobody)."""
     inst = np.zeros(label.shape, np.int32)
     for c in things:
         comps, n = connected_components(label == c)
+        if min_area > 1 and n:
+            keep = np.bincount(comps.ravel(), minlength=n + 1) >= min_area
+            keep[0] = False
+            number = np.zeros(n + 1, np.int32)
+            number[keep] = np.arange(1, int(keep.sum()) + 1)
+            comps = number[comps]
         inst[comps > 0] = comps[comps > 0] + inst.max()
     if inst.max() > 65535:
         raise DataError(f"{where}: {inst.max()} objects do not fit a 16-bit instance PNG. Clean the label "
@@ -151,10 +158,11 @@ def _read_pair(image: Path, label_path: Path, k: int) -> np.ndarray:
 
 
 def _convert_image(root: Path, split: str, image: Path, label_path: Path, k: int, things: list[int],
-                   source: _InstanceSource | None) -> int:
+                   source: _InstanceSource | None, min_area: int = 0) -> int:
     """Write one image's image, label and instance PNG under ``root``; returns its number of instances."""
     label = _read_pair(image, label_path, k)
-    inst = source.instances(image.stem, label, label_path) if source else _components(label, things, label_path)
+    inst = source.instances(image.stem, label, label_path) if source else \
+        _components(label, things, label_path, min_area)
     place_image(image, root / "images" / split / image.name)
     write_label(root / "labels" / split / f"{image.stem}.png", label)
     write_label(root / "instances" / split / f"{image.stem}.png", inst)
@@ -163,14 +171,16 @@ def _convert_image(root: Path, split: str, image: Path, label_path: Path, k: int
 
 def semantic_to_panoptic(root: str | os.PathLike, out: str | os.PathLike, things: Sequence[str],
                          instances: str | os.PathLike | None = None, splits: Sequence[str] | None = None,
-                         callback: Callback | None = None) -> dict[str, int]:
+                         callback: Callback | None = None, min_area: int = 0) -> dict[str, int]:
     """Write the semantic dataset ``root`` (``images/``, ``labels/``, ``classes.txt``) as seglab's simple
     panoptic layout in the new folder ``out``, the classes named in ``things`` being things.
 
     ``instances``: an instance dataset (COCO or ``masks/``) of the same images, matched by file stem; its
     categories are matched to the thing classes by name (case-insensitive), and an instance only claims the
     pixels of its own class. Without it every connected component (8-connected) of a thing class becomes
-    one instance, so touching objects of one class merge. Only images with a label are converted.
+    one instance, so touching objects of one class merge; components under ``min_area`` pixels (specks, the
+    fragments of occluded objects) become a crowd region of their class instead. Only images with a label are
+    converted.
 
     Returns:
         ``{"images": ..., "instances": ...}`` written.
@@ -192,7 +202,8 @@ def semantic_to_panoptic(root: str | os.PathLike, out: str | os.PathLike, things
         for split, pairs in plan.items():
             source = _InstanceSource(Path(instances), split, classes, thing_idx) if instances is not None else None
             for image, label_path in pairs:
-                counts["instances"] += _convert_image(tmp, split, image, label_path, len(classes), thing_idx, source)
+                counts["instances"] += _convert_image(tmp, split, image, label_path, len(classes), thing_idx, source,
+                                                      min_area)
                 counts["images"] += 1
                 if callback is not None:
                     callback(counts["images"], total)
