@@ -106,9 +106,14 @@ def rules(fp: Fingerprint, device: str = "cpu") -> list[tuple[str, Any, str]]:
                                       "semantic FPN branch), the smallest backbone on a CPU"),
                 ("panoptic", True): ("panoptic_fpn_resnet50", "panoptic data on a GPU: Panoptic FPN R50, the "
                                      "paper's model")}[fp.task, gpu]
+        crop = max(32, min(short, side + side // 5) // 32 * 32)
         return [("model.name", *name),
                 ("model.options", {"min_size": min(side, short), "max_size": min(side, max(fp.size))},
                  f"median image {fp.size[0]}x{fp.size[1]}: resized to at most {side} px"),
+                ("data.crop_size", crop, f"{crop} px crops keep whole objects (Penn-Fudan: 256 px crops at scale "
+                 "0.5-2 reached mask AP 0.059 in 16 epochs, 384 px at 0.6-1.0 0.097 in 6)"),
+                ("data.scale", [0.6, 1.0], "shrink only: enlarged crops cut objects the detector must see whole"),
+                ("train.weight_decay", 0.05, "AdamW's decay of the measured detection recipes (demo, Penn-Fudan)"),
                 ("train.batch_size", 8 if gpu else 4, "what fits the device"),
                 ("train.optimizer", "adamw", "AdamW from scratch (measured better than SGD 0.02 on the demo)"),
                 ("train.lr", 1e-3, "AdamW's usual rate for detection from scratch"),
