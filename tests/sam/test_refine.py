@@ -185,3 +185,28 @@ def test_evaluate_refinement_instance_with_tiny_sam(instance_run: dict, tiny_sam
                                 options=RefineOptions(min_iou=0.0))
     assert (taken["refined"], taken["kept"]) == (kept["kept"], 0)
     assert set(taken["delta"]) == {"mask_AP", "mask_AP50", "mask_AP75", "boundary_iou", "boundary_f1"}
+
+
+def test_auto_masks_take_the_class_of_the_model_that_sees_them() -> None:
+    """``classify``: instance model: the best-matching detection's class (IoU >= 0.5) else dropped; semantic
+    model: the majority class of the mask's pixels, background dropped."""
+    from types import SimpleNamespace
+
+    from seglab.sam.sources import classify
+
+    det = torch.zeros(2, 6, 6, dtype=torch.bool)
+    det[0, 0:3, 0:3] = True  # class 2 (contiguous label 2 -> class index 1)
+    det[1, 3:6, 3:6] = True  # class 1
+    inst = SimpleNamespace(info=SimpleNamespace(task="instance"),
+                           detections=lambda image: {"masks": det, "labels": torch.tensor([2, 1])})
+    masks = np.zeros((3, 6, 6), bool)
+    masks[0, 0:3, 0:2] = True  # IoU 6/9 with detection 0
+    masks[1, 3:6, 3:5] = True  # IoU 6/9 with detection 1
+    masks[2, 0:2, 4:6] = True  # overlaps nothing
+    assert classify(inst, masks, np.zeros((6, 6, 3), np.uint8)).tolist() == [1, 0, -1]
+    labels = np.zeros((6, 6), np.int64)
+    labels[0:3, 0:3] = 2
+    labels[0:1, 0:2] = 1  # 2 pixels of class 1 inside mask 0's 6: class 2 wins
+    sem = SimpleNamespace(info=SimpleNamespace(task="semantic", classes=["bg", "a", "b"]),
+                          semantic_labels=lambda image: labels)
+    assert classify(sem, masks, np.zeros((6, 6, 3), np.uint8)).tolist() == [1, -1, -1]
