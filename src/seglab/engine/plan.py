@@ -98,26 +98,7 @@ def rules(fp: Fingerprint, device: str = "cpu") -> list[tuple[str, Any, str]]:
     gpu = device.startswith("cuda")
     short = min(fp.size) if fp.size[0] else 256
     if fp.task in ("instance", "panoptic"):
-        side = 512 if gpu else 320
-        name = {("instance", False): ("maskrcnn_resnet18_fpn", "instance data: Mask R-CNN, the smallest backbone "
-                                      "on a CPU"),
-                ("instance", True): ("maskrcnn_resnet50_fpn_v2", "instance data on a GPU: Mask R-CNN R50-FPN v2"),
-                ("panoptic", False): ("panoptic_fpn_resnet18", "panoptic data: Panoptic FPN (Mask R-CNN + a "
-                                      "semantic FPN branch), the smallest backbone on a CPU"),
-                ("panoptic", True): ("panoptic_fpn_resnet50", "panoptic data on a GPU: Panoptic FPN R50, the "
-                                     "paper's model")}[fp.task, gpu]
-        crop = max(32, min(short, side + side // 5) // 32 * 32)
-        return [("model.name", *name),
-                ("model.options", {"min_size": min(side, short), "max_size": min(side, max(fp.size))},
-                 f"median image {fp.size[0]}x{fp.size[1]}: resized to at most {side} px"),
-                ("data.crop_size", crop, f"{crop} px crops keep whole objects (Penn-Fudan: 256 px crops at scale "
-                 "0.5-2 reached mask AP 0.059 in 16 epochs, 384 px at 0.6-1.0 0.097 in 6)"),
-                ("data.scale", [0.6, 1.0], "shrink only: enlarged crops cut objects the detector must see whole"),
-                ("train.weight_decay", 0.05, "AdamW's decay of the measured detection recipes (demo, Penn-Fudan)"),
-                ("train.batch_size", 8 if gpu else 4, "what fits the device"),
-                ("train.optimizer", "adamw", "AdamW from scratch (measured better than SGD 0.02 on the demo)"),
-                ("train.lr", 1e-3, "AdamW's usual rate for detection from scratch"),
-                ("train.precision", "bf16", "bf16 autocast: faster on CPUs with AMX and on GPUs")]
+        return _detector_rules(fp, gpu, short)
     width = 32 if gpu else 16
     crop = min(512 if gpu else 256, short - short % 32)
     out = [("model.name", "unet", "a U-Net: strong on small datasets, any input size"),
@@ -144,6 +125,33 @@ def rules(fp: Fingerprint, device: str = "cpu") -> list[tuple[str, Any, str]]:
     if fp.channels == 1:
         out.append(("data.rotate", 15.0, "gray (microscopy-like) data has no upright: small rotations"))
     return out
+
+
+DETECTORS = {("instance", False): ("maskrcnn_resnet18_fpn", "instance data: Mask R-CNN, the smallest backbone "
+                                   "on a CPU"),
+             ("instance", True): ("maskrcnn_resnet50_fpn_v2", "instance data on a GPU: Mask R-CNN R50-FPN v2"),
+             ("panoptic", False): ("panoptic_fpn_resnet18", "panoptic data: Panoptic FPN (Mask R-CNN + a semantic "
+                                   "FPN branch), the smallest backbone on a CPU"),
+             ("panoptic", True): ("panoptic_fpn_resnet50", "panoptic data on a GPU: Panoptic FPN R50, the paper's "
+                                  "model")}
+
+
+def _detector_rules(fp: Fingerprint, gpu: bool, short: int) -> list[tuple[str, Any, str]]:
+    """Instance and panoptic data: a Mask R-CNN based model, sized for the device, crops that keep objects."""
+    side = 512 if gpu else 320
+    name = DETECTORS[fp.task, gpu]
+    crop = max(32, min(short, side + side // 5) // 32 * 32)
+    return [("model.name", *name),
+            ("model.options", {"min_size": min(side, short), "max_size": min(side, max(fp.size))},
+             f"median image {fp.size[0]}x{fp.size[1]}: resized to at most {side} px"),
+            ("data.crop_size", crop, f"{crop} px crops keep whole objects (Penn-Fudan: 256 px crops at scale "
+             "0.5-2 reached mask AP 0.059 in 16 epochs, 384 px at 0.6-1.0 0.097 in 6)"),
+            ("data.scale", [0.6, 1.0], "shrink only: enlarged crops cut objects the detector must see whole"),
+            ("train.weight_decay", 0.05, "AdamW's decay of the measured detection recipes (demo, Penn-Fudan)"),
+            ("train.batch_size", 8 if gpu else 4, "what fits the device"),
+            ("train.optimizer", "adamw", "AdamW from scratch (measured better than SGD 0.02 on the demo)"),
+            ("train.lr", 1e-3, "AdamW's usual rate for detection from scratch"),
+            ("train.precision", "bf16", "bf16 autocast: faster on CPUs with AMX and on GPUs")]
 
 
 def plan_config(fp: Fingerprint, device: str = "cpu", base: RunConfig | None = None) -> tuple[RunConfig, list]:
