@@ -136,3 +136,23 @@ def test_predict_refine_flag_errors(semantic_run: dict, tiny_file: Path, tmp_pat
     assert main([*base, "--refine", "crf"]) == 2 and "the one refiner is sam" in _text(capsys)
     assert main([*base, "--refine", "sam"]) == 2 and "--refine sam needs --sam-checkpoint PATH" in _text(capsys)
     assert not (tmp_path / "p").exists()
+
+
+def test_evaluate_refine_sam_reports_what_the_library_reports(tiny_file: Path, tiny_sam, semantic_run: dict,
+                                                               tmp_path: Path, capsys) -> None:
+    from seglab.checkpoint import load_checkpoint
+    from seglab.sam import evaluate_refinement
+
+    out = tmp_path / "refine.json"
+    args = ["evaluate", str(semantic_run["ckpt"]), "--data", str(semantic_run["data"]), "--refine", "sam"]
+    assert main([*args, "--json", str(out), *_sam(tiny_file)]) == 0
+    text = _text(capsys)
+    assert "SAM refinement" in text and "boundary_iou" in text
+    model, info = load_checkpoint(semantic_run["ckpt"])
+    expected = evaluate_refinement(model, info, semantic_run["data"], "val", tiny_sam)
+    saved = json.loads(out.read_text())
+    for side in ("before", "after"):
+        for key in ("mean_iou", "boundary_iou"):
+            assert saved[side][key] == pytest.approx(expected[side][key], abs=1e-9)
+    assert main([*args, "--tta", "flip", *_sam(tiny_file)]) == 2 and "--tta" in _text(capsys)
+    assert main(args) == 2 and "--refine sam needs --sam-checkpoint" in _text(capsys)

@@ -31,20 +31,34 @@ def evaluate(
     detections: Path | None = typer.Option(None, "--detections", help="Instance checkpoints: also write the "
                                            "scored detections as a COCO results JSON."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    refine: str | None = typer.Option(None, "--refine", help="sam: also score the predictions refined by Segment "
+                                      "Anything (before/after, boundary IoU); needs seglab[sam]."),
+    sam_checkpoint: Path | None = typer.Option(None, "--sam-checkpoint", help="--refine sam: the SAM weight file."),
+    sam_model: str = typer.Option("vit_b", "--sam-model", help="--refine sam: vit_b | vit_l | vit_h."),
 ) -> None:
     """Score a checkpoint (or saved predictions) on a split at full resolution.
 
     Semantic: pixel accuracy, mIoU, Dice, boundary IoU, per class. Instance: COCO mask and box AP, per class.
     Panoptic: PQ / SQ / RQ (all, things, stuff, per class), the implied semantic mIoU and instance AP.
     """
+    given = {"--tta": tta, "--tile": tile, "--overlap": overlap, "--detections": detections}
+    if predictions is not None or run is None:
+        return _score_saved(run, predictions, data, split, json_out, given)
+    if refine is not None:
+        from seglab.cli.refine_eval import evaluate_refined
+
+        return evaluate_refined(run, data, split, json_out, refine, sam_checkpoint, sam_model, device, given)
+    _score_model(run, data, split, json_out, detections, tta, tile, overlap, device)
+
+
+def _score_model(run: Path, data: Path, split: str, json_out: Path | None, detections: Path | None,
+                 tta: str | None, tile: int | None, overlap: float | None, device: str) -> None:
+    """The checkpoint on the split, DDP-aware: the task's tables, then --json / --detections."""
     from seglab import checkpoint, distributed
     from seglab.errors import ConfigError
     from seglab.inference.evaluation import evaluate_checkpoint
     from seglab.inference.tiling import TileOptions
 
-    if predictions is not None or run is None:
-        return _score_saved(run, predictions, data, split, json_out, {"--tta": tta, "--tile": tile,
-                                                                      "--overlap": overlap, "--detections": detections})
     dist = distributed.setup(device)
     try:
         model, info = checkpoint.load_checkpoint(run, device=dist.device)
