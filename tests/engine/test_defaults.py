@@ -1,4 +1,4 @@
-"""Defaults that fit the machine: no --model means a model chosen for the data and device, and said so."""
+"""Defaults that fit the machine: no --model means the plan for the data and device, and said so."""
 
 from __future__ import annotations
 
@@ -20,7 +20,17 @@ def _cfg(root: Path, **model: object) -> RunConfig:
 def test_no_model_on_a_cpu_is_a_small_unet(tiny_data: Path) -> None:
     cfg, why = resolve_model(_cfg(tiny_data), torch.device("cpu"))
     assert (cfg.model.name, cfg.model.options) == ("unet", {"base_channels": 16})
-    assert "no --model given" in why and "CPU" in why and "seglab models" in why
+    assert "no --model given" in why and "cpu" in why and "seglab plan" in why and "seglab models" in why
+    # the rest of the plan too: 32 px images give 32 px crops, the dataset's own mean
+    assert cfg.data.crop_size == 32 and cfg.train.lr == pytest.approx(3e-3) and cfg.data.mean is not None
+
+
+def test_values_the_user_set_are_kept(tiny_data: Path) -> None:
+    cfg = config_from_dict({"data": {"root": str(tiny_data), "crop_size": 16}, "train": {"lr": 0.01}})
+    planned, why = resolve_model(cfg, torch.device("cpu"))
+    assert planned.data.crop_size == 16 and planned.train.lr == 0.01 and planned.model.name == "unet"
+    assert "your own data.crop_size, train.lr kept" in why
+    assert cfg.model.name is None  # the caller's config is not changed
     cfg, _ = resolve_model(_cfg(tiny_data, options={"base_channels": 8, "depth": 2}), torch.device("cpu"))
     assert cfg.model.options == {"base_channels": 8, "depth": 2}  # --model-opt still applies
     assert resolve_model(_cfg(tiny_data, name="fcn8s"), torch.device("cpu")) == (_cfg(tiny_data, name="fcn8s"), None)
@@ -28,7 +38,7 @@ def test_no_model_on_a_cpu_is_a_small_unet(tiny_data: Path) -> None:
 
 def test_no_model_on_instance_data_is_a_small_mask_rcnn(coco_root: Path) -> None:
     cfg, why = resolve_model(_cfg(coco_root), torch.device("cpu"))
-    assert cfg.model.name == "maskrcnn_resnet18_fpn" and "instance data" in why
+    assert cfg.model.name == "maskrcnn_resnet18_fpn" and "maskrcnn_resnet18_fpn" in why and cfg.data.scale == [0.6, 1.0]
 
 
 def test_the_choice_is_printed_and_written_to_the_run(tiny_data: Path, tmp_path: Path, capsys) -> None:
@@ -37,7 +47,8 @@ def test_the_choice_is_printed_and_written_to_the_run(tiny_data: Path, tmp_path:
                             "train": {"out": str(tmp_path / "run"), "epochs": 1, "batch_size": 4,
                                       "num_samples": 0, "warmup_epochs": 0.0}})
     train(cfg)
-    assert "no --model given, so unet (base_channels=16, depth=2)" in capsys.readouterr().err
+    assert "no --model given, so the plan for this data and cpu: unet (base_channels=16, depth=2)" in \
+        capsys.readouterr().err
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "name: unet" in saved and "base_channels: 16" in saved
 

@@ -6,6 +6,7 @@ and benchmarks can build one part without a whole config.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,31 +55,36 @@ TASK_BUILDERS: dict[str, Callable[[RunConfig], Task]] = {"semantic": _semantic, 
 
 
 def resolve_model(cfg: RunConfig, device: torch.device) -> tuple[RunConfig, str | None]:
-    """``cfg`` with a model chosen for the data and the device when ``model.name`` is unset, and the reason.
+    """``cfg`` with the plan for the data and the device applied when ``model.name`` is unset, and the reason.
 
-    A forgotten ``--model`` must not mean the 31 M-parameter classic U-Net on a laptop CPU. The choice is
-    written to config.yaml like any other value; ``--model-opt`` values still apply to it.
+    A forgotten ``--model`` must not mean the 31 M-parameter classic U-Net on a laptop CPU: it means what
+    ``seglab plan`` would choose (:mod:`seglab.engine.plan`). Every planned value the user left at its default
+    is applied; values they set are kept (``--model-opt`` values apply on top of the planned options). The
+    choice is written to config.yaml like any other value.
     """
-    if cfg.model.name is not None:
+    if cfg.model.name is not None or not cfg.data.root:
         return cfg, None
-    from seglab.data.layout import detect_task
+    from seglab.config import config_from_dict
+    from seglab.engine.plan import fingerprint, rules
 
-    kind = detect_task(cfg.data.root)
-    if kind == "instance":
-        name, options, why = "maskrcnn_resnet18_fpn", {}, "instance data: the smallest Mask R-CNN (R18-FPN)"
-    elif kind == "panoptic":
-        name, options, why = "panoptic_fpn_resnet18", {}, "panoptic data: the smallest Panoptic FPN (R18)"
-    elif device.type == "cuda":
-        name, options, why = "unet", {"base_channels": 32}, "a GPU: a U-Net of width 32 (7.8 M parameters)"
-    else:
-        name, options, why = "unet", {"base_channels": 16}, ("a CPU: a U-Net of width 16 (1.9 M parameters, "
-                                                           "minutes per epoch on small data)")
-    model = dataclasses.replace(cfg.model, name=name, options={**options, **cfg.model.options})
-    given = ", ".join(f"{k}={v}" for k, v in model.options.items())
-    own = "; your --model-opt values apply on top" if cfg.model.options else ""
-    return dataclasses.replace(cfg, model=model), (f"no --model given, so {name}" + (f" ({given})" if given else "")
-                                                    + f": the default for {why}{own}. Pass --model to choose "
-                                                    "(`seglab models`).")
+    decisions = rules(fingerprint(cfg.data.root, cfg.data.ignore_index), "cuda" if device.type == "cuda" else "cpu")
+    default, updates, kept = RunConfig(), {}, []
+    for key, value, _ in decisions:
+        section, name = key.split(".", 1)
+        if key == "model.options":
+            value = {**value, **cfg.model.options}
+        elif key != "model.name" and getattr(getattr(cfg, section), name) != getattr(getattr(default, section), name):
+            kept.append(key)
+            continue
+        updates.setdefault(section, {})[name] = value
+    planned = config_from_dict(updates, copy.deepcopy(cfg))
+    options = ", ".join(f"{k}={v}" for k, v in planned.model.options.items())
+    settings = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v, _ in decisions if k not in kept and k.startswith(
+        ("data.", "train.")))
+    return planned, (f"no --model given, so the plan for this data and {device.type}: {planned.model.name}"
+                     + (f" ({options})" if options else "") + (f", {settings}" if settings else "")
+                     + (f"; your own {', '.join(kept)} kept" if kept else "")
+                     + ". `seglab plan DATA` gives each reason; pass --model to choose (`seglab models`).")
 
 
 def resolve_monitor(cfg: RunConfig, default: str) -> RunConfig:
