@@ -103,3 +103,12 @@ def test_converter_errors_exit_2(pan: Path, capsys, tmp_path: Path) -> None:
     rc, text = _run(capsys, "convert", "seglab-to-coco-panoptic", str(pan), "--out", str(tmp_path / "o"))
     assert rc == 2 and "labels/val/panoptic_val_00000.png: missing" in text and "Traceback" not in text
     assert not (tmp_path / "o").exists()
+
+
+def test_stats_of_panoptic_data(pan: Path, tmp_path: Path, capsys) -> None:
+    rc, text = _run(capsys, "stats", str(pan))  # the simple layout: its labels/ are semantic labels
+    assert rc == 0 and "circle" in text and "--class-weights" in text
+    coco = tmp_path / "coco"
+    assert _run(capsys, "convert", "seglab-to-coco-panoptic", str(pan), "--out", str(coco))[0] == 0
+    rc, text = _run(capsys, "stats", str(coco))
+    assert rc == 2 and "COCO panoptic data" in text and "coco-panoptic-to-seglab" in text

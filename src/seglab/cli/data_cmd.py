@@ -124,6 +124,9 @@ def stats(
     if root.is_dir() and _detected(root) is Task.instance:
         _instance_stats(root, split, json_out)
         return
+    if root.is_dir() and not (root / "labels").is_dir() and _detected(root) is Task.panoptic:
+        raise ConfigError(f"{root}: COCO panoptic data; class statistics read label maps. Convert it first: seglab "
+                          f"data convert coco-panoptic-to-seglab {root} --out DIR, then seglab data stats DIR.")
     with _progress(f"stats {split}") as callback:
         s = compute_stats(root, split, num_classes, ignore_index, callback=callback, channels=channels)
     title = f"{root} [{split}]: {s['num_images']} images, {s['ignored_pixels']} ignored pixels"
