@@ -77,6 +77,9 @@ def test_semantic_only_options_are_refused(panoptic_run: dict, capsys: pytest.Ca
     assert "panoptic checkpoint" in capsys.readouterr().err
     assert main(["predict", str(run), str(data / "images" / "val"), "--out", str(panoptic_run["root"] / "p2"),
                  "--probs"]) == 2
+    assert main(["predict", str(run), str(data / "images" / "val"), "--out", str(panoptic_run["root"] / "p3"),
+                 "--score-threshold", "0.3"]) == 2
+    assert "its merge keeps instances scoring >= 0.5" in capsys.readouterr().err
 
 
 def test_onnx_export_matches_pytorch(panoptic_run: dict, capsys: pytest.CaptureFixture) -> None:

@@ -48,7 +48,15 @@ def segments_info(ids: np.ndarray, segments: list[dict], cat_ids: list[int]) -> 
 class PanopticWriter:
     """Writes one input's COCO panoptic PNG (and pictures), collects its ``segments_info`` for panoptic.json."""
 
-    refuse = staticmethod(semantic_only)
+    @staticmethod
+    def refuse(info: CheckpointInfo, given: dict[str, Any]) -> None:
+        """Semantic-only options, and --score-threshold: the merge's threshold is the model's own option."""
+        semantic_only(info, given)
+        if given.get("score_threshold") is not None:
+            raise ConfigError(f"--score-threshold: {info.path} is a panoptic checkpoint; its merge keeps instances "
+                              f"scoring >= {info.options.get('score_threshold', 0.5)} (the model option "
+                              "score_threshold: set it when training with --model-opt, or with seglab merge "
+                              "--score-threshold). Drop --score-threshold.")
 
     def __init__(self, out: Path, info: CheckpointInfo, options: PredictOptions, model: nn.Module) -> None:
         self.out, self.info, self.options, self.model = out, info, options, model
