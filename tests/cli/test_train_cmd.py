@@ -47,7 +47,7 @@ def test_cli_flags_reach_the_config(monkeypatch, tmp_path: Path) -> None:
     import seglab.engine.trainer as T
 
     seen = []
-    monkeypatch.setattr(T, "train", seen.append)
+    monkeypatch.setattr(T, "train", lambda cfg, given=(): seen.append(cfg))
     yaml = tmp_path / "c.yaml"
     yaml.write_text("train: {lr: 0.5, epochs: 7, monitor: pixel_accuracy}\ndata: {crop_size: 64}\n")
     assert main(["train", "--config", str(yaml), "--data", "d", "--model", "fcn", "--epochs", "3", "--resume",

@@ -25,6 +25,19 @@ def test_no_model_on_a_cpu_is_a_small_unet(tiny_data: Path) -> None:
     assert cfg.data.crop_size == 32 and cfg.train.lr == pytest.approx(3e-3) and cfg.data.mean is not None
 
 
+def test_values_given_equal_to_the_defaults_are_kept_too(tiny_data: Path, tmp_path: Path) -> None:
+    from seglab.cli.train_cmd import explicit_keys
+
+    cfg = config_from_dict({"data": {"root": str(tiny_data), "crop_size": 256}, "train": {"precision": "fp32"}})
+    planned, why = resolve_model(cfg, torch.device("cpu"), given={"data.crop_size", "train.precision"})
+    assert planned.data.crop_size == 256 and planned.train.precision == "fp32"  # both equal RunConfig's defaults
+    assert "your own data.crop_size, train.precision kept" in why
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  lr: 0.01\ndata:\n  crop_size: 64\n")
+    assert explicit_keys(config, {"batch_size": 8, "data": "d"}, ["precision=fp32", "train.ema=0.9"]) == {
+        "train.lr", "data.crop_size", "train.batch_size", "data.root", "train.precision", "train.ema"}
+
+
 def test_values_the_user_set_are_kept(tiny_data: Path) -> None:
     cfg = config_from_dict({"data": {"root": str(tiny_data), "crop_size": 16}, "train": {"lr": 0.01}})
     planned, why = resolve_model(cfg, torch.device("cpu"))

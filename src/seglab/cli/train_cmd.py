@@ -17,6 +17,7 @@ from seglab.config import (
     key_of,
     load_config,
     parse_options,
+    section_of,
 )
 
 # A flag sets the config key of its own name (`seglab.config.key_of`: renamed ones are listed there). A new flag
@@ -60,6 +61,21 @@ def build_config(config: Path | None, flags: dict[str, Any], model_opts: list[st
         updates.setdefault("model", {})["options"] = {**cfg.model.options, **parse_options(model_opts)}
     cfg = config_from_dict(updates, cfg)
     return apply_overrides(cfg, sets)
+
+
+def explicit_keys(config: Path | None, flags: dict[str, Any], sets: list[str]) -> set[str]:
+    """``section.key`` of every value the user wrote: flags, ``--set`` items, keys of the ``--config`` file (the
+    plan that fills a missing ``--model`` leaves them alone, even where they equal the defaults)."""
+    import yaml
+
+    keys = {f"{s}.{k}" for s, kv in flag_updates(flags).items() for k in kv}
+    for item in sets:
+        key = item.split("=", 1)[0].strip()
+        keys.add(key if "." in key else f"{section_of(key)}.{key}")
+    if config is not None and config.is_file():
+        raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        keys |= {f"{s}.{k}" for s, kv in raw.items() if isinstance(kv, dict) for k in kv}
+    return keys
 
 
 def given_flags(ctx: typer.Context) -> dict[str, Any]:
@@ -114,12 +130,13 @@ def train(
                                       "command would train with, and exit (a dry run)."),
 ) -> None:
     """Train a model; writes config.yaml, metrics.csv, last.pt, best.pt, plots and report.md to --out."""
-    cfg = build_config(config, given_flags(ctx), model_opt, set_)
+    flags = given_flags(ctx)
+    cfg = build_config(config, flags, model_opt, set_)
     if print_config:
         return typer.echo(cfg.to_yaml(), nl=False)
     from seglab.engine.trainer import train as run_training
 
-    run_training(cfg)
+    run_training(cfg, given=explicit_keys(config, flags, set_))
 
 
 @app.command("config")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,13 +54,14 @@ TASK_BUILDERS: dict[str, Callable[[RunConfig], Task]] = {"semantic": _semantic, 
                                                          "panoptic": _panoptic}
 
 
-def resolve_model(cfg: RunConfig, device: torch.device) -> tuple[RunConfig, str | None]:
+def resolve_model(cfg: RunConfig, device: torch.device, given: Iterable[str] = ()) -> tuple[RunConfig, str | None]:
     """``cfg`` with the plan for the data and the device applied when ``model.name`` is unset, and the reason.
 
     A forgotten ``--model`` must not mean the 31 M-parameter classic U-Net on a laptop CPU: it means what
-    ``seglab plan`` would choose (:mod:`seglab.engine.plan`). Every planned value the user left at its default
-    is applied; values they set are kept (``--model-opt`` values apply on top of the planned options). The
-    choice is written to config.yaml like any other value.
+    ``seglab plan`` would choose (:mod:`seglab.engine.plan`). Planned values are applied except where the
+    user chose: keys in ``given`` (``section.key``: the flags, ``--set`` items and config-file keys they
+    wrote) and values that differ from the defaults (configs built in Python) are kept; ``--model-opt``
+    values apply on top of the planned options. The choice is written to config.yaml like any other value.
     """
     if cfg.model.name is not None or not cfg.data.root:
         return cfg, None
@@ -73,7 +74,8 @@ def resolve_model(cfg: RunConfig, device: torch.device) -> tuple[RunConfig, str 
         section, name = key.split(".", 1)
         if key == "model.options":
             value = {**value, **cfg.model.options}
-        elif key != "model.name" and getattr(getattr(cfg, section), name) != getattr(getattr(default, section), name):
+        elif key != "model.name" and (key in given or getattr(getattr(cfg, section), name) != getattr(
+                getattr(default, section), name)):
             kept.append(key)
             continue
         updates.setdefault(section, {})[name] = value

@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -50,13 +51,13 @@ class NonFiniteLossError(SeglabError):
     """The loss became NaN/Inf; the run stops before the bad update touches the weights."""
 
 
-def train(cfg: RunConfig | None = None, **settings: Any) -> dict[str, Any]:
+def train(cfg: RunConfig | None = None, *, given: Iterable[str] = (), **settings: Any) -> dict[str, Any]:
     """Train as ``cfg`` (or the defaults) and ``settings`` say; returns the summary (best metric, out, ...).
 
     ``settings`` are the flag names of ``seglab train``: ``seglab.train(data="runs/demo/data", epochs=3,
     lr=0.01, model="unet", model_options={"base_channels": 16}, out="runs/py")``. A new run never writes into a
     folder holding another run: ``train.out`` becomes the next free name (``runs/exp2``) unless
-    ``train.resume`` continues the run there.
+    ``train.resume`` continues the run there. ``given``: ``section.key`` names set by the user (kept by the plan).
     """
     cfg = config_from_dict(flag_updates(settings), copy.deepcopy(cfg) if cfg else None) if settings else \
         (cfg or RunConfig())
@@ -73,7 +74,8 @@ def train(cfg: RunConfig | None = None, **settings: Any) -> dict[str, Any]:
         if dist.is_main:
             check_output_path(cfg.train.out, directory=True)
         with RunLock(cfg.train.out) if dist.is_main else contextlib.nullcontext():
-            return Trainer(cfg, dist).fit()
+            return Trainer(cfg, dist, {*given, *(f"{s}.{k}" for s, kv in flag_updates(settings).items() for k in kv)}
+                           ).fit()
     finally:
         D.cleanup()
 
@@ -85,12 +87,12 @@ class Trainer:
     :meth:`default_hooks` builds the standard run. Append to ``trainer.hooks`` to add one.
     """
 
-    def __init__(self, cfg: RunConfig, dist: D.DistInfo | None = None) -> None:
+    def __init__(self, cfg: RunConfig, dist: D.DistInfo | None = None, given: Iterable[str] = ()) -> None:
         check_config(cfg)  # a config built in Python gets the checks a YAML file or the flags get
         self.created = time.perf_counter()  # --time counts from here
         self.dist = dist or D.DistInfo()
         self.device = self.dist.device
-        cfg, self.model_note = B.resolve_model(cfg, self.device)
+        cfg, self.model_note = B.resolve_model(cfg, self.device, given)
         t = cfg.train
         self.out = Path(t.out)
         self.precision = resolve_precision(t.precision, self.device)
