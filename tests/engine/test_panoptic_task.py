@@ -94,3 +94,14 @@ def test_onnx_export_matches_pytorch(panoptic_run: dict, capsys: pytest.CaptureF
     assert meta["seglab.thing_classes"] == [3, 4, 5]
     assert main(["export", str(panoptic_run["run"]), "--out", str(panoptic_run["root"] / "m.pt"), "--format",
                  "torchscript"]) == 2
+
+
+def test_thing_classes_that_contradict_the_data_are_refused(panoptic_run: dict) -> None:
+    from seglab.engine.build import merge_model_options
+    from seglab.errors import ConfigError
+
+    assert merge_model_options({"min_size": 64}, {"thing_classes": [3, 4, 5]}) == {"min_size": 64,
+                                                                                   "thing_classes": [3, 4, 5]}
+    assert merge_model_options({"thing_classes": [3, 4, 5]}, {"thing_classes": [3, 4, 5]})["thing_classes"] == [3, 4, 5]
+    with pytest.raises(ConfigError, match="the data fixes thing_classes"):
+        merge_model_options({"thing_classes": [0]}, {"thing_classes": [3, 4, 5]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,20 @@ def test_semantic_predictions_missing_or_wrong(tmp_path: Path) -> None:
         score_predictions(pred_dir, data, "val")
     Image.fromarray(np.full((4, 4), 7, np.uint8)).save(pred_dir / "x.png")
     with pytest.raises(DataError, match="value 7 is not a class index"):
+        score_predictions(pred_dir, data, "val")
+
+
+def test_semantic_predictions_without_classes_txt(tmp_path: Path) -> None:
+    data = _semantic_data(tmp_path / "data")
+    (data / "classes.txt").unlink()
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    Image.fromarray(np.array([[0] * 4, [0] * 4, [1] * 4, [1] * 4], np.uint8)).save(pred_dir / "x.png")
+    result = score_predictions(pred_dir, data, "val")  # 2 classes from the labels' values
+    assert result.metrics["per_class_iou"] == pytest.approx([1.0, 1.0]) and result.info.classes == ["class_0",
+                                                                                                  "class_1"]
+    Image.fromarray(np.full((4, 4), 255, np.uint8)).save(pred_dir / "x.png")
+    with pytest.raises(DataError, match="value 255 is not a class index"):
         score_predictions(pred_dir, data, "val")
 
 
@@ -111,3 +126,48 @@ def test_cli_scores_semantic_predictions(tmp_path: Path) -> None:
     out = tmp_path / "m.json"
     assert main(["evaluate", "--predictions", str(pred_dir), "--data", str(data), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["mean_iou"] == pytest.approx(1.0)
+
+
+def _panoptic_truth_as_prediction(tmp_path: Path, cat_offset: int = 0) -> tuple[Path, Path]:
+    """A tiny synthetic panoptic dataset and its own val annotations written as a prediction folder."""
+    from seglab.data.panoptic import open_panoptic_split
+    from seglab.data.synthetic_panoptic import make_panoptic
+    from seglab.inference.panoptic_writer import encode_ids
+
+    data = make_panoptic(tmp_path / "pan", n_train=1, n_val=2, size=32, seed=1)
+    split = open_panoptic_split(data, "val")
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    anns = []
+    for i in range(len(split)):
+        _, ids, segments = split.load(i)
+        Image.fromarray(encode_ids(ids)).save(pred / f"{split.stem(i)}.png")
+        anns.append({"image_id": i + 1, "file_name": f"{split.stem(i)}.png",
+                     "segments_info": [{"id": s["id"], "category_id": split.cat_ids[s["category"]] + cat_offset}
+                                       for s in segments]})
+    cats = [{"id": c + cat_offset, "name": n} for c, n in zip(split.cat_ids, split.classes, strict=True)]
+    (pred / "panoptic.json").write_text(json.dumps({"annotations": anns, "categories": cats}))
+    return data, pred
+
+
+def test_panoptic_truth_scores_one_and_categories_match_by_name(tmp_path: Path) -> None:
+    data, pred = _panoptic_truth_as_prediction(tmp_path, cat_offset=100)  # other ids, the same names
+    metrics = score_predictions(pred, data, "val").metrics
+    assert metrics["PQ"] == pytest.approx(1.0) and metrics["mean_iou"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda r: r["annotations"].append(dict(r["annotations"][0])), "two annotations for"),
+    (lambda r: r["annotations"][0]["segments_info"][0].pop("category_id"), "integer id and category_id"),
+    (lambda r: r.update(annotations="x"), "not a COCO panoptic file"),
+    (lambda r: r["categories"][0].update(name="lava"), "categories ['lava'] are not classes"),
+    (lambda r: r["annotations"][0]["segments_info"].pop(), "segment ids"),
+])
+def test_panoptic_predictions_bad_input(tmp_path: Path, change, words: str) -> None:
+    data, pred = _panoptic_truth_as_prediction(tmp_path)
+    record = json.loads((pred / "panoptic.json").read_text())
+    change(record)
+    (pred / "panoptic.json").write_text(json.dumps(record))
+    with pytest.raises(DataError, match=re.escape(words)) as info:
+        score_predictions(pred, data, "val")
+    assert "panoptic.json" in str(info.value)

@@ -43,7 +43,8 @@ def evaluate(
     """
     given = {"--tta": tta, "--tile": tile, "--overlap": overlap, "--detections": detections}
     if predictions is not None or run is None:
-        return _score_saved(run, predictions, data, split, json_out, given)
+        return _score_saved(run, predictions, data, split, json_out, {**given, "--refine": refine,
+                                                                      "--sam-checkpoint": sam_checkpoint})
     if refine is not None:
         from seglab.cli.refine_eval import evaluate_refined
 

@@ -34,7 +34,11 @@ def evaluate_refined(run: Path, data: Path, split: str, json_out: Path | None, r
         raise ConfigError("--refine sam needs --sam-checkpoint PATH (the SAM weights you downloaded; `seglab sam "
                           "types` lists the file of each type).")
     if json_out is not None:
+        from seglab.data.layout import DATASET_PARTS
+        from seglab.fileio import refuse_overwrite
+
         check_output_path(json_out, flag="--json")
+        refuse_overwrite([json_out], [run, sam_checkpoint, *(data / part for part in DATASET_PARTS)], flag="--json")
     from seglab.sam import evaluate_refinement, load_sam, require_segment_anything
 
     require_segment_anything()

@@ -89,6 +89,16 @@ def resolve_model(cfg: RunConfig, device: torch.device, given: Iterable[str] = (
                      + ". `seglab plan DATA` gives each reason; pass --model to choose (`seglab models`).")
 
 
+def merge_model_options(user: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """The user's model options plus those the data fixes (panoptic ``thing_classes``); a user value that
+    contradicts the data is refused rather than silently replaced."""
+    for key, value in data.items():
+        if key in user and user[key] != value:
+            raise ConfigError(f"--model-opt {key}={user[key]}: the data fixes {key}={value} (panoptic.json or the "
+                              f"COCO categories' isthing). Drop --model-opt {key}, or change the data.")
+    return {**user, **data}
+
+
 def resolve_monitor(cfg: RunConfig, default: str) -> RunConfig:
     """``cfg`` with ``train.monitor`` set to ``default`` when the user chose none (a copy; ``cfg`` is kept)."""
     if cfg.train.monitor is not None:

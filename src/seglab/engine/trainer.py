@@ -105,7 +105,7 @@ class Trainer:
             raise ConfigError(f"--monitor {self.monitor!r} is not a metric of {self.task.name} training."
                               f"{did_you_mean(self.monitor, self.task.monitors)} Choose one of: "
                               f"{', '.join(self.task.monitors)}.")
-        options = {**cfg.model.options, **self.task.model_options()}  # the data's options win (thing_classes)
+        options = B.merge_model_options(cfg.model.options, self.task.model_options())  # + the data's (things)
         built = B.build_model(cfg.model.name, self.task.num_classes, options, cfg.data.in_channels, self.dist,
                             grad_checkpointing=t.grad_checkpointing, sync_bn=t.sync_bn,
                             channels_last=t.channels_last, compile=t.compile)

@@ -160,7 +160,8 @@ def check_instance_export(path: str | os.PathLike, wrapper: nn.Module, size: tup
             raise ModelError(f"{path}: exported model finds {got[0].shape[0]} detections, PyTorch "
                              f"{ref[0].shape[0]}. See {DOCS}.")
         compared += int(ref[0].shape[0])
-        cap = int(getattr(getattr(wrapper.model, "roi_heads", None), "detections_per_img", 0) or 0)
+        detector = getattr(wrapper.model, "detector", wrapper.model)  # Panoptic FPN holds its Mask R-CNN
+        cap = int(getattr(getattr(detector, "roi_heads", None), "detections_per_img", 0) or 0)
         worst = max(worst, paired_difference([torch.from_numpy(a) for a in got[:4]], list(ref[:4]), cap))
         if len(ref) > 4:  # a panoptic model's semantic map: the share of pixels whose class differs
             worst = max(worst, float((torch.from_numpy(got[4]) != ref[4]).double().mean()))

@@ -120,8 +120,10 @@ class PanopticScorer:
 
         self.pq.reduce()
         metrics = dict(self.pq.compute())
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(self.confusion, op=dist.ReduceOp.SUM)
+        if dist.is_available() and dist.is_initialized():  # NCCL reduces GPU tensors only
+            counts = self.confusion.cuda() if dist.get_backend() == "nccl" else self.confusion
+            dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+            self.confusion = counts.cpu()
         cm = metrics_from_confusion(self.confusion.view(self.k + 1, self.k + 1))
         iou = [float(v) for v in cm["per_class_iou"][: self.k]]
         metrics.update(mean_iou=_nanmean(iou), per_class_iou=iou, pixel_accuracy=cm["pixel_accuracy"])

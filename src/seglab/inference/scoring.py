@@ -7,7 +7,12 @@ and scores it with seglab's metrics, the same code ``seglab evaluate`` runs on a
 - instance: a COCO results JSON (a list of ``{"image_id", "category_id", "score", "segmentation" | "bbox"}``)
   whose image ids and category ids are the dataset's;
 - panoptic: a COCO panoptic prediction, ``panoptic*.json`` with its PNGs beside it (as ``seglab predict``
-  writes them) or in the folder named like the JSON (COCO's convention), matched to images by file stem.
+  writes them) or in the folder named like the JSON (COCO's convention), matched to images by file stem and
+  to classes by category name (the file's ``categories``; else by the dataset's category ids).
+
+PQ, SQ, RQ and the implied mIoU equal those of evaluating the model that wrote the files. The implied AP does
+not: a saved panoptic result holds only the segments left after the merge (each with the ``score`` its file
+gives, else 1), while the model's evaluation scores every detection it made.
 """
 
 from __future__ import annotations
@@ -73,6 +78,10 @@ def _semantic(predictions: Path, data: Path, split: str, callback: Progress | No
 
     truth = SegmentationFolder(data, split)
     k = len(truth.classes) or truth.num_classes or 0
+    if not k:  # no classes.txt: the classes the labels hold
+        values = [read_label(lab) for _, lab in truth.samples]
+        k = 1 + max(int(v[v != truth.ignore_index].max(initial=0)) for v in values)
+        truth.classes = [f"class_{i}" for i in range(k)]
     seg, boundary = SegMetrics(k, ignore_index=truth.ignore_index), BoundaryMetrics(k, ignore_index=truth.ignore_index)
     missing = [s for s in truth.stems if not (predictions / f"{s}.png").is_file()]
     if missing:
@@ -84,10 +93,11 @@ def _semantic(predictions: Path, data: Path, split: str, callback: Progress | No
         if pred.shape != target.shape:
             raise DataError(f"{pred_path}: {pred.shape[1]}x{pred.shape[0]}, but its label {label_path} is "
                             f"{target.shape[1]}x{target.shape[0]}. Predict at the label's size.")
-        bad = (pred >= k) & (pred != truth.ignore_index) | (pred < 0)
+        bad = (pred >= k) | (pred < 0)
         if bad.any():
-            raise DataError(f"{pred_path}: value {int(pred[bad][0])} is not a class index (0..{k - 1}). Save label "
-                            "indices, not colours (`seglab data convert rgb-to-index`).")
+            raise DataError(f"{pred_path}: value {int(pred[bad][0])} is not a class index (0..{k - 1}); a prediction "
+                            "gives every pixel a class. Save label indices, not colours (`seglab data convert "
+                            "rgb-to-index`).")
         p, t = torch.from_numpy(pred.astype(np.int64))[None], torch.from_numpy(target.astype(np.int64))[None]
         seg.update(p, t)
         boundary.update(p, t)
@@ -124,9 +134,7 @@ def _panoptic(predictions: Path, data: Path, split: str, callback: Progress | No
 
     truth = open_panoptic_split(data, split)
     json_path = predictions if predictions.is_file() else _panoptic_json(predictions)
-    record = _read_json(json_path)
-    by_stem = {Path(a.get("file_name", "")).stem: a for a in record.get("annotations", [])}
-    cat_index = {int(c): i for i, c in enumerate(truth.cat_ids)}
+    by_stem, cat_index = _panoptic_record(json_path, truth)
     scorer = PanopticScorer(truth.classes, truth.thing_classes, truth.cat_ids)
     for i in range(len(truth)):
         stem = truth.stem(i)
@@ -135,7 +143,10 @@ def _panoptic(predictions: Path, data: Path, split: str, callback: Progress | No
                             "of the split; annotations are matched to images by file stem.")
         image, ids, segments = truth.load(i)
         pred = _panoptic_prediction(json_path, by_stem[stem], cat_index, truth.thing_classes, ids.shape)
-        scorer.add(pred, ids, segments, i + 1)
+        try:
+            scorer.add(pred, ids, segments, i + 1)
+        except DataError as e:
+            raise DataError(f"{json_path} ({by_stem[stem]['file_name']}): {e}") from e
         if callback is not None:
             callback(i + 1, len(truth))
     info = _info(predictions, "panoptic", list(truth.classes), [int(c) for c in truth.cat_ids],
@@ -143,36 +154,71 @@ def _panoptic(predictions: Path, data: Path, split: str, callback: Progress | No
     return Evaluation(info, data, split, len(truth), scorer.compute())
 
 
+def _panoptic_record(json_path: Path, truth: Any) -> tuple[dict[str, dict], dict[int, int]]:
+    """The annotations by file stem, checked, and each prediction category id's class index: by name when the
+    file lists its categories (so ids may differ from the dataset's), else by the dataset's ids."""
+    record = _read_json(json_path)
+    anns = record.get("annotations") if isinstance(record, dict) else None
+    if not isinstance(anns, list):
+        raise DataError(f"{json_path}: not a COCO panoptic file (needs a list 'annotations' of {{file_name, "
+                        "segments_info}}). Write it as `seglab predict` does, or in COCO's panoptic format.")
+    by_stem: dict[str, dict] = {}
+    for k, a in enumerate(anns):
+        ok = isinstance(a, dict) and isinstance(a.get("file_name"), str) and isinstance(a.get("segments_info"), list)
+        infos = a.get("segments_info") if ok else []
+        if not ok or not all(isinstance(x, dict) and all(isinstance(x.get(f), int) and not isinstance(x.get(f), bool)
+                                                         for f in ("id", "category_id")) for x in infos):
+            raise DataError(f"{json_path}: annotation {k} needs file_name and segments_info entries with integer "
+                            f"id and category_id; got {str(a)[:120]}.")
+        stem = Path(a["file_name"]).stem
+        if stem in by_stem:
+            raise DataError(f"{json_path}: two annotations for {stem} ({a['file_name']}); keep one per image.")
+        by_stem[stem] = a
+    by_id = {int(c): i for i, c in enumerate(truth.cat_ids)}
+    cats = record.get("categories")
+    if isinstance(cats, list) and cats and all(isinstance(c, dict) and "id" in c and "name" in c for c in cats):
+        by_name = {n: i for i, n in enumerate(truth.classes)}
+        unknown = [c["name"] for c in cats if c["name"] not in by_name]
+        if unknown:
+            raise DataError(f"{json_path}: categories {unknown} are not classes of the dataset ({truth.classes}). "
+                            "Score predictions of the classes the data has.")
+        by_id = {int(c["id"]): by_name[c["name"]] for c in cats}
+    return by_stem, by_id
+
+
 def _panoptic_prediction(json_path: Path, annotation: dict, cat_index: dict[int, int], things: list[int],
                          shape: tuple[int, ...]) -> dict[str, Any]:
-    """One COCO panoptic annotation as a panoptic output (thing segments become score-1 detections)."""
+    """One COCO panoptic annotation as a panoptic output: its thing segments (with their ``score`` where the file
+    has one) become the implied detections."""
     import torch
-    from PIL import Image
+
+    from seglab.data.panoptic_format import read_panoptic_png
 
     name = annotation["file_name"]
     png = next((p for p in (json_path.parent / name, json_path.with_suffix("") / name) if p.is_file()), None)
     if png is None:
         raise DataError(f"{json_path}: PNG {name} not found beside it or in {json_path.with_suffix('')}/.")
-    rgb = np.asarray(Image.open(png).convert("RGB"), dtype=np.int64)
-    ids = rgb[..., 0] + 256 * rgb[..., 1] + 256**2 * rgb[..., 2]
+    ids = read_panoptic_png(png).astype(np.int64)
     if ids.shape != tuple(shape):
         raise DataError(f"{png}: {ids.shape[1]}x{ids.shape[0]}, but the image is {shape[1]}x{shape[0]}.")
-    segments, boxes, labels, masks = [], [], [], []
-    for s in annotation.get("segments_info", []):
+    segments, boxes, labels, scores, masks = [], [], [], [], []
+    for s in annotation["segments_info"]:
         if int(s["category_id"]) not in cat_index:
             raise DataError(f"{json_path}: segment {s['id']} of {name} has category_id {s['category_id']}, not a "
                             f"category of the dataset ({sorted(cat_index)}).")
         c = cat_index[int(s["category_id"])]
-        segments.append({"id": int(s["id"]), "category": c, "isthing": c in things, "score": 1.0})
+        score = float(s.get("score", 1.0)) if isinstance(s.get("score", 1.0), (int, float)) else 1.0
+        segments.append({"id": int(s["id"]), "category": c, "isthing": c in things, "score": score})
         mask = ids == int(s["id"])
         if c in things and mask.any():
             ys, xs = np.nonzero(mask)
             boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
             labels.append(c)
+            scores.append(score)
             masks.append(mask)
     n = len(labels)
     instances = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(n, 4),
-                 "labels": torch.tensor(labels, dtype=torch.int64), "scores": torch.ones(n),
+                 "labels": torch.tensor(labels, dtype=torch.int64), "scores": torch.tensor(scores).reshape(n),
                  "masks": torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)) if n else
                  torch.zeros((0, 1, *ids.shape))}
     return {"ids": torch.from_numpy(ids), "segments": segments, "instances": instances}
