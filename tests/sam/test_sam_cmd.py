@@ -116,6 +116,7 @@ TINY = ["--sam-checkpoint", "CKPT", "--sam-model", "tiny"]
     ([*TINY, "--prompts", "good.csv", "--points-per-side", "4"], "--points-per-side: automatic-mask options apply"),
     ([*TINY, "--prompts", "bad.csv"], "bad.csv:4: box [9.0, 2.0, 3.0, 4.0] is empty or reversed"),
     ([*TINY, "--auto", "--layout", "coco"], "--layout 'coco'"),
+    ([*TINY, "--prompts", "good.csv", "--score-threshold", "0.3"], "--score-threshold filters the detections"),
 ])
 def test_annotate_errors_exit_2(args: list[str], words: str, tiny_file: Path, image_dir: Path, tmp_path: Path,
                                 capsys, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -70,9 +70,12 @@ def _model_source(run: Path | None, score_threshold: float, min_area: int | None
 
 
 def _which_source(prompts: Path | None, from_run: Path | None, auto: bool, classify: Path | None,
-                  auto_options: dict[str, Any]) -> None:
+                  auto_options: dict[str, Any], score_threshold: float | None = None) -> float:
+    """Refuse sources and options that do not go together; the detection threshold to use (default 0.5)."""
     from seglab.errors import ConfigError
 
+    if score_threshold is not None and from_run is None and classify is None:
+        raise ConfigError("--score-threshold filters the detections of --from-run or --classify RUN; drop it.")
     if (prompts is not None) + (from_run is not None) + auto != 1:
         raise ConfigError("annotate: give exactly one source of objects: --prompts FILE (boxes / points), "
                           "--from-run RUN (a trained seglab model's detections or regions) or --auto.")
@@ -82,6 +85,7 @@ def _which_source(prompts: Path | None, from_run: Path | None, auto: bool, class
     if given and not auto:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
         raise ConfigError(f"{flags}: automatic-mask options apply to --auto only.")
+    return 0.5 if score_threshold is None else score_threshold
 
 
 @app.command()
@@ -99,8 +103,8 @@ def annotate(
     split: str = typer.Option("train", "--split", help="Split the images go to."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of the images put in val instead "
                                        "(seglab train needs a val split; 0 = none)."),
-    score_threshold: float = typer.Option(0.5, "--score-threshold", help="--from-run / --classify with an "
-                                          "instance model: detections kept."),
+    score_threshold: float | None = typer.Option(None, "--score-threshold", help="--from-run / --classify with an "
+                                                 "instance model: detections kept (default 0.5)."),
     review: bool = typer.Option(True, "--review/--no-review", help="Write review/<split>/<stem>.png pictures."),
     device: str = _DEVICE, **auto_options: Any,
 ) -> None:
@@ -110,7 +114,7 @@ def annotate(
     from seglab.sam import annotate as run_annotate
     from seglab.sam.prompts import match_images, read_prompts
 
-    _which_source(prompts, from_run, auto, classify, auto_options)
+    score_threshold = _which_source(prompts, from_run, auto, classify, auto_options, score_threshold)
     sam = _sam(sam_checkpoint, sam_model, device)
     if prompts is not None:
         from seglab.sam.annotate import plan_inputs

@@ -130,8 +130,7 @@ def train(
                                       "command would train with, and exit (a dry run)."),
 ) -> None:
     """Train a model; writes config.yaml, metrics.csv, last.pt, best.pt, plots and report.md to --out."""
-    flags = given_flags(ctx)
-    cfg = build_config(config, flags, model_opt, set_)
+    cfg = build_config(config, flags := given_flags(ctx), model_opt, set_)
     if print_config:
         return typer.echo(cfg.to_yaml(), nl=False)
     from seglab.engine.trainer import train as run_training
