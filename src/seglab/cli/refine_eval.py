@@ -56,6 +56,9 @@ def evaluate_refined(run: Path, data: Path, split: str, json_out: Path | None, r
         if isinstance(before, (int, float)) and isinstance(after, (int, float)):
             table.add_row(key, f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}")
     console.print(table)
+    if info.task == "instance":
+        console.print("AP here scores the detections at or above 0.5 (those SAM redraws), so it is below plain "
+                      "`seglab evaluate`'s mask_AP, which scores every detection.", highlight=False)
     console.print(f"{report.get('refined', 0)} region(s) redrawn, {report.get('kept', 0)} kept as the model drew "
                   "them (SAM's mask did not overlap enough).", highlight=False)
     if json_out is not None:
