@@ -3,8 +3,9 @@
 ``<stem>.png`` is the prediction as data in COCO's panoptic format (segment id = R + 256 G + 256^2 B, 0 =
 void) and ``panoptic.json`` (written at the end) lists every image's ``segments_info`` with COCO category ids,
 so the folder is a COCO panoptic prediction, and ``seglab evaluate --predictions OUT`` scores it (images are
-numbered in prediction order, not with the dataset's ids: match them by ``file_name``). ``<stem>_<format>.png`` pictures (color, overlay, panel) draw each segment as a shade of its class
-colour with a thin outline.
+numbered in prediction order, not with the dataset's ids: match them by ``file_name``).
+``<stem>_<format>.png`` pictures (color, overlay, panel) draw each segment as a shade of its class colour with a
+thin outline.
 """
 
 from __future__ import annotations

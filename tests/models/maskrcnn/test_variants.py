@@ -100,3 +100,22 @@ def test_builders_have_real_signatures() -> None:
         mr.maskrcnn_resnet18_fpn(num_classes=2, widht=8)
     with pytest.raises(ModelError, match="no option.*trainable_layers"):
         build_model("maskrcnn_timm", 2, trainable_layers=1)
+
+
+def test_box_steps_run_in_float32_under_bf16_autocast() -> None:
+    """bf16 stores a coordinate near 300 px to 2 px: the RPN and RoI heads must not compute in it."""
+    from seglab.models.maskrcnn.float32 import Float32RoIHeads, Float32RPN
+
+    torch.manual_seed(0)
+    model = build_model("maskrcnn_resnet18_fpn", 3, min_size=S, max_size=S)
+    assert isinstance(model.rpn, Float32RPN) and isinstance(model.roi_heads, Float32RoIHeads)
+    plain = build_model("maskrcnn_resnet18_fpn", 3, min_size=S, max_size=S)
+    assert list(model.state_dict()) == list(plain.state_dict())  # same keys: checkpoints unchanged
+    seen: dict[str, torch.dtype] = {}
+    model.backbone.register_forward_hook(lambda m, i, o: seen.setdefault("fpn", o["0"].dtype) and None)
+    model.roi_heads.box_predictor.register_forward_hook(lambda m, i, o: seen.setdefault("box", o[1].dtype) and None)
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model([torch.rand(3, S, S)], [_target()])
+    assert seen == {"fpn": torch.bfloat16, "box": torch.float32}  # backbone in bf16, boxes in float32
+    assert all(torch.isfinite(v) for v in losses.values())

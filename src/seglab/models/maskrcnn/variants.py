@@ -23,6 +23,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from seglab.errors import ModelError
 from seglab.models.maskrcnn.backbones import mobilenet_fpn, resnet_fpn, timm_fpn
+from seglab.models.maskrcnn.float32 import float32_heads
 from seglab.models.maskrcnn.roi_pool import MultiScaleRoIPool
 from seglab.models.maskrcnn.weights import is_detector, load_checked, read_weights
 from seglab.models.registry import register_model
@@ -78,13 +79,13 @@ def _assemble(backbone: nn.Module, num_levels: int, num_classes: int, *, anchor_
         box_head = FastRCNNConvFCHead((c, 7, 7), [c] * 4, [box_head_dim], norm_layer=norm)
     else:
         box_head = TwoMLPHead(c * 7 * 7, box_head_dim)
-    return MaskRCNN(
+    return float32_heads(MaskRCNN(
         backbone, min_size=min_size, max_size=max_size, rpn_anchor_generator=anchors,
         rpn_head=RPNHead(c, anchors.num_anchors_per_location()[0], conv_depth=2 if heads == "v2" else 1),
         box_roi_pool=pool(names, 7, 2), box_head=box_head, box_predictor=FastRCNNPredictor(box_head_dim, num_classes),
         box_batch_size_per_image=box_batch_size_per_image,
         mask_roi_pool=pool(names, 14, 2), mask_head=MaskRCNNHeads(c, [c] * mask_head_layers, 1, norm_layer=norm),
-        mask_predictor=MaskRCNNPredictor(c, c, num_classes))
+        mask_predictor=MaskRCNNPredictor(c, c, num_classes)))
 
 
 def build_maskrcnn(backbone: str, *, num_classes: int, pretrained: str | None, fpn_channels: int,

@@ -14,7 +14,6 @@ classes in index order, then "thing".
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -149,13 +148,9 @@ class PanopticFPN(nn.Module):
                                  "detector's resize); drop such instances from the training data.")
         features = det.backbone(batch.tensors)
         logits = self.semantic_head([features[k] for k in self.featmaps])
-        # Boxes in float32 even under bf16 autocast: bf16 holds coordinates near 300 px to 2 px, so a small
-        # proposal collapses to zero width and its regression target log(w_gt / w) is infinite (measured: NaN
-        # loss_box_reg at step 5 on CamVid's pedestrians in bf16, none in float32).
-        with torch.autocast(batch.tensors.device.type, enabled=False):
-            features = OrderedDict((k, v.float()) for k, v in features.items())
-            proposals, rpn_losses = det.rpn(batch, features, det_targets)
-            detections, roi_losses = det.roi_heads(features, proposals, batch.image_sizes, det_targets)
+        # the detector's RPN and RoI heads compute in float32 under autocast (models/maskrcnn/float32.py)
+        proposals, rpn_losses = det.rpn(batch, features, det_targets)
+        detections, roi_losses = det.roi_heads(features, proposals, batch.image_sizes, det_targets)
         return batch, detections, {**rpn_losses, **roi_losses}, logits
 
     def semantic_loss(self, logits: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
