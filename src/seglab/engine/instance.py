@@ -30,6 +30,24 @@ from seglab.inference.instance import STAT_KEYS
 SAMPLE_SCORE = 0.5  # detections drawn in the sample panels (AP itself uses every detection)
 
 
+def detector_batch(batch: tuple[list, list], device: torch.device,
+                   keys: tuple[str, ...]) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """A collated ``(images, targets)`` list batch on ``device``, each target reduced to ``keys`` (plain tensors)."""
+    images, targets = batch
+    images = [im.to(device, non_blocking=True) for im in images]
+    targets = [{k: torch.as_tensor(t[k]).as_subclass(torch.Tensor).to(device, non_blocking=True) for k in keys}
+               for t in targets]
+    return images, targets
+
+
+def detector_loss(model: nn.Module, criterion: nn.Module, images: list[torch.Tensor],
+                  targets: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A model that returns its own loss dict (Mask R-CNN, Panoptic FPN): the sum and the detached parts."""
+    losses = model(images, targets)
+    loss = criterion({k: v.float() for k, v in losses.items()})
+    return loss, {k: v.detach().float() for k, v in losses.items()}
+
+
 class ModelLosses(nn.Module):
     """Placeholder criterion: Mask R-CNN computes its own losses (``compute_loss`` sums them)."""
 
@@ -114,18 +132,12 @@ class InstanceTask:
 
     def prepare_batch(self, batch: tuple[list, list], device: torch.device,
                       channels_last: bool) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-        images, targets = batch
-        images = [im.to(device, non_blocking=True) for im in images]
-        targets = [{k: torch.as_tensor(t[k]).as_subclass(torch.Tensor).to(device, non_blocking=True)
-                    for k in ("boxes", "labels", "masks")} for t in targets]
-        return images, targets
+        return detector_batch(batch, device, ("boxes", "labels", "masks"))
 
     def compute_loss(self, model: nn.Module, criterion: nn.Module, images: list[torch.Tensor],
                      targets: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The model's loss dict, summed; the parts (detached) are logged."""
-        losses = model(images, targets)
-        loss = criterion({k: v.float() for k, v in losses.items()})
-        return loss, {k: v.detach().float() for k, v in losses.items()}
+        return detector_loss(model, criterion, images, targets)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader, criterion: nn.Module, device: torch.device,

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seglab.engine.instance import ModelLosses
+from seglab.engine.instance import ModelLosses, detector_batch, detector_loss
 from seglab.engine.task import Augment, Autocast
 from seglab.errors import ConfigError
 from seglab.inference.panoptic import PANOPTIC_KEYS
@@ -117,18 +117,12 @@ class PanopticTask:
 
     def prepare_batch(self, batch: tuple[list, list], device: torch.device,
                       channels_last: bool) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-        images, targets = batch
-        images = [im.to(device, non_blocking=True) for im in images]
-        targets = [{k: torch.as_tensor(t[k]).as_subclass(torch.Tensor).to(device, non_blocking=True)
-                    for k in ("boxes", "labels", "masks", "semantic")} for t in targets]
-        return images, targets
+        return detector_batch(batch, device, ("boxes", "labels", "masks", "semantic"))
 
     def compute_loss(self, model: nn.Module, criterion: nn.Module, images: list[torch.Tensor],
                      targets: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The model's loss dict, summed; the parts (detached) are logged."""
-        losses = model(images, targets)
-        loss = criterion({k: v.float() for k, v in losses.items()})
-        return loss, {k: v.detach().float() for k, v in losses.items()}
+        return detector_loss(model, criterion, images, targets)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader, criterion: nn.Module, device: torch.device,

@@ -85,9 +85,7 @@ def _instance(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tt
     from seglab.distributed import gather_lists
     from seglab.inference.instance import detect_dataset, score_detections, split_ground_truth
 
-    tiles = tiles or TileOptions()
-    semantic_only(info, {"tta": tta, "tile": tiles.tile,
-                         "overlap": None if tiles.overlap == TileOptions.overlap else tiles.overlap})
+    refuse_tiling(info, tta, tiles)
     dataset = open_instance_split(data, split)
     if list(dataset.cat_ids) != info.cat_ids:
         have = {int(c): n for c, n in zip(dataset.cat_ids[1:], dataset.classes[1:], strict=True)}
@@ -107,9 +105,7 @@ def _panoptic(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tt
     from seglab.data.panoptic import open_panoptic_split
     from seglab.inference.panoptic import PanopticEvalSet, PanopticScorer, collate_lists, score_batches
 
-    tiles = tiles or TileOptions()
-    semantic_only(info, {"tta": tta, "tile": tiles.tile,
-                         "overlap": None if tiles.overlap == TileOptions.overlap else tiles.overlap})
+    refuse_tiling(info, tta, tiles)
     panoptic = open_panoptic_split(data, split)
     things = [int(c) for c in info.options.get("thing_classes", [])]
     if list(panoptic.classes) != list(info.classes) or list(panoptic.thing_classes) != things:
@@ -121,6 +117,13 @@ def _panoptic(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tt
     scorer = PanopticScorer(info.classes, things, panoptic.cat_ids)
     metrics = score_batches(model, batches, scorer, dist.device, callback=callback, total=len(shard))
     return Evaluation(info, data, split, len(panoptic), metrics, scorer.detections)
+
+
+def refuse_tiling(info: CheckpointInfo, tta: str | None, tiles: TileOptions | None) -> None:
+    """Detector checkpoints (instance, panoptic) score whole images: TTA, tiles and overlap are refused."""
+    tiles = tiles or TileOptions()
+    semantic_only(info, {"tta": tta, "tile": tiles.tile,
+                         "overlap": None if tiles.overlap == TileOptions.overlap else tiles.overlap})
 
 
 # The evaluator of each task; a new task adds its function here.

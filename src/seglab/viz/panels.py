@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,21 +65,29 @@ def panels_figure(rows: Sequence[tuple[Any, Any, Any]], palette: np.ndarray,
         if truth is not None:
             cells["truth"] = colorize(truth, palette, ignore_index)
             cells["error"] = error_map(truth, pred, ignore_index)
-        for j, name in enumerate(cols):
-            ax = axes[i, j]
-            ax.set_axis_off()
-            if name in cells:
-                ax.imshow(cells[name], interpolation="nearest")
-            title = name if i == 0 else ""
-            if name == "input" and titles is not None and i < len(titles):
-                title = titles[i]
-            if name == "error" and truth is not None:
-                title = f"error {error_rate(truth, pred, ignore_index):.1%}"
-            ax.set_title(title, fontsize=9)
+        error = f"error {error_rate(truth, pred, ignore_index):.1%}" if truth is not None else ""
+        draw_cells(axes[i], cols, cells, i, titles, {"error": lambda _, e=error: e} if truth is not None else {})
     if layout is not None:
         add_legend(fig, entries, layout)
     fig.tight_layout(rect=(0, band / fig.get_figheight(), 1, 1))
     return fig
+
+
+def draw_cells(axes_row: Sequence[Any], cols: Sequence[str], cells: dict[str, np.ndarray], row: int,
+               titles: Sequence[str] | None, retitle: dict[str, Callable[[str], str]] | None = None) -> None:
+    """One figure row: each column's picture (when the row has one) and title. Row 0 names the columns, the
+    input cell shows ``titles[row]``, and ``retitle[column](title)`` rewrites a column's title."""
+    for j, name in enumerate(cols):
+        ax = axes_row[j]
+        ax.set_axis_off()
+        if name in cells:
+            ax.imshow(cells[name], interpolation="nearest")
+        title = name if row == 0 else ""
+        if name == "input" and titles is not None and row < len(titles):
+            title = titles[row]
+        if retitle and name in retitle:
+            title = retitle[name](title)
+        ax.set_title(title, fontsize=9)
 
 
 def has_label(mask: ArrayLike, value: int | None) -> bool:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from seglab.errors import DataError
 from seglab.viz.colors import ArrayLike, mask_array, to_uint8_image
 from seglab.viz.legend import add_legend, class_entries, legend_layout
-from seglab.viz.panels import save_figure
+from seglab.viz.panels import draw_cells, save_figure
 
 OUTLINE = np.array([255, 255, 255], dtype=np.uint8)
 VOID = np.array([0, 0, 0], dtype=np.uint8)
@@ -104,17 +104,8 @@ def save_panoptic_panels(path: str | os.PathLike, rows: Sequence[tuple[Any, Pano
         cells = {"input": to_uint8_image(image), "prediction": overlay_panoptic(image, *pred, palette)}
         if truth is not None:
             cells["truth"] = overlay_panoptic(image, *truth, palette)
-        for j, name in enumerate(cols):
-            ax = axes[i, j]
-            ax.set_axis_off()
-            if name in cells:
-                ax.imshow(cells[name], interpolation="nearest")
-            title = name if i == 0 else ""
-            if name == "input" and titles is not None and i < len(titles):
-                title = titles[i]
-            if name == "prediction":
-                title = f"{title} ({len(pred[1])} segments)".strip()
-            ax.set_title(title, fontsize=9)
+        n = len(pred[1])
+        draw_cells(axes[i], cols, cells, i, titles, {"prediction": lambda t, n=n: f"{t} ({n} segments)".strip()})
     add_legend(fig, entries, layout)
     fig.tight_layout(rect=(0, layout.height / fig.get_figheight(), 1, 1))
     return save_figure(fig, path)
