@@ -108,13 +108,14 @@ class EpochSampler(torch.utils.data.Sampler):
     per-sample seed on ``(seed, epoch, position)``, so a resumed run, a different worker count, or N
     ranks each taking every N-th sample see exactly the same samples and augmentations as one
     uninterrupted process. ``weights`` switches to sampling with replacement (repeat-factor / balanced
-    sampling).
+    sampling). ``repeats`` makes an epoch that many passes over the data (each a fresh permutation), so a
+    split of 20 images still gives epochs long enough that validation and logging are a small share.
     """
 
     def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True,
-                 weights: torch.Tensor | None = None, drop_last: bool = False) -> None:
+                 weights: torch.Tensor | None = None, drop_last: bool = False, repeats: int = 1) -> None:
         self.n, self.seed, self.rank, self.world = n, seed, rank, world_size
-        self.shuffle, self.weights, self.drop_last = shuffle, weights, drop_last
+        self.shuffle, self.weights, self.drop_last, self.repeats = shuffle, weights, drop_last, max(1, repeats)
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -124,11 +125,11 @@ class EpochSampler(torch.utils.data.Sampler):
     def _order(self) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         if self.weights is not None:
-            order = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
+            order = torch.multinomial(self.weights, self.n * self.repeats, replacement=True, generator=g).tolist()
         elif self.shuffle:
-            order = torch.randperm(self.n, generator=g).tolist()
+            order = [i for _ in range(self.repeats) for i in torch.randperm(self.n, generator=g).tolist()]
         else:
-            order = list(range(self.n))
+            order = list(range(self.n)) * self.repeats
         if self.world > 1:
             if self.drop_last:
                 order = order[: len(order) - len(order) % self.world]

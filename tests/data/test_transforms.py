@@ -11,6 +11,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from seglab.data.transforms import (
     DropEmptyInstances,
     EvalResize,
+    RandomRot90,
     build_eval_transforms,
     build_instance_train_transforms,
     build_train_transforms,
@@ -196,3 +197,47 @@ def test_works_inside_segmentation_folder(tmp_path) -> None:
     x, y = ds[0]
     assert x.shape == (3, 16, 16) and x.dtype == torch.float32 and y.shape == (16, 16) and y.dtype == torch.int64
     assert float(x.max()) <= 1.0
+
+
+def test_vflip_and_rot90_keep_pixels_exact_and_reach_all_eight_symmetries() -> None:
+    # A quarter turn and flips move pixels exactly: every pixel agrees with its mask, with no interpolation,
+    # and over many draws all eight symmetries of the square appear (checked on one asymmetric patch).
+    image, mask = _encoded_pair(64, 64)
+    t = build_train_transforms(64, scale=(1.0, 1.0), hflip=0.5, vflip=0.5, rot90=True, color_jitter=0.0)
+    base = mask.as_subclass(torch.Tensor)
+    variants = {hash(torch.rot90(f, k, dims=(-2, -1)).numpy().tobytes())
+                for f in (base, base.flip(-1)) for k in range(4)}
+    assert len(variants) == 8
+    seen = set()
+    for _ in range(200):
+        out_img, out_mask = t(image, mask)
+        m = out_mask.as_subclass(torch.Tensor)
+        assert isinstance(out_mask, tv_tensors.Mask) and m.shape == (64, 64)
+        assert torch.equal(_as_values(out_img), ((m + 1) * 20).expand(3, -1, -1))
+        key = hash(m.numpy().tobytes())
+        assert key in variants  # nothing but a symmetry of the input
+        seen.add(key)
+    assert seen == variants
+
+
+def test_rot90_refuses_non_square_crops_and_boxes() -> None:
+    with pytest.raises(ConfigError, match="square crops"):
+        build_train_transforms((32, 48), rot90=True)
+    image, target = _instance_sample()
+    with pytest.raises(ConfigError, match="does not apply to boxes"):
+        torch.manual_seed(1)
+        for _ in range(20):  # k = 0 leaves inputs untouched; some draw turns
+            RandomRot90()(image, target)
+
+
+def test_instance_vflip_moves_boxes_with_masks() -> None:
+    image, target = _instance_sample()
+    t = build_instance_train_transforms(32, scale=(1.0, 1.0), hflip=0.0, vflip=1.0, color_jitter=0.0)
+    flipped = 0
+    for _ in range(10):
+        out_img, out = t(image, target)
+        for box, m in zip(out["boxes"].as_subclass(torch.Tensor), out["masks"], strict=True):
+            ys, xs = torch.nonzero(m, as_tuple=True)
+            assert ys.min() >= box[1] - 1 and ys.max() < box[3] + 1 and xs.min() >= box[0] - 1
+            flipped += 1
+    assert flipped > 0

@@ -50,11 +50,14 @@ class DataConfig:
     scale: list[float] = field(default_factory=lambda: [0.5, 2.0])
     hflip: float = 0.5
     rotate: float = 0.0
+    vflip: float = 0.0  # data with no upright (microscopy, aerial): vertical flips are as valid as horizontal
+    rot90: bool = False  # and quarter turns (square crops; semantic training)
     color_jitter: float = 0.2
     mean: list[float] | None = None
     std: list[float] | None = None
     workers: int = 2
     sampler: Sampler = "random"
+    repeats: int = 1  # each training image this many times per epoch: few images still make a real epoch
     max_pixels: int = 178_956_970
 
 

@@ -22,7 +22,7 @@ from torchvision.transforms.v2 import functional as F
 
 from seglab.errors import ConfigError
 
-__all__ = ["RandomScale", "DropEmptyInstances", "EvalResize", "SemanticMask", "build_train_transforms",
+__all__ = ["RandomScale", "RandomRot90", "DropEmptyInstances", "EvalResize", "SemanticMask", "build_train_transforms",
            "build_instance_train_transforms", "build_panoptic_train_transforms", "build_eval_transforms"]
 
 
@@ -63,6 +63,26 @@ class RandomScale(v2.Transform):
             # nearest-exact samples pixel centres like bilinear does, so mask edges stay on image edges
             return F.resize(inpt, params["size"], interpolation=InterpolationMode.NEAREST_EXACT)
         return F.resize(inpt, params["size"], interpolation=self.interpolation, antialias=True)
+
+
+class RandomRot90(v2.Transform):
+    """Turn image and mask together by a random multiple of 90 degrees (each of the four equally likely).
+
+    With both flips this gives all eight symmetries of the square: exact pixel moves, no interpolation, so
+    thin structures keep their width. For data with no upright (microscopy, aerial); square crops only,
+    since a quarter turn swaps height and width. Boxes are not supported (semantic training only).
+    """
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"k": int(torch.randint(4, (1,)))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.BoundingBoxes):
+            raise ConfigError("data.rot90 turns semantic images and masks only; it does not apply to boxes.")
+        if not isinstance(inpt, torch.Tensor) or params["k"] == 0:
+            return inpt
+        turned = torch.rot90(inpt.as_subclass(torch.Tensor), params["k"], dims=(-2, -1))
+        return tv_tensors.wrap(turned, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else turned
 
 
 class SemanticMask(tv_tensors.Mask):
@@ -111,6 +131,16 @@ def _finish(mean: Sequence[float] | None, std: Sequence[float] | None) -> list[v
     return steps
 
 
+def _flips(hflip: float, vflip: float) -> list[v2.Transform]:
+    """Horizontal and vertical flips with their probabilities (boxes and masks follow the image)."""
+    steps: list[v2.Transform] = []
+    if hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(hflip))
+    if vflip > 0:
+        steps.append(v2.RandomVerticalFlip(vflip))
+    return steps
+
+
 def build_train_transforms(
     crop_size: int | tuple[int, int],
     scale: tuple[float, float] = (0.5, 2.0),
@@ -121,21 +151,27 @@ def build_train_transforms(
     std: Sequence[float] | None = None,
     ignore_index: int = 255,
     interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+    vflip: float = 0.0,
+    rot90: bool = False,
 ) -> Callable:
     """Semantic training pipeline: ``(Image uint8 (C,H,W), Mask (H,W)) -> (float Image, Mask)``.
 
     Random rescale by a factor in ``scale``, random crop to ``crop_size`` (padding image with 0 and the
     mask with ``ignore_index`` when smaller, so padding never counts as a class), horizontal flip with
-    probability ``hflip``, rotation by up to ``rotate`` degrees (masks nearest, uncovered area ignored),
-    brightness/contrast/saturation jitter of strength ``color_jitter`` on the image only, then float in
-    [0, 1] and ``Normalize(mean, std)`` when given.
+    probability ``hflip`` (and vertical with ``vflip``), a random quarter turn with ``rot90`` (square crops),
+    rotation by up to ``rotate`` degrees (masks nearest, uncovered area ignored), brightness/contrast/
+    saturation jitter of strength ``color_jitter`` on the image only, then float in [0, 1] and
+    ``Normalize(mean, std)`` when given.
     """
     steps: list[v2.Transform] = []
+    crop = _pair(crop_size, "crop_size")
+    if rot90 and crop[0] != crop[1]:
+        raise ConfigError(f"data.rot90 needs square crops (a quarter turn swaps height and width); crop_size is "
+                          f"{crop[0]}x{crop[1]}. Use one crop size or turn rot90 off.")
     if tuple(scale) != (1.0, 1.0):
         steps.append(RandomScale(scale, interpolation))
-    steps.append(v2.RandomCrop(_pair(crop_size, "crop_size"), pad_if_needed=True, fill=_fill(ignore_index)))
-    if hflip > 0:
-        steps.append(v2.RandomHorizontalFlip(hflip))
+    steps.append(v2.RandomCrop(crop, pad_if_needed=True, fill=_fill(ignore_index)))
+    steps += _flips(hflip, vflip) + ([RandomRot90()] if rot90 else [])
     if rotate > 0:
         # rotation has no nearest-exact; plain nearest is what masks use, so the grids still match
         nearest = interpolation in (InterpolationMode.NEAREST, InterpolationMode.NEAREST_EXACT)
@@ -154,10 +190,11 @@ def build_instance_train_transforms(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     min_box_size: float = 1.0,
+    vflip: float = 0.0,
 ) -> Callable:
     """Instance training pipeline: ``(Image, {"boxes", "masks", "labels"}) -> (float Image, same dict)``.
 
-    Same rescale/crop/flip/jitter as the semantic pipeline; instance masks pad with 0 (background),
+    Same rescale/crop/flips/jitter as the semantic pipeline; instance masks pad with 0 (background),
     boxes are clipped to the crop, and instances left with no mask pixels or a box side under
     ``min_box_size`` are dropped together with their labels (``SanitizeBoundingBoxes``).
     """
@@ -165,8 +202,7 @@ def build_instance_train_transforms(
     if tuple(scale) != (1.0, 1.0):
         steps.append(RandomScale(scale))
     steps += [v2.RandomCrop(_pair(size, "size"), pad_if_needed=True, fill=0)]
-    if hflip > 0:
-        steps.append(v2.RandomHorizontalFlip(hflip))
+    steps += _flips(hflip, vflip)
     if color_jitter > 0:
         steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
     steps += [v2.ClampBoundingBoxes(), DropEmptyInstances(), v2.SanitizeBoundingBoxes(min_size=min_box_size)]
@@ -181,6 +217,7 @@ def build_panoptic_train_transforms(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     void: int = 255,
+    vflip: float = 0.0,
 ) -> Callable:
     """Panoptic training pipeline: ``(Image, {"boxes", "masks", "labels", "semantic", ...}) -> same``.
 
@@ -194,8 +231,7 @@ def build_panoptic_train_transforms(
         steps.append(RandomScale(scale))
     fill = {tv_tensors.Image: 0, tv_tensors.Mask: 0, SemanticMask: void}
     steps.append(v2.RandomCrop(_pair(crop_size, "crop_size"), pad_if_needed=True, fill=fill))
-    if hflip > 0:
-        steps.append(v2.RandomHorizontalFlip(hflip))
+    steps += _flips(hflip, vflip)
     if color_jitter > 0:
         steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
     # No SanitizeBoundingBoxes: it would index every Mask, the semantic map included, by instance.

@@ -25,7 +25,7 @@ def _data_fields(cfg: RunConfig) -> dict[str, Any]:
     d = cfg.data
     return {"root": d.root, "train_split": d.train_split, "val_split": d.val_split, "num_classes": d.num_classes,
             "in_channels": d.in_channels,
-            "augment": Augment(d.crop_size, tuple(d.scale), d.hflip, d.rotate, d.color_jitter)}
+            "augment": Augment(d.crop_size, tuple(d.scale), d.hflip, d.rotate, d.color_jitter, d.vflip, d.rot90)}
 
 
 def _semantic(cfg: RunConfig) -> Task:
@@ -187,19 +187,21 @@ class Loaders:
 
 
 def build_loaders(task: Task, dist: D.DistInfo, batch_size: int, workers: int, seed: int,
-                  balanced: bool = False) -> Loaders:
-    """Seeded, shardable loaders: the order and every augmentation depend only on (seed, epoch, position)."""
+                  balanced: bool = False, repeats: int = 1) -> Loaders:
+    """Seeded, shardable loaders: the order and every augmentation depend only on (seed, epoch, position);
+    an epoch is ``repeats`` passes over the training split."""
     weights = task.sample_weights() if balanced else None
-    sampler = D.EpochSampler(len(task.train_set), seed, dist.rank, dist.world_size, weights=weights)
+    sampler = D.EpochSampler(len(task.train_set), seed, dist.rank, dist.world_size, weights=weights,
+                             repeats=repeats)
     common = dict(num_workers=workers, collate_fn=task.collate(), pin_memory=dist.device.type == "cuda",
                   persistent_workers=False)
     # Own generator: creating an iterator must not draw from the global RNG (exact resume).
     train = torch.utils.data.DataLoader(
         D.SeededDataset(task.train_set), batch_size=batch_size, sampler=sampler, drop_last=True,
         generator=torch.Generator().manual_seed(seed), **common)
-    if len(task.train_set) // max(1, dist.world_size) < batch_size:
-        raise ConfigError(f"the training split has {len(task.train_set)} images, fewer than one batch of "
-                          f"{batch_size} per process; lower --batch-size.")
+    if len(task.train_set) * repeats // max(1, dist.world_size) < batch_size:
+        raise ConfigError(f"the training split has {len(task.train_set)} images (x {repeats} repeats), fewer "
+                          f"than one batch of {batch_size} per process; lower --batch-size.")
     val_sampler = D.EpochSampler(len(task.val_set), 0, dist.rank, dist.world_size, shuffle=False)
     val = torch.utils.data.DataLoader(UnseededDataset(task.val_set), batch_size=batch_size, sampler=val_sampler,
                                       generator=torch.Generator(), **common)

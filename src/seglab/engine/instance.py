@@ -82,8 +82,9 @@ class InstanceTask:
                               "images/<split>/, or masks/<split>/).")
         if in_channels != 3:
             raise ConfigError(f"data.in_channels={in_channels}: Mask R-CNN models read RGB images; use 3.")
-        train_tf = build_instance_train_transforms(augment.crop_size, scale=tuple(augment.scale),
-                                                   hflip=augment.hflip, color_jitter=augment.color_jitter)
+        augment.detector_check(self.name)
+        train_tf = build_instance_train_transforms(augment.crop_size, scale=tuple(augment.scale), hflip=augment.hflip,
+                                                   color_jitter=augment.color_jitter, vflip=augment.vflip)
         self.train_set = open_instance_split(root, train_split, train_tf)
         self.val_set = open_instance_split(root, val_split)
         if list(self.val_set.cat_ids) != list(self.train_set.cat_ids):

@@ -66,8 +66,9 @@ class PanopticTask:
         if num_classes is not None and num_classes != self.num_classes:
             raise ConfigError(f"data.num_classes={num_classes}, but {root} has {self.num_classes} classes. "
                               "Drop --num-classes.")
+        augment.detector_check(self.name)
         tf = build_panoptic_train_transforms(augment.crop_size, scale=tuple(augment.scale), hflip=augment.hflip,
-                                             color_jitter=augment.color_jitter)
+                                             color_jitter=augment.color_jitter, vflip=augment.vflip)
         from seglab.data.preflight import preflight_panoptic
 
         preflight_panoptic(val)  # the training split's runs in PanopticDataset: both splits pass the doctor

@@ -19,6 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from seglab.errors import ConfigError
+
 Autocast = Callable[[], AbstractContextManager]
 """A zero-argument factory of the run's autocast context (``nullcontext`` in fp32)."""
 
@@ -32,6 +34,14 @@ class Augment:
     hflip: float = 0.5
     rotate: float = 0.0
     color_jitter: float = 0.2
+    vflip: float = 0.0
+    rot90: bool = False
+
+    def detector_check(self, task: str) -> None:
+        """Quarter turns move boxes off their anchors' aspect ratios: detector tasks refuse them."""
+        if self.rot90:
+            raise ConfigError(f"data.rot90 applies to semantic training, not to {task} models; set data.rot90 "
+                              "to false (data.vflip works for every task).")
 
 
 @runtime_checkable

@@ -111,7 +111,7 @@ class Trainer:
                             channels_last=t.channels_last, compile=t.compile)
         self.raw_model, self.model, self.model_spec = built.raw, built.model, built.spec
         loaders = B.build_loaders(self.task, self.dist, t.batch_size, cfg.data.workers, t.seed,
-                                balanced=cfg.data.sampler == "balanced")
+                                balanced=cfg.data.sampler == "balanced", repeats=cfg.data.repeats)
         self.sampler, self.train_loader, self.val_loader = loaders.sampler, loaders.train, loaders.val
         self.optimizer = B.build_optimizer(self.raw_model, t.optimizer, t.lr, t.weight_decay, t.momentum, t.nesterov)
         self.criterion = self.task.criterion().to(self.device)
@@ -156,7 +156,7 @@ class Trainer:
                      R.ConsoleLog(header, t.epochs, task.headline, self.monitor),
                      R.Plots(self.out, task.classes, self.monitor, t.warmup_epochs, task),
                      R.Samples(self.out, task.save_samples, R.spread(len(task.val_set), t.num_samples), self.monitor)]
-        budget = [TimeBudget(parse_duration(t.time), self.created)] if t.time else []
+        budget = [TimeBudget(parse_duration(t.time), self.created, refit=not t.resume)] if t.time else []
         return [*hooks, *budget, H.EarlyStop(self.monitor, t.early_stop)]
 
     # --- what hooks use -----------------------------------------------------------------------------
