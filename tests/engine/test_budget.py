@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import re
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from seglab.config import load_config
 from seglab.config.values import parse_duration
 from seglab.engine.trainer import Trainer, train
 from seglab.errors import ConfigError
@@ -36,6 +39,34 @@ def test_the_budget_is_met_and_the_schedule_fits_the_planned_epochs(tiny_data: P
     err = capsys.readouterr().err
     planned = int(err.split(" epochs\n")[0].rsplit(" ", 1)[-1]) if " epochs\n" in err else None
     assert "s/epoch (measured)" in err and planned is not None and 1 < planned < 1000
+    refit = re.search(r"--time: (\d+) epochs instead of (\d+)", err)
+    final = int(refit.group(1)) if refit else planned  # re-fitted to the measured epochs, or kept
+    assert refit is None or int(refit.group(2)) == planned
     ck = torch.load(tmp_path / "timed" / "last.pt", weights_only=True)
-    assert ck["config"]["train"]["epochs"] == planned  # config.yaml and the schedule use the plan
-    assert summary["epochs"] <= planned
+    assert ck["config"]["train"]["epochs"] == final  # config.yaml and the schedule use the (re-)fitted epochs
+    assert summary["epochs"] <= final
+
+
+def test_a_short_plan_is_refitted_to_the_measured_epochs(tiny_data: Path, tmp_path: Path, tiny_config,
+                                                        monkeypatch, capsys) -> None:
+    # A pre-run estimate far too cautious (3 epochs) would leave most of the budget unused: after two timed
+    # epochs the run takes what fits, and its cosine still ends at zero with the last epoch.
+    import seglab.engine.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "plan_epochs", lambda trainer, budget: (3, 1.0, "planned 3 epochs"))
+    budget = 12.0
+    cfg = tiny_config(tiny_data, tmp_path / "refit", time=f"{budget}s", epochs=1000, num_samples=0)
+    start = time.perf_counter()
+    summary = train(cfg)
+    elapsed = time.perf_counter() - start
+    assert 0.6 * budget <= elapsed <= 1.1 * budget, elapsed
+    refit = re.search(r"--time: (\d+) epochs instead of 3", capsys.readouterr().err)
+    assert refit is not None
+    epochs = int(refit.group(1))
+    assert epochs > 3 and summary["epochs"] > 3
+    run = tmp_path / "refit"
+    assert load_config(run / "config.yaml").train.epochs == epochs  # a resume reads the re-fitted run
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    if summary["epochs"] == epochs:  # not cut short by a slow epoch: the schedule ran out with the run
+        assert float(rows[-1]["lr"]) < 1e-3 * cfg.train.lr
+    assert float(rows[2]["lr"]) > 0.5 * cfg.train.lr  # epoch 3 no longer ends the cosine

@@ -50,3 +50,36 @@ def test_plateau_halves_after_patience() -> None:
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
     s.step_iter()  # per-step updates must not undo the plateau reduction
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_retotal_stretches_the_curve_from_the_current_step() -> None:
+    # --time re-fits a run: the schedule built for 100 steps continues as if it had been built for 200
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    s = LRSchedule(opt, "cosine", 100, 10, warmup_epochs=1)
+    for _ in range(30):
+        opt.step()
+        s.step_iter()
+    s.retotal(200)
+    lrs = []
+    for _ in range(170):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        s.step_iter()
+    cosine = [0.1 * 0.5 * (1 + math.cos(math.pi * (k - 10) / 190)) for k in range(30, 200)]
+    assert lrs == pytest.approx(cosine)  # the textbook cosine over 200 steps, from step 30 on
+    assert lrs[-1] < 1e-5
+
+
+def test_retotal_leaves_plateau_reductions_alone() -> None:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    s = LRSchedule(opt, "plateau", 100, 10, warmup_epochs=1, plateau_patience=0)
+    for _ in range(20):
+        opt.step()
+        s.step_iter()
+    s.step_eval(0.5)
+    s.step_eval(0.4)  # worse, patience 0: halved
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+    s.retotal(300)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)

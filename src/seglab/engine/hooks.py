@@ -13,8 +13,10 @@ The :class:`~seglab.engine.trainer.Trainer` calls every hook, in list order, at 
 
 A hook is constructed from plain values and sees the trainer only through :class:`Loop`: it reads
 ``state``, ``record``, ``eval_model``, ``criterion``, ``device``, ``autocast``, ``lr`` and ``summary``, and
-acts through ``save(name)``, ``log(msg)`` and ``stop``. This module holds the hooks that steer the run (evaluation,
-LR, best, checkpoints, early stop); ``reporting.py`` holds those that only write files and print.
+acts through ``save(name)``, ``log(msg)`` and ``stop``. A hook that uses the run's number of epochs keeps it in
+``epochs``: ``--time`` updates it when it re-fits the run (``budget.refit_epochs``). This module holds the
+hooks that steer the run (evaluation, LR, best, checkpoints, early stop); ``reporting.py`` holds those that
+only write files and print.
 """
 
 from __future__ import annotations

@@ -76,13 +76,27 @@ class LRSchedule:
             raise ConfigError(f"unknown schedule {schedule!r}; use cosine, poly, step, multistep, plateau or "
                               "constant.")
         self.warmup_steps = int(round(warmup_epochs * steps_per_epoch))
-        fn = lr_factor(schedule, total_steps, self.warmup_steps, min_lr_ratio, poly_power,
-                       [m * steps_per_epoch for m in (milestones or [])], gamma)
-        self.per_step = torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
+        self._factor = (schedule, self.warmup_steps, min_lr_ratio, poly_power,
+                        [m * steps_per_epoch for m in (milestones or [])], gamma)
+        self.per_step = torch.optim.lr_scheduler.LambdaLR(optimizer, self._fn(total_steps))
         self.plateau = None
         if schedule == "plateau":  # milestones in epochs, like the study guide's [30, 60, 90]
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode=monitor_mode, patience=plateau_patience, factor=plateau_factor)
+
+    def _fn(self, total_steps: int) -> Callable[[int], float]:
+        schedule, warmup, min_ratio, power, milestones, gamma = self._factor
+        return lr_factor(schedule, total_steps, warmup, min_ratio, power, milestones, gamma)
+
+    def retotal(self, total_steps: int) -> None:
+        """Stretch or shrink the schedule to end at ``total_steps`` (``--time`` re-fitted the epochs); the LR
+        of the coming step follows the new curve. Plateau's reductions after the warm-up are left alone."""
+        fn = self._fn(total_steps)
+        self.per_step.lr_lambdas = [fn for _ in self.per_step.lr_lambdas]
+        s = self.per_step.last_epoch
+        if self.plateau is None or s < self.warmup_steps:
+            for group, base in zip(self.per_step.optimizer.param_groups, self.per_step.base_lrs, strict=True):
+                group["lr"] = base * fn(s)
 
     def step_iter(self) -> None:
         """Call after each optimizer step."""
