@@ -9,7 +9,7 @@ from PIL import Image
 
 from seglab.cli import main
 from seglab.config import load_config
-from seglab.engine.plan import Fingerprint, fingerprint, plan_config, rules
+from seglab.engine.plan import Fingerprint, evaluation_advice, fingerprint, plan_config, rules
 
 
 def _fp(**kw: object) -> Fingerprint:
@@ -33,10 +33,21 @@ def test_image_size_sets_the_crop() -> None:
     assert _plan(_fp(size=(100, 90)))["data.crop_size"] == 64  # tiny images: never larger than the image
 
 
-def test_gray_data_gets_one_channel_and_rotations() -> None:
+def test_gray_data_gets_one_channel_all_symmetries_and_no_rescaling() -> None:
     gray = _plan(_fp(channels=1, mean=[0.4], std=[0.1]))
     assert gray["data.in_channels"] == 1 and gray["data.mean"] == [0.4] and gray["data.rotate"] > 0
-    assert "data.in_channels" not in _plan(_fp())
+    assert gray["data.vflip"] == 0.5 and gray["data.rot90"] is True and gray["data.scale"] == [1.0, 1.0]
+    rgb = _plan(_fp())
+    assert not {"data.in_channels", "data.vflip", "data.rot90", "data.scale"} & set(rgb)  # RGB keeps the defaults
+
+
+def test_few_images_repeat_so_an_epoch_has_enough_steps() -> None:
+    assert _plan(_fp(num_train=20))["data.repeats"] == 8  # 40 steps of 4 crops from 20 images
+    assert _plan(_fp(num_train=20), "cuda")["data.repeats"] == 16  # batch 8 on a GPU
+    assert _plan(_fp(num_train=150))["data.repeats"] == 2
+    assert "data.repeats" not in _plan(_fp(num_train=184))  # CamVid: 46 steps already
+    cfg, _ = plan_config(_fp(num_train=3))
+    assert cfg.data.repeats == 54 and cfg.train.channels_last
 
 
 def test_rare_and_thin_classes_get_dice_and_balanced_sampling() -> None:
@@ -46,6 +57,17 @@ def test_rare_and_thin_classes_get_dice_and_balanced_sampling() -> None:
     assert rare["train.loss"] == "ce+dice" and rare["data.sampler"] == "balanced"
     thin = _plan(_fp(boundary=[0.05, 0.6, 0.1]))
     assert thin["train.loss"] == "ce+dice" and "data.sampler" not in thin
+
+
+def test_precision_follows_the_cpu(monkeypatch) -> None:
+    import seglab.engine.plan as plan
+
+    monkeypatch.setattr(plan, "cpu_has_bf16", lambda: False)
+    assert _plan(_fp())["train.precision"] == "fp32"  # emulated bf16 is slower than fp32
+    assert _plan(_fp(task="instance"))["train.precision"] == "fp32"
+    assert _plan(_fp(), "cuda")["train.precision"] == "bf16"
+    monkeypatch.setattr(plan, "cpu_has_bf16", lambda: True)
+    assert _plan(_fp())["train.precision"] == "bf16"
 
 
 def test_instance_data_plans_a_mask_rcnn() -> None:
@@ -83,7 +105,15 @@ def test_plan_writes_a_config_train_reads(tiny_data: Path, tmp_path: Path, capsy
     assert "# " in text and "crop_size: 32  # median image 32x32" in text
     cfg = load_config(out)
     assert cfg.data.root == str(tiny_data) and cfg.model.name == "unet"
-    assert "Train it: seglab train --plan" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Train it: seglab train --plan" in printed
+    assert "After training: seglab evaluate RUN" in printed and "# after training: seglab evaluate" in text
+
+
+def test_evaluation_advice_follows_the_data() -> None:
+    assert evaluation_advice(_fp(channels=1))[0] == "--tta hflip,vflip"  # no upright
+    assert evaluation_advice(_fp())[0] == ""  # RGB scenes: measured no gain on CamVid
+    assert evaluation_advice(_fp(task="instance")) is None  # detectors take no TTA
 
 
 def test_plan_with_time_measures_this_machine(tiny_data: Path, tmp_path: Path) -> None:

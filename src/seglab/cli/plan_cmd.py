@@ -24,7 +24,7 @@ def plan(
     import dataclasses
 
     from seglab.distributed import resolve_device
-    from seglab.engine.plan import fingerprint, plan_config, plan_yaml
+    from seglab.engine.plan import evaluation_advice, fingerprint, plan_config, plan_yaml
     from seglab.fileio import atomic_write_text, check_output_path, refuse_overwrite
 
     check_output_path(out)
@@ -44,12 +44,18 @@ def plan(
         trainer = Trainer(cfg, DistInfo(device=dev))  # measures steps on this device; writes nothing
         cfg = trainer.cfg
         decisions.append(("train.epochs", cfg.train.epochs, trainer.budget_note))
+    advice = evaluation_advice(fp)
+    if advice:
+        notes.append(f"after training: seglab evaluate RUN --data {data}{' ' * bool(advice[0])}{advice[0]}  "
+                     f"({advice[1]})")
     table = Table(title=escape(notes[0]), show_lines=False)
     for col in ("setting", "value", "why"):
         table.add_column(col, overflow="fold")
     for key, value, why in decisions:
         table.add_row(key, escape(str(value)), escape(why))
     console.print(table)
+    if advice:
+        console.print(escape(notes[-1][0].upper() + notes[-1][1:]), highlight=False, soft_wrap=True)
     atomic_write_text(out, plan_yaml(cfg, decisions, notes))
     console.print(f"[green]wrote[/] {escape(str(out))}. Train it: seglab train --plan {escape(str(out))}",
                   highlight=False, soft_wrap=True)
