@@ -24,6 +24,9 @@ def test_counts_and_sizes(layout: str, request: pytest.FixtureRequest) -> None:
     for key, values in EXPECTED.items():
         assert [row[key] for row in s["per_class"]] == values, key
     assert all(row["small"] == row["objects"] for row in s["per_class"])  # every box is under 32x32
+    # sides sqrt(area): 10, 10, 10, sqrt(288), sqrt(320); linear percentiles by hand
+    p95 = 288 ** 0.5 + 0.8 * (320 ** 0.5 - 288 ** 0.5)
+    assert s["object_size"] == pytest.approx({"p5": 10.0, "p50": 10.0, "p95": p95})
 
 
 def test_the_cli_detects_instance_data(coco_root: Path, tmp_path: Path, capsys) -> None:

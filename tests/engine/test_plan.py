@@ -75,6 +75,20 @@ def test_instance_data_plans_a_mask_rcnn() -> None:
     assert plan["model.name"].startswith("maskrcnn") and plan["model.options"]["min_size"] <= 378
 
 
+def test_anchors_and_rois_follow_the_objects() -> None:
+    # Penn-Fudan's train split: sides 40-165 px at 467x378, resized by 320/467: 28-113 px -> anchors 16-256
+    def options(**kw: object) -> dict:
+        return _plan(_fp(task="instance", size=(467, 378), **kw))["model.options"]
+
+    pf = options(object_sizes=[40.3, 104.6, 164.7], objects_per_image=2.5)
+    assert pf["anchor_sizes"] == [16, 32, 64, 128, 256] and pf["box_batch_size_per_image"] == 64
+    assert options(object_sizes=[6.0, 12.0, 30.0], objects_per_image=2.5)["anchor_sizes"][0] == 8  # tiny objects
+    assert options(object_sizes=[300.0, 350.0, 400.0], objects_per_image=1.0)["anchor_sizes"] == [32, 64, 128, 256,
+                                                                                                    512]
+    assert options(object_sizes=[27.6, 104.6, 164.7], objects_per_image=20.0)["box_batch_size_per_image"] == 128
+    assert "anchor_sizes" not in options()  # no object statistics: the model's defaults
+
+
 def test_panoptic_data_plans_a_panoptic_fpn() -> None:
     cpu = _plan(_fp(task="panoptic", size=(480, 360)))
     assert cpu["model.name"] == "panoptic_fpn_resnet18" and cpu["model.options"] == {"min_size": 320,

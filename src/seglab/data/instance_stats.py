@@ -48,7 +48,8 @@ def instance_stats(root: str | os.PathLike, split: str = "train") -> dict[str, A
 
     Returns:
         ``classes``, ``category_ids``, ``num_images``, ``num_objects``, ``objects_per_image`` (mean, max),
-        and per class ``objects``, ``images``, ``median_area``, ``small``, ``medium``, ``large``.
+        ``object_size`` (percentiles ``p5``/``p50``/``p95`` of the square root of the area), and per class
+        ``objects``, ``images``, ``median_area``, ``small``, ``medium``, ``large``.
 
     Raises:
         DataError: the split has no COCO file or mask folder, or a file the doctor would refuse.
@@ -68,4 +69,11 @@ def instance_stats(root: str | os.PathLike, split: str = "train") -> dict[str, A
     return {"layout": "coco" if coco else "masks", "classes": [names[c] for c in cats], "category_ids": cats,
             "num_images": n_images, "num_objects": len(objects),
             "objects_per_image": {"mean": len(objects) / max(1, n_images), "max": int(per_image.max())},
-            "per_class": rows}
+            "object_size": _size_percentiles([a for _, _, a in objects]), "per_class": rows}
+
+
+def _size_percentiles(areas: list[float]) -> dict[str, float]:
+    """5th, 50th and 95th percentile of the objects' side (square root of the area, in pixels): what anchors
+    must cover."""
+    sides = np.sqrt(np.asarray(areas, float)) if areas else np.full(1, np.nan)
+    return {f"p{q}": float(np.percentile(sides, q)) for q in (5, 50, 95)}

@@ -46,6 +46,8 @@ class Fingerprint:
     boundary: list[float] = field(default_factory=list)  # share of each class's pixels on a class border
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
+    object_sizes: list[float] = field(default_factory=list)  # instance data: 5/50/95th percentile of sqrt(area)
+    objects_per_image: float = 0.0
 
     @property
     def rare(self) -> list[str]:
@@ -83,6 +85,12 @@ def fingerprint(root: str | Path, ignore_index: int = 255) -> Fingerprint:
     size = (int(statistics.median(w for w, _ in sizes)), int(statistics.median(h for _, h in sizes))) if sizes \
         else (0, 0)
     fp = Fingerprint(str(root), task, len(images), len(list_split(root / "images" / "val")), size, 3)
+    if task == "instance":
+        from seglab.data.instance_stats import instance_stats
+
+        st = instance_stats(root, "train")
+        fp.object_sizes = [st["object_size"][k] for k in ("p5", "p50", "p95")] if st["num_objects"] else []
+        fp.objects_per_image = st["objects_per_image"]["mean"]
     if task != "semantic":
         return fp
     s = compute_stats(root, "train", ignore_index=ignore_index)
@@ -172,9 +180,11 @@ def _detector_rules(fp: Fingerprint, gpu: bool, short: int) -> list[tuple[str, A
     side = 512 if gpu else 320
     name = DETECTORS[fp.task, gpu]
     crop = max(32, min(short, side + side // 5) // 32 * 32)
+    options = {"min_size": min(side, short), "max_size": min(side, max(fp.size))}
+    heads, why = _detector_heads(fp, gpu, min(options["min_size"] / short, options["max_size"] / max(fp.size)))
     return [("model.name", *name),
-            ("model.options", {"min_size": min(side, short), "max_size": min(side, max(fp.size))},
-             f"median image {fp.size[0]}x{fp.size[1]}: resized to at most {side} px"),
+            ("model.options", {**options, **heads},
+             f"median image {fp.size[0]}x{fp.size[1]}: resized to at most {side} px" + why),
             ("data.crop_size", crop, f"{crop} px crops keep whole objects (Penn-Fudan: 256 px crops at scale "
              "0.5-2 reached mask AP 0.059 in 16 epochs, 384 px at 0.6-1.0 0.097 in 6)"),
             ("data.scale", [0.6, 1.0], "shrink only: enlarged crops cut objects the detector must see whole"),
@@ -183,6 +193,23 @@ def _detector_rules(fp: Fingerprint, gpu: bool, short: int) -> list[tuple[str, A
             ("train.optimizer", "adamw", "AdamW from scratch (measured better than SGD 0.02 on the demo)"),
             ("train.lr", 1e-3, "AdamW's usual rate for detection from scratch"),
             ("train.precision", *_precision(gpu))]
+
+
+def _detector_heads(fp: Fingerprint, gpu: bool, factor: float) -> tuple[dict[str, Any], str]:
+    """Anchor sizes from the objects' sizes after resizing (``factor``), and the RoIs sampled per image from the
+    objects per image (CPU models; the GPU model keeps torchvision's 512)."""
+    if not fp.object_sizes:
+        return {}, ""
+    lo, hi = fp.object_sizes[0] * factor, fp.object_sizes[-1] * factor
+    first = int(min(32, max(8, 2 ** math.floor(math.log2(max(lo, 1.0))))))  # the finest map's anchor
+    sizes = [first * 2**i for i in range(5)]  # one per FPN map and the pool map, doubling
+    why = (f"; objects {lo:.0f}-{hi:.0f} px after resizing (5th-95th percentile of sqrt(area)): anchors "
+           f"{sizes[0]}-{sizes[-1]} px")
+    if gpu:
+        return {"anchor_sizes": sizes}, why
+    rois = 64 if fp.objects_per_image <= 8 else 128
+    return ({"anchor_sizes": sizes, "box_batch_size_per_image": rois},
+            f"{why}; {fp.objects_per_image:.1f} objects per image: {rois} sampled RoIs per image")
 
 
 def evaluation_advice(fp: Fingerprint) -> tuple[str, str] | None:
