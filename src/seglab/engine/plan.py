@@ -181,7 +181,8 @@ def _detector_rules(fp: Fingerprint, gpu: bool, short: int) -> list[tuple[str, A
     name = DETECTORS[fp.task, gpu]
     crop = max(32, min(short, side + side // 5) // 32 * 32)
     options = {"min_size": min(side, short), "max_size": min(side, max(fp.size))}
-    heads, why = _detector_heads(fp, gpu, min(options["min_size"] / short, options["max_size"] / max(fp.size)))
+    factor = min(options["min_size"] / short, options["max_size"] / max(1, *fp.size))  # torchvision's resize
+    heads, why = _detector_heads(fp, gpu, factor)
     return [("model.name", *name),
             ("model.options", {**options, **heads},
              f"median image {fp.size[0]}x{fp.size[1]}: resized to at most {side} px" + why),
