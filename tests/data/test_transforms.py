@@ -11,6 +11,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from seglab.data.transforms import (
     DropEmptyInstances,
     EvalResize,
+    RandomElastic,
     RandomRot90,
     build_eval_transforms,
     build_instance_train_transforms,
@@ -241,3 +242,35 @@ def test_instance_vflip_moves_boxes_with_masks() -> None:
             assert ys.min() >= box[1] - 1 and ys.max() < box[3] + 1 and xs.min() >= box[0] - 1
             flipped += 1
     assert flipped > 0
+
+
+def test_elastic_warps_image_and_mask_together_and_keeps_mask_values_exact() -> None:
+    image, mask = _encoded_pair(64, 64)
+    torch.manual_seed(3)
+    t = RandomElastic(6.0)
+    out_img, out_mask = t(image, mask)
+    m, v = out_mask.as_subclass(torch.Tensor), out_img.as_subclass(torch.Tensor).long()  # uint8 codes
+    assert isinstance(out_mask, tv_tensors.Mask) and m.dtype == torch.int64 and out_img.dtype == torch.uint8
+    assert set(m.unique().tolist()) <= set(mask.unique().tolist())  # nearest: no invented classes
+    assert not torch.equal(m, mask.as_subclass(torch.Tensor))  # it did warp
+    # away from label edges the bilinear image equals the label's code (20 * (label + 1)) exactly
+    same = torch.ones_like(m, dtype=torch.bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            same &= m == torch.roll(m, (dy, dx), dims=(0, 1))
+    same[[0, -1], :] = False
+    same[:, [0, -1]] = False
+    assert same.sum() > 1000
+    assert torch.all((v[0][same] - (m[same] + 1) * 20).abs() <= 1)
+
+
+def test_elastic_of_zero_is_the_identity_and_the_pipeline_uses_it() -> None:
+    image, mask = _encoded_pair(64, 64)
+    out_img, out_mask = RandomElastic(0.0)(image, mask)
+    assert torch.equal(out_img, image) and torch.equal(out_mask, mask)
+    t = build_train_transforms(64, scale=(1.0, 1.0), hflip=0.0, color_jitter=0.0, elastic=8.0)
+    assert any(isinstance(step, RandomElastic) for step in t.transforms)
+    with pytest.raises(ConfigError, match="elastic"):
+        RandomElastic(-1.0)
+    with pytest.raises(ConfigError, match="does not apply to boxes"):
+        RandomElastic(5.0)(*_instance_sample())

@@ -52,6 +52,7 @@ class DataConfig:
     rotate: float = 0.0
     vflip: float = 0.0  # data with no upright (microscopy, aerial): vertical flips are as valid as horizontal
     rot90: bool = False  # and quarter turns (square crops; semantic training)
+    elastic: float = 0.0  # px std of a smooth random warp (3x3 control points; U-Net's ISBI augmentation: 10)
     color_jitter: float = 0.2
     mean: list[float] | None = None
     std: list[float] | None = None

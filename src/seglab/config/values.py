@@ -54,7 +54,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.num_classes": _within(1), "data.in_channels": (lambda v: v in (1, 3), "1 (gray) or 3 (RGB)"),
     "data.ignore_index": _within(0, 65535), "data.crop_size": _within(8), "data.scale": POSITIVE,
     "data.hflip": FRACTION, "data.rotate": _within(0, 180), "data.vflip": FRACTION, "data.color_jitter": FRACTION,
-    "data.repeats": _within(1),
+    "data.repeats": _within(1), "data.elastic": _within(0, 100),
     "data.std": POSITIVE, "data.workers": NON_NEGATIVE, "data.max_pixels": _within(1),
     "model.name": (bool, "a registered model name (see `seglab models`)"),
     "train.out": (bool, "a folder path"), "train.epochs": _within(1), "train.batch_size": _within(1),

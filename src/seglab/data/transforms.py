@@ -22,8 +22,9 @@ from torchvision.transforms.v2 import functional as F
 
 from seglab.errors import ConfigError
 
-__all__ = ["RandomScale", "RandomRot90", "DropEmptyInstances", "EvalResize", "SemanticMask", "build_train_transforms",
-           "build_instance_train_transforms", "build_panoptic_train_transforms", "build_eval_transforms"]
+__all__ = ["RandomScale", "RandomRot90", "RandomElastic", "DropEmptyInstances", "EvalResize", "SemanticMask",
+           "build_train_transforms", "build_instance_train_transforms", "build_panoptic_train_transforms",
+           "build_eval_transforms"]
 
 
 def _pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -83,6 +84,44 @@ class RandomRot90(v2.Transform):
             return inpt
         turned = torch.rot90(inpt.as_subclass(torch.Tensor), params["k"], dims=(-2, -1))
         return tv_tensors.wrap(turned, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else turned
+
+
+class RandomElastic(v2.Transform):
+    """Warp image and mask by one smooth random field: the U-Net paper's elastic deformation for ISBI.
+
+    Displacements drawn on a coarse ``grid`` x ``grid`` lattice with ``magnitude`` pixels standard deviation,
+    interpolated bicubically to every pixel (Ronneberger et al. 2015: a 3x3 grid, 10 px). Images resample
+    bilinearly, masks nearest (values stay exact, ignore included); edges reflect. torchvision's
+    ``ElasticTransform`` blurs a per-pixel noise field instead, which took 0.1-0.15 s per 256x256 crop on one
+    CPU thread for smooth fields; this is about 100x cheaper.
+    """
+
+    def __init__(self, magnitude: float, grid: int = 3) -> None:
+        super().__init__()
+        if magnitude < 0 or grid < 2:
+            raise ConfigError(f"elastic: expected magnitude >= 0 and grid >= 2, got {magnitude}, {grid}.")
+        self.magnitude, self.grid = float(magnitude), int(grid)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = v2.query_size(flat_inputs)
+        coarse = torch.randn(1, 2, self.grid, self.grid) * self.magnitude
+        shift = nnf.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)[0]
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        grid = torch.stack([xs + shift[0] * 2 / max(1, w - 1), ys + shift[1] * 2 / max(1, h - 1)], dim=-1)
+        return {"grid": grid[None]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.BoundingBoxes):
+            raise ConfigError("data.elastic warps semantic images and masks only; it does not apply to boxes.")
+        if not isinstance(inpt, torch.Tensor):
+            return inpt
+        x = inpt.as_subclass(torch.Tensor)
+        flat = x.reshape(1, -1, *x.shape[-2:]).float()
+        mode = "nearest" if isinstance(inpt, tv_tensors.Mask) else "bilinear"
+        out = nnf.grid_sample(flat, params["grid"], mode=mode, padding_mode="reflection", align_corners=True)
+        out = out.reshape(x.shape)
+        out = out.round().clamp(0, 255).to(x.dtype) if x.dtype == torch.uint8 else out.to(x.dtype)
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
 
 class SemanticMask(tv_tensors.Mask):
@@ -153,12 +192,14 @@ def build_train_transforms(
     interpolation: InterpolationMode = InterpolationMode.BILINEAR,
     vflip: float = 0.0,
     rot90: bool = False,
+    elastic: float = 0.0,
 ) -> Callable:
     """Semantic training pipeline: ``(Image uint8 (C,H,W), Mask (H,W)) -> (float Image, Mask)``.
 
     Random rescale by a factor in ``scale``, random crop to ``crop_size`` (padding image with 0 and the
     mask with ``ignore_index`` when smaller, so padding never counts as a class), horizontal flip with
-    probability ``hflip`` (and vertical with ``vflip``), a random quarter turn with ``rot90`` (square crops),
+    probability ``hflip`` (and vertical with ``vflip``), a random quarter turn with ``rot90`` (square crops), a
+    smooth elastic warp of ``elastic`` pixels (:class:`RandomElastic`),
     rotation by up to ``rotate`` degrees (masks nearest, uncovered area ignored), brightness/contrast/
     saturation jitter of strength ``color_jitter`` on the image only, then float in [0, 1] and
     ``Normalize(mean, std)`` when given.
@@ -171,7 +212,7 @@ def build_train_transforms(
     if tuple(scale) != (1.0, 1.0):
         steps.append(RandomScale(scale, interpolation))
     steps.append(v2.RandomCrop(crop, pad_if_needed=True, fill=_fill(ignore_index)))
-    steps += _flips(hflip, vflip) + ([RandomRot90()] if rot90 else [])
+    steps += _flips(hflip, vflip) + ([RandomRot90()] if rot90 else []) + ([RandomElastic(elastic)] if elastic else [])
     if rotate > 0:
         # rotation has no nearest-exact; plain nearest is what masks use, so the grids still match
         nearest = interpolation in (InterpolationMode.NEAREST, InterpolationMode.NEAREST_EXACT)

@@ -4,8 +4,8 @@ Before the first epoch the trainer measures a few training steps and a validatio
 model and optimizer (nothing of the run changes, RNG states included), turns them into the seconds an epoch
 takes, and sets ``epochs`` so that training and its evaluations end inside the budget; the LR schedule is
 built for those epochs, so cosine or poly still anneal to the end. :class:`TimeBudget` then re-fits the
-epochs (and the schedule) once to the first measured epoch times, and stops early, after an epoch, if a
-busy machine makes epochs longer still. Under DDP rank 0 plans
+epochs (and the schedule) to the measured epoch times during the first half of the run, and stops early,
+after an epoch, if a busy machine makes later epochs longer still. Under DDP rank 0 plans
 and decides; every rank follows.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import statistics
 import time
 from typing import Any
 
@@ -25,7 +26,7 @@ from seglab.engine.hooks import Hook, Loop
 from seglab.engine.state import rng_state, set_rng_state
 
 SAFETY = 0.85  # of the budget planned for; the rest absorbs the pictures drawn before epoch 1 and the final save
-REFIT_AFTER = 2  # epochs timed before the epoch count is re-fitted (the first pays one-off costs)
+REFIT_AFTER = 2  # epochs timed before the epoch count is first re-fitted (the first pays one-off costs)
 MARGIN = 0.03  # of the budget left free after the re-fitted last epoch (final save, report)
 PER_EPOCH_S = 0.8  # metrics.csv, curves and sample pictures once per epoch (measured 0.85 s on a 2-core CPU, tiny run)
 
@@ -106,19 +107,22 @@ def plan_epochs(trainer: Any, budget_s: float, steps: int = 3) -> tuple[int, flo
 
 
 class TimeBudget(Hook):
-    """Re-fit the epochs to the measured epoch time once, then stop after an epoch when the next one would end
-    past the budget.
+    """Re-fit the epochs to the measured epoch times during the first half of the run, then stop after an epoch
+    when the next one would end past the budget.
 
-    After ``REFIT_AFTER`` epochs their mean time replaces the pre-run estimate, as Ultralytics' ``time=`` does:
-    the run gets the epochs that fit the rest of the budget and an LR schedule rebuilt to end with them, so a
-    cautious estimate no longer leaves minutes unused and an optimistic one no longer stops mid-schedule. Not
-    on a resume (the budget then counts from the resume). Under DDP every rank takes rank 0's decisions, so
-    no rank waits for a gradient sync that never comes.
+    From epoch ``REFIT_AFTER`` on, the median of the recent epochs replaces the pre-run estimate, as
+    Ultralytics' ``time=`` does: the run gets the epochs that fit the rest of the budget and an LR schedule
+    rebuilt to end with them, so a cautious estimate no longer leaves minutes unused and an optimistic one no
+    longer stops mid-schedule; a median of recent epochs forgets a slow start (another job, a cold cache).
+    Re-fitting stops at half the run, where the LR curve would bend too late. Not on a resume (the budget then
+    counts from the resume). Under DDP every rank takes rank 0's decisions, so no rank waits for a gradient
+    sync that never comes.
     """
 
     def __init__(self, budget_s: float, started: float, refit: bool = True) -> None:
         self.budget_s, self.started, self.epoch_started = budget_s, started, started
-        self.longest, self.times, self.refit = 0.0, [], refit
+        self.times: list[float] = []
+        self.refit = refit
 
     def before_epoch(self, trainer: Loop) -> None:
         self.epoch_started = time.perf_counter()
@@ -126,27 +130,30 @@ class TimeBudget(Hook):
     def after_epoch(self, trainer: Loop) -> None:
         now = time.perf_counter()
         self.times.append(now - self.epoch_started)
-        self.longest = max(self.longest, self.times[-1])
-        t = trainer.t  # type: ignore[attr-defined]
-        if self.refit and len(self.times) == REFIT_AFTER and not trainer.stop:
-            epochs = on_main_then_share(lambda: self.fitted(trainer.state.epoch, now, t.warmup_epochs))
+        t, done = trainer.t, trainer.state.epoch  # type: ignore[attr-defined]
+        n = len(self.times)  # the first re-fit always; later ones in the first half of the run
+        if self.refit and (n == REFIT_AFTER or n > REFIT_AFTER and 2 * done <= t.epochs) and not trainer.stop:
+            epochs = on_main_then_share(lambda: self.fitted(done, now, t.warmup_epochs))
             if epochs != t.epochs:
-                per = sum(self.times) / len(self.times)
-                trainer.log(f"--time: {epochs} epochs instead of {t.epochs} (measured {per:.3g} s/epoch); the LR "
-                            "schedule now ends with them")
+                trainer.log(f"--time: {epochs} epochs instead of {t.epochs} (measured {self.per_epoch():.3g} "
+                            "s/epoch); the LR schedule now ends with them")
                 refit_epochs(trainer, epochs)
-        # 1.25 x the longest epoch so far: a busy machine or a best epoch's extra pictures make epochs vary
-        over = on_main_then_share(lambda: now - self.started + 1.25 * self.longest > self.budget_s)
+        # 1.25 x the longest recent epoch: a busy machine or a best epoch's extra pictures make epochs vary
+        longest = max(self.times[-3:])
+        over = on_main_then_share(lambda: now - self.started + 1.25 * longest > self.budget_s)
         if over and not trainer.stop:
-            trainer.log(f"[yellow]--time: stopping after epoch {trainer.state.epoch}; another epoch "
-                        f"({self.longest:.0f} s) would end past the {self.budget_s / 60:.1f} min budget[/]")
+            trainer.log(f"[yellow]--time: stopping after epoch {done}; another epoch ({longest:.0f} s) would end "
+                        f"past the {self.budget_s / 60:.1f} min budget[/]")
             trainer.stop = True
 
+    def per_epoch(self) -> float:
+        """Median of the last five epochs, the first (one-off costs) left out once there are others."""
+        return statistics.median((self.times[1:] or self.times)[-5:])
+
     def fitted(self, done: int, now: float, warmup_epochs: float) -> int:
-        """The epochs (done + to come) that end ``MARGIN`` of the budget early at the mean measured epoch time."""
-        per = sum(self.times) / len(self.times)
-        left = self.budget_s * (1 - MARGIN) - (now - self.started) - 0.25 * self.longest
-        return max(done + 1, math.ceil(warmup_epochs), done + math.floor(left / per))
+        """The epochs (done + to come) that end ``MARGIN`` of the budget early at the measured epoch time."""
+        left = self.budget_s * (1 - MARGIN) - (now - self.started) - 0.25 * max(self.times[-3:])
+        return max(done + 1, math.ceil(warmup_epochs), done + math.floor(left / self.per_epoch()))
 
 
 def refit_epochs(trainer: Any, epochs: int) -> None:

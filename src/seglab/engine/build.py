@@ -25,7 +25,8 @@ def _data_fields(cfg: RunConfig) -> dict[str, Any]:
     d = cfg.data
     return {"root": d.root, "train_split": d.train_split, "val_split": d.val_split, "num_classes": d.num_classes,
             "in_channels": d.in_channels,
-            "augment": Augment(d.crop_size, tuple(d.scale), d.hflip, d.rotate, d.color_jitter, d.vflip, d.rot90)}
+            "augment": Augment(d.crop_size, tuple(d.scale), d.hflip, d.rotate, d.color_jitter, d.vflip, d.rot90,
+                               d.elastic)}
 
 
 def _semantic(cfg: RunConfig) -> Task:

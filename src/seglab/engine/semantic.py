@@ -86,7 +86,8 @@ class SemanticTask:
         a = augment
         train_tf = build_train_transforms(a.crop_size, scale=tuple(a.scale), hflip=a.hflip, rotate=a.rotate,
                                           color_jitter=a.color_jitter, mean=self.mean, std=self.std,
-                                          ignore_index=ignore_index, vflip=a.vflip, rot90=a.rot90)
+                                          ignore_index=ignore_index, vflip=a.vflip, rot90=a.rot90,
+                                          elastic=a.elastic)
         self.train_set = SegmentationFolder(root, train_split, transforms=train_tf, **common)
         self.val_set = SegmentationFolder(root, val_split, transforms=build_eval_transforms(self.mean, self.std),
                                           **common)

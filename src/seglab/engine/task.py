@@ -36,12 +36,14 @@ class Augment:
     color_jitter: float = 0.2
     vflip: float = 0.0
     rot90: bool = False
+    elastic: float = 0.0
 
     def detector_check(self, task: str) -> None:
-        """Quarter turns move boxes off their anchors' aspect ratios: detector tasks refuse them."""
-        if self.rot90:
-            raise ConfigError(f"data.rot90 applies to semantic training, not to {task} models; set data.rot90 "
-                              "to false (data.vflip works for every task).")
+        """Quarter turns and elastic warps are semantic-only (boxes would not follow): detector tasks refuse them."""
+        for key, on in (("rot90", self.rot90), ("elastic", self.elastic)):
+            if on:
+                raise ConfigError(f"data.{key} applies to semantic training, not to {task} models; turn it off "
+                                  "(data.vflip works for every task).")
 
 
 @runtime_checkable
