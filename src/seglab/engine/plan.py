@@ -118,8 +118,8 @@ def rules(fp: Fingerprint, device: str = "cpu") -> list[tuple[str, Any, str]]:
             f"({'whole-image validation' if crop >= short else 'validation on full images'})"),
            ("train.batch_size", batch, "what fits the device at that crop"),
            ("train.precision", *_precision(gpu)),
-           ("train.channels_last", True, "channels-last memory: a U-Net step measured 1.27x faster in bf16 on "
-            "a CPU (0.255 vs 0.325 s), and tensor cores want it on GPUs"),
+           ("train.channels_last", True, "channels-last memory: the U-Net step measured 1.26x faster in bf16 on "
+            "a CPU (benchmarks/plan_step.py), and tensor cores want it on GPUs"),
            ("train.optimizer", "adamw", "AdamW + cosine: robust without tuning"),
            ("train.lr", 3e-3, "a narrow net from scratch takes a high AdamW rate"),
            ("train.warmup_epochs", 1.0, "one warm-up epoch keeps the first steps stable")]
@@ -151,7 +151,7 @@ def _precision(gpu: bool) -> tuple[str, str]:
     if gpu:
         return "bf16", "bf16 autocast: tensor cores, half the activation memory"
     if cpu_has_bf16():
-        return "bf16", ("this CPU has native bf16 (AVX512-BF16/AMX): the U-Net step measured 2x faster than "
+        return "bf16", ("this CPU has native bf16 (AVX512-BF16/AMX): the U-Net step measured 1.7x faster than "
                         "fp32 (benchmarks/plan_step.py)")
     return "fp32", "this CPU lacks native bf16 (AVX512-BF16/AMX), where bf16 autocast is slower than fp32"
 
