@@ -32,7 +32,8 @@ def make(channels: int, channels_last: bool) -> tuple[torch.nn.Module, torch.opt
     return model, torch.optim.AdamW(model.parameters(), 3e-3)
 
 
-def step_times(model, opt, x, y, precision: str, steps: int) -> list[float]:
+def step_times(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               precision: str, steps: int) -> list[float]:
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()

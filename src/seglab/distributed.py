@@ -115,7 +115,9 @@ class EpochSampler(torch.utils.data.Sampler):
     def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True,
                  weights: torch.Tensor | None = None, drop_last: bool = False, repeats: int = 1) -> None:
         self.n, self.seed, self.rank, self.world = n, seed, rank, world_size
-        self.shuffle, self.weights, self.drop_last, self.repeats = shuffle, weights, drop_last, max(1, repeats)
+        if repeats < 1:
+            raise ValueError(f"EpochSampler: repeats must be >= 1, got {repeats}")
+        self.shuffle, self.weights, self.drop_last, self.repeats = shuffle, weights, drop_last, repeats
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:

@@ -232,16 +232,16 @@ def test_rot90_refuses_non_square_crops_and_boxes() -> None:
 
 
 def test_instance_vflip_moves_boxes_with_masks() -> None:
+    # the whole 40x60 image as the crop: each box must land exactly where the flipped rows go
     image, target = _instance_sample()
-    t = build_instance_train_transforms(32, scale=(1.0, 1.0), hflip=0.0, vflip=1.0, color_jitter=0.0)
-    flipped = 0
-    for _ in range(10):
-        out_img, out = t(image, target)
-        for box, m in zip(out["boxes"].as_subclass(torch.Tensor), out["masks"], strict=True):
-            ys, xs = torch.nonzero(m, as_tuple=True)
-            assert ys.min() >= box[1] - 1 and ys.max() < box[3] + 1 and xs.min() >= box[0] - 1
-            flipped += 1
-    assert flipped > 0
+    t = build_instance_train_transforms((40, 60), scale=(1.0, 1.0), hflip=0.0, vflip=1.0, color_jitter=0.0)
+    _, out = t(image, target)
+    before = target["boxes"].as_subclass(torch.Tensor)
+    expected = torch.stack([before[:, 0], 40 - before[:, 3], before[:, 2], 40 - before[:, 1]], dim=1)
+    assert torch.equal(out["boxes"].as_subclass(torch.Tensor), expected)
+    for box, m in zip(expected, out["masks"], strict=True):
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == box.tolist()
 
 
 def test_elastic_warps_image_and_mask_together_and_keeps_mask_values_exact() -> None:

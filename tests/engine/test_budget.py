@@ -67,6 +67,7 @@ def test_a_short_plan_is_refitted_to_the_measured_epochs(tiny_data: Path, tmp_pa
     assert epochs > 3 and summary["epochs"] > 3
     run = tmp_path / "refit"
     assert load_config(run / "config.yaml").train.epochs == epochs  # a resume reads the re-fitted run
+    assert torch.load(run / "last.pt", weights_only=True)["config"]["train"]["epochs"] == epochs  # and last.pt
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     if summary["epochs"] == epochs:  # not cut short by a slow epoch: the schedule ran out with the run
         assert float(rows[-1]["lr"]) < 1e-3 * cfg.train.lr

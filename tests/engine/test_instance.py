@@ -300,12 +300,13 @@ def test_sample_panels_are_written(shapes: Path, tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "s").iterdir()] == ["p.png"]  # no temp file left behind
 
 
-@pytest.mark.parametrize("key", ["rot90", "elastic"])
-def test_detector_tasks_refuse_semantic_only_augmentation(shapes: Path, tmp_path: Path, key: str) -> None:
-    # quarter turns and elastic warps would leave the boxes behind: refused by name, never silently skipped
+@pytest.mark.parametrize(("key", "value"), [("rotate", 10.0), ("rot90", True), ("elastic", 5.0)])
+def test_detector_tasks_refuse_semantic_only_augmentation(shapes: Path, tmp_path: Path, key: str,
+                                                          value: object) -> None:
+    # rotations, quarter turns and elastic warps would leave the boxes behind: refused by name, never skipped
     cfg = _config(shapes, tmp_path / "r")
-    setattr(cfg.data, key, True if key == "rot90" else 5.0)
+    setattr(cfg.data, key, value)
     with pytest.raises(ConfigError, match=f"data.{key} applies to semantic training, not to instance models"):
         build_task(cfg)
-    cfg.data.vflip, cfg.data.rot90, cfg.data.elastic = 1.0, False, 0.0
+    cfg.data.vflip, cfg.data.rotate, cfg.data.rot90, cfg.data.elastic = 1.0, 0.0, False, 0.0
     assert build_task(cfg).name == "instance"  # vertical flips move boxes too: accepted

@@ -86,6 +86,9 @@ def test_anchors_and_rois_follow_the_objects() -> None:
     assert options(object_sizes=[300.0, 350.0, 400.0], objects_per_image=1.0)["anchor_sizes"] == [32, 64, 128, 256,
                                                                                                     512]
     assert options(object_sizes=[27.6, 104.6, 164.7], objects_per_image=20.0)["box_batch_size_per_image"] == 128
+    wide = rules(_fp(task="instance", size=(467, 378), object_sizes=[6.0, 100.0, 400.0], objects_per_image=2.0))
+    options_, why = next((v, w) for k, v, w in wide if k == "model.options")
+    assert options_["anchor_sizes"] == [32, 64, 128, 256, 512] and "larger objects are covered first" in why
     assert "anchor_sizes" not in options()  # no object statistics: the model's defaults
 
 

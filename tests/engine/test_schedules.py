@@ -83,3 +83,20 @@ def test_retotal_leaves_plateau_reductions_alone() -> None:
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
     s.retotal(300)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_retotal_in_the_warm_up_keeps_the_warm_up() -> None:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    s = LRSchedule(opt, "cosine", 100, 10, warmup_epochs=1)
+    for _ in range(4):
+        opt.step()
+        s.step_iter()
+    s.retotal(300)
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        s.step_iter()
+    # steps 4-9 still warm up linearly; from step 10 the cosine runs over the new 290 post-warm-up steps
+    assert lrs == pytest.approx([0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.1, 0.1 * 0.5 * (1 + math.cos(math.pi / 290))])

@@ -25,7 +25,7 @@ def evaluate(
                                             "label PNGs, COCO results JSON, or panoptic.json + PNGs."),
     split: str = typer.Option("val", "--split", help="Which split to score."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
-    tta: str | None = typer.Option(None, "--tta", help="flip | flip,scales=0.75,1,1.25 (semantic)"),
+    tta: str | None = typer.Option(None, "--tta", help="hflip | hflip,vflip | hflip,scales=0.75,1,1.25 (semantic)"),
     tile: int | None = typer.Option(None, "--tile", help="Sliding-window tile size in pixels (semantic)."),
     overlap: float | None = typer.Option(None, "--overlap", help="Tile overlap fraction (default 0.25)."),
     detections: Path | None = typer.Option(None, "--detections", help="Instance checkpoints: also write the "

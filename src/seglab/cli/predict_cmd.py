@@ -26,7 +26,7 @@ def predict(
     tile: int | None = typer.Option(None, "--tile", help="Sliding-window tile size, e.g. 1024 (semantic)."),
     overlap: float | None = typer.Option(None, "--overlap", help="Tile overlap fraction (default 0.25)."),
     blend: str | None = typer.Option(None, "--blend", help="gaussian (default) | linear | none"),
-    tta: str | None = typer.Option(None, "--tta", help="flip | flip,scales=0.75,1,1.25 (semantic)"),
+    tta: str | None = typer.Option(None, "--tta", help="hflip | hflip,vflip | hflip,scales=0.75,1,1.25 (semantic)"),
     probs: bool = typer.Option(False, "--probs", help="Also save class probabilities as <stem>_probs.npy."),
     features: str | None = typer.Option(None, "--features", help="Save a feature grid of this layer."),
     score_threshold: float | None = typer.Option(None, "--score-threshold", help="Instance checkpoints: keep "

@@ -99,7 +99,8 @@ class RandomElastic(v2.Transform):
     def __init__(self, magnitude: float, grid: int = 3) -> None:
         super().__init__()
         if magnitude < 0 or grid < 2:
-            raise ConfigError(f"elastic: expected magnitude >= 0 and grid >= 2, got {magnitude}, {grid}.")
+            raise ConfigError(f"data.elastic must be >= 0 (pixels of displacement; 0 turns it off) on a grid of "
+                              f">= 2 points; got {magnitude} on {grid}.")
         self.magnitude, self.grid = float(magnitude), int(grid)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:

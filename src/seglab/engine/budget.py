@@ -110,18 +110,22 @@ class TimeBudget(Hook):
     """Re-fit the epochs to the measured epoch times during the first half of the run, then stop after an epoch
     when the next one would end past the budget.
 
-    From epoch ``REFIT_AFTER`` on, the median of the recent epochs replaces the pre-run estimate, as
-    Ultralytics' ``time=`` does: the run gets the epochs that fit the rest of the budget and an LR schedule
-    rebuilt to end with them, so a cautious estimate no longer leaves minutes unused and an optimistic one no
-    longer stops mid-schedule; a median of recent epochs forgets a slow start (another job, a cold cache).
-    Re-fitting stops at half the run, where the LR curve would bend too late. Not on a resume (the budget then
-    counts from the resume). Under DDP every rank takes rank 0's decisions, so no rank waits for a gradient
-    sync that never comes.
+    From epoch ``REFIT_AFTER`` on, the recent epochs' time replaces the pre-run estimate, as Ultralytics'
+    ``time=`` does: the run gets the epochs that fit the rest of the budget and an LR schedule rebuilt to end
+    with them, so a cautious estimate no longer leaves minutes unused and an optimistic one no longer stops
+    mid-schedule; a median of recent epochs forgets a slow start (another job, a cold cache). Later re-fits
+    move the run by two epochs or more (one is timing noise) and stop at half the run, where the LR curve
+    would bend too late; the first one always applies, so a plan far too short gets the budget (and a warm
+    restart of its schedule) rather than wasting it. The trainer runs this hook before ``CheckpointHook``, so
+    the epoch's ``last.pt`` already holds a re-fit. An epoch is timed from the previous epoch's call to this
+    one: training, validation and the previous epoch's files. Not on a resume (the budget then counts from
+    the resume). Under DDP every rank takes rank 0's decisions.
     """
 
     def __init__(self, budget_s: float, started: float, refit: bool = True) -> None:
         self.budget_s, self.started, self.epoch_started = budget_s, started, started
         self.times: list[float] = []
+        self.last_call: float | None = None
         self.refit = refit
 
     def before_epoch(self, trainer: Loop) -> None:
@@ -129,31 +133,35 @@ class TimeBudget(Hook):
 
     def after_epoch(self, trainer: Loop) -> None:
         now = time.perf_counter()
-        self.times.append(now - self.epoch_started)
+        self.times.append(now - (self.last_call if self.last_call is not None else self.epoch_started))
+        self.last_call = now
         t, done = trainer.t, trainer.state.epoch  # type: ignore[attr-defined]
-        n = len(self.times)  # the first re-fit always; later ones in the first half of the run
-        if self.refit and (n == REFIT_AFTER or n > REFIT_AFTER and 2 * done <= t.epochs) and not trainer.stop:
-            epochs = on_main_then_share(lambda: self.fitted(done, now, t.warmup_epochs))
-            if epochs != t.epochs:
-                trainer.log(f"--time: {epochs} epochs instead of {t.epochs} (measured {self.per_epoch():.3g} "
-                            "s/epoch); the LR schedule now ends with them")
-                refit_epochs(trainer, epochs)
         # 1.25 x the longest recent epoch: a busy machine or a best epoch's extra pictures make epochs vary
         longest = max(self.times[-3:])
-        over = on_main_then_share(lambda: now - self.started + 1.25 * longest > self.budget_s)
-        if over and not trainer.stop:
+        if on_main_then_share(lambda: now - self.started + 1.25 * longest > self.budget_s) and not trainer.stop:
             trainer.log(f"[yellow]--time: stopping after epoch {done}; another epoch ({longest:.0f} s) would end "
                         f"past the {self.budget_s / 60:.1f} min budget[/]")
             trainer.stop = True
+        n = len(self.times)  # the first re-fit always; later ones in the first half of the run
+        if self.refit and (n == REFIT_AFTER or n > REFIT_AFTER and 2 * done <= t.epochs) and not trainer.stop:
+            epochs = on_main_then_share(lambda: self.fitted(done, now, t.warmup_epochs, t.eval_every))
+            if abs(epochs - t.epochs) >= (1 if n == REFIT_AFTER else 2):  # later: no see-saw over one epoch
+                curve = "the LR schedule now ends with them" if t.schedule in ("cosine", "poly") else \
+                    f"the {t.schedule} schedule is unchanged"
+                trainer.log(f"--time: {epochs} epochs instead of {t.epochs} (measured "
+                            f"{self.per_epoch(t.eval_every):.3g} s/epoch); {curve}")
+                refit_epochs(trainer, epochs)
 
-    def per_epoch(self) -> float:
-        """Median of the last five epochs, the first (one-off costs) left out once there are others."""
-        return statistics.median((self.times[1:] or self.times)[-5:])
+    def per_epoch(self, eval_every: int = 1) -> float:
+        """Seconds per epoch from the recent ones, the first (one-off costs) left out once there are others: the
+        median of five, or with validation every ``eval_every`` epochs the mean of a whole cycle of them."""
+        recent = (self.times[1:] or self.times)[-max(5, eval_every):]
+        return statistics.median(recent) if eval_every == 1 else statistics.fmean(recent)
 
-    def fitted(self, done: int, now: float, warmup_epochs: float) -> int:
+    def fitted(self, done: int, now: float, warmup_epochs: float, eval_every: int = 1) -> int:
         """The epochs (done + to come) that end ``MARGIN`` of the budget early at the measured epoch time."""
         left = self.budget_s * (1 - MARGIN) - (now - self.started) - 0.25 * max(self.times[-3:])
-        return max(done + 1, math.ceil(warmup_epochs), done + math.floor(left / self.per_epoch()))
+        return max(done + 1, math.ceil(warmup_epochs), done + math.floor(left / self.per_epoch(eval_every)))
 
 
 def refit_epochs(trainer: Any, epochs: int) -> None:

@@ -202,7 +202,7 @@ def build_loaders(task: Task, dist: D.DistInfo, batch_size: int, workers: int, s
         generator=torch.Generator().manual_seed(seed), **common)
     if len(task.train_set) * repeats // max(1, dist.world_size) < batch_size:
         raise ConfigError(f"the training split has {len(task.train_set)} images (x {repeats} repeats), fewer "
-                          f"than one batch of {batch_size} per process; lower --batch-size.")
+                          f"than one batch of {batch_size} per process; lower --batch-size or raise data.repeats.")
     val_sampler = D.EpochSampler(len(task.val_set), 0, dist.rank, dist.world_size, shuffle=False)
     val = torch.utils.data.DataLoader(UnseededDataset(task.val_set), batch_size=batch_size, sampler=val_sampler,
                                       generator=torch.Generator(), **common)

@@ -62,7 +62,7 @@ class InstanceTask:
         root: dataset folder (``annotations/instances_<split>.json`` + ``images/<split>/``, or ``masks/``).
         num_classes: optional check: must equal the data's categories + background.
         in_channels: must be 3 (the detectors read RGB).
-        augment: rescale / crop / flip / jitter of training images (``rotate`` is not used).
+        augment: rescale / crop / flips / jitter of training images (``rotate``, ``rot90`` and ``elastic`` are refused).
     """
 
     name = "instance"

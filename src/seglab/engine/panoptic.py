@@ -34,7 +34,7 @@ class PanopticTask:
         root: dataset folder (``labels/`` + ``instances/`` + ``panoptic.json``, or ``annotations/panoptic_*``).
         num_classes: optional check: must equal the data's number of classes (stuff + things).
         in_channels: must be 3 (the detector reads RGB).
-        augment: rescale / crop / flip / jitter of training images (``rotate`` is not used).
+        augment: rescale / crop / flips / jitter of training images (``rotate``, ``rot90`` and ``elastic`` are refused).
     """
 
     name = "panoptic"

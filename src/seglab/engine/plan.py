@@ -203,8 +203,11 @@ def _detector_heads(fp: Fingerprint, gpu: bool, factor: float) -> tuple[dict[str
         return {}, ""
     lo, hi = fp.object_sizes[0] * factor, fp.object_sizes[-1] * factor
     first = int(min(32, max(8, 2 ** math.floor(math.log2(max(lo, 1.0))))))  # the finest map's anchor
+    while first < 32 and first * 16 < hi:  # five doubling sizes: the large objects first, if both don't fit
+        first *= 2
     sizes = [first * 2**i for i in range(5)]  # one per FPN map and the pool map, doubling
-    why = (f"; objects {lo:.0f}-{hi:.0f} px after resizing (5th-95th percentile of sqrt(area)): anchors "
+    wide = " (more than five doublings: the larger objects are covered first)" if lo < first or hi > sizes[-1] else ""
+    why = (f"; objects {lo:.0f}-{hi:.0f} px after resizing (5th-95th percentile of sqrt(area)){wide}: anchors "
            f"{sizes[0]}-{sizes[-1]} px")
     if gpu:
         return {"anchor_sizes": sizes}, why

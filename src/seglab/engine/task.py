@@ -39,8 +39,9 @@ class Augment:
     elastic: float = 0.0
 
     def detector_check(self, task: str) -> None:
-        """Quarter turns and elastic warps are semantic-only (boxes would not follow): detector tasks refuse them."""
-        for key, on in (("rot90", self.rot90), ("elastic", self.elastic)):
+        """Rotations, quarter turns and elastic warps are semantic-only (boxes would not follow): detector tasks
+        refuse them rather than train without them unannounced."""
+        for key, on in (("rotate", self.rotate), ("rot90", self.rot90), ("elastic", self.elastic)):
             if on:
                 raise ConfigError(f"data.{key} applies to semantic training, not to {task} models; turn it off "
                                   "(data.vflip works for every task).")

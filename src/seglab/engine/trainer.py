@@ -137,9 +137,10 @@ class Trainer:
     def default_hooks(self) -> list[H.Hook]:
         """Steering hooks on every rank (order matters: eval, then LR, best, save); outputs on rank 0 only."""
         t, task = self.t, self.task
+        budget = [TimeBudget(parse_duration(t.time), self.created, refit=not t.resume)] if t.time else []
         hooks: list[H.Hook] = [H.EvalHook(task.evaluate, self.val_loader, t.eval_every, t.epochs),
                                H.LRScheduleHook(self.schedule, self.monitor), H.BestTracker(self.monitor),
-                               H.CheckpointHook(t.save_every)]
+                               *budget, H.CheckpointHook(t.save_every)]  # a re-fit lands in this epoch's saves
         if self.dist.is_main:
             c = self.cfg
             header = (f"[bold]seglab train[/] {c.model.name} on {c.data.root}: {len(task.train_set)} train / "
@@ -156,8 +157,7 @@ class Trainer:
                      R.ConsoleLog(header, t.epochs, task.headline, self.monitor),
                      R.Plots(self.out, task.classes, self.monitor, t.warmup_epochs, task),
                      R.Samples(self.out, task.save_samples, R.spread(len(task.val_set), t.num_samples), self.monitor)]
-        budget = [TimeBudget(parse_duration(t.time), self.created, refit=not t.resume)] if t.time else []
-        return [*hooks, *budget, H.EarlyStop(self.monitor, t.early_stop)]
+        return [*hooks, H.EarlyStop(self.monitor, t.early_stop)]
 
     # --- what hooks use -----------------------------------------------------------------------------
     @property
