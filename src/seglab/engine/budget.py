@@ -138,7 +138,8 @@ class TimeBudget(Hook):
         t, done = trainer.t, trainer.state.epoch  # type: ignore[attr-defined]
         # 1.25 x the longest recent epoch: a busy machine or a best epoch's extra pictures make epochs vary
         longest = max(self.times[-3:])
-        if on_main_then_share(lambda: now - self.started + 1.25 * longest > self.budget_s) and not trainer.stop:
+        over = on_main_then_share(lambda: now - self.started + 1.25 * longest > self.budget_s)
+        if over and done < t.epochs and not trainer.stop:  # after the last epoch there is nothing to stop
             trainer.log(f"[yellow]--time: stopping after epoch {done}; another epoch ({longest:.0f} s) would end "
                         f"past the {self.budget_s / 60:.1f} min budget[/]")
             trainer.stop = True
