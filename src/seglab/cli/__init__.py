@@ -18,7 +18,8 @@ _COMMAND_MODULES = ("seglab.cli.models_cmd", "seglab.cli.data_cmd", "seglab.cli.
                     "seglab.cli.evaluate_cmd", "seglab.cli.predict_cmd", "seglab.cli.export_cmd",
                     "seglab.cli.ablate_cmd", "seglab.cli.inspect_cmd",
                     "seglab.cli.plan_cmd", "seglab.cli.panoptic_cmd", "seglab.cli.panoptic_data_cmd",
-                    "seglab.cli.sam_cmd")
+                    "seglab.cli.sam_cmd", "seglab.cli.review_cmd", "seglab.cli.bench_cmd",
+                    "seglab.cli.serve_cmd")
 
 
 def _version(value: bool) -> None:
