@@ -44,7 +44,7 @@ def test_every_field_refuses_wrong_types(section: str, key: str, tp: object) -> 
 # Out-of-range values for each ranged key (one value per case so the failure names it).
 OUT_OF_RANGE = {
     "data.num_classes": [0, -3], "data.in_channels": [2, 4], "data.ignore_index": [-1, 70000], "data.crop_size": [0, 4],
-    "data.scale": [[0.0, 1.0], [-1.0, 2.0]], "data.hflip": [7.0, -0.1], "data.rotate": [-5.0, 400.0],
+    "data.resize": [0, 8, -64], "data.scale": [[0.0, 1.0], [-1.0, 2.0]], "data.hflip": [7.0, -0.1], "data.rotate": [-5.0, 400.0],
     "data.vflip": [1.5, -0.2], "data.repeats": [0, -2], "data.elastic": [-1.0, 500.0],
     "data.color_jitter": [2.0], "data.std": [[0.0, 1.0, 1.0]], "data.workers": [-1], "data.max_pixels": [0],
     "model.name": [""], "train.out": [""], "train.epochs": [0, -1], "train.batch_size": [0], "train.lr": [0.0, -1.0],
@@ -83,8 +83,10 @@ def test_overrides_are_checked(override: str, message: str) -> None:
 
 def test_good_values_pass() -> None:
     cfg = apply_overrides(RunConfig(), ["lr=0.1", "clip_grad=1.0", "ema=0.999", "device=cuda:1", "data.scale=0.75,1.5",
-                                        "data.mean=[0.1,0.2,0.3]", "data.std=[0.2,0.2,0.2]", "ignore_index=0"])
+                                        "data.mean=[0.1,0.2,0.3]", "data.std=[0.2,0.2,0.2]", "ignore_index=0",
+                                        "data.resize=256"])
     assert cfg.train.clip_grad == 1.0 and cfg.train.device == "cuda:1" and cfg.data.ignore_index == 0
+    assert cfg.data.resize == 256 and apply_overrides(cfg, ["data.resize=null"]).data.resize is None
 
 
 def test_config_files_that_are_not_utf8_or_not_yaml(tmp_path: Path) -> None:

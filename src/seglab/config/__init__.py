@@ -46,6 +46,7 @@ class DataConfig:
     in_channels: int = 3
     ignore_index: int = 255
     allow_ignore_class: bool = False  # let ignore_index name a real class (its pixels then never train)
+    resize: int | None = None  # long side in px every image is scaled to (aspect kept); None: native resolution
     crop_size: int = 256
     scale: list[float] = field(default_factory=lambda: [0.5, 2.0])
     hflip: float = 0.5

@@ -53,6 +53,7 @@ POSITIVE, NON_NEGATIVE, FRACTION = _within(0, lo_open=True), _within(0), _within
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.num_classes": _within(1), "data.in_channels": (lambda v: v in (1, 3), "1 (gray) or 3 (RGB)"),
     "data.ignore_index": _within(0, 65535), "data.crop_size": _within(8), "data.scale": POSITIVE,
+    "data.resize": _within(16),  # the long side in px; below 16 no network sees anything
     "data.hflip": FRACTION, "data.rotate": _within(0, 180), "data.vflip": FRACTION, "data.color_jitter": FRACTION,
     "data.repeats": _within(1), "data.elastic": _within(0, 100),
     "data.std": POSITIVE, "data.workers": NON_NEGATIVE, "data.max_pixels": _within(1),
