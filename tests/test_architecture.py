@@ -128,20 +128,65 @@ def test_no_module_imports_the_cli() -> None:
     assert not bad, "\n".join(bad)
 
 
-MAX_MODULE_LINES = 350  # STYLE.md: a package past that
+MAX_MODULE_LINES = 350  # STYLE.md: past that, ask whether the module is still one concern
 MAX_FUNCTION_LINES = 50  # STYLE.md: main()-like functions only wire parts together
 
+# Review prompts, not targets: a module or function past the limit is allowed when it is listed here with the
+# reason it is still one concern. Nothing is split only to pass a count. Keys are paths under src/ (modules)
+# or "path:function" (functions). An entry that no longer exceeds its limit is stale and fails the test.
+ALLOWED_LARGE: dict[str, str] = {
+}
 
-def test_modules_and_functions_stay_small() -> None:
-    big = []
+
+def _oversized() -> dict[str, str]:
+    """Every module and function past its limit: ``key -> what was found``."""
+    found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         text = path.read_text(encoding="utf-8")
-        where = path.relative_to(SRC.parent)
+        where = path.relative_to(SRC).as_posix()
         if len(text.splitlines()) > MAX_MODULE_LINES:
-            big.append(f"{where}: {len(text.splitlines())} lines (split it into a package)")
+            found[where] = f"{len(text.splitlines())} lines (limit {MAX_MODULE_LINES})"
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 n = node.end_lineno - node.lineno + 1
                 if n > MAX_FUNCTION_LINES:
-                    big.append(f"{where}:{node.lineno}: {node.name}() is {n} lines")
-    assert not big, "\n".join(big)
+                    found[f"{where}:{node.name}"] = f"line {node.lineno}, {n} lines (limit {MAX_FUNCTION_LINES})"
+    return found
+
+
+def test_modules_and_functions_stay_small_or_say_why() -> None:
+    big = {k: v for k, v in _oversized().items() if k not in ALLOWED_LARGE}
+    assert not big, (
+        "past the size prompts (STYLE.md): split what is not one concern, or add the key to ALLOWED_LARGE in "
+        "tests/test_architecture.py with the reason it is one concern:\n"
+        + "\n".join(f"{k}: {v}" for k, v in big.items()))
+
+
+def test_size_allow_list_is_current_and_reasoned() -> None:
+    found = _oversized()
+    stale = [k for k in ALLOWED_LARGE if k not in found]
+    assert not stale, "no longer past the limit, remove from ALLOWED_LARGE: " + ", ".join(stale)
+    unreasoned = [k for k, why in ALLOWED_LARGE.items() if len(why.split()) < 4]
+    assert not unreasoned, "give each ALLOWED_LARGE entry a reason: " + ", ".join(unreasoned)
+
+
+def _registering_modules() -> set[str]:
+    """Top-level model families (``seglab.models.<family>``) whose source calls ``register_model``."""
+    families = set()
+    for path in (PACKAGE / "models").rglob("*.py"):
+        if path.name in {"registry.py", "__init__.py"} and path.parent.name == "models":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "register_model"]
+        if calls:
+            families.add(path.relative_to(PACKAGE / "models").parts[0].removesuffix(".py"))
+    return families
+
+
+def test_every_model_family_is_imported_by_the_zoo() -> None:
+    """A family missing from ``models.__init__._FAMILIES`` would silently never register (docs: adding a model)."""
+    init = ast.parse((PACKAGE / "models" / "__init__.py").read_text(encoding="utf-8"))
+    listed = next(ast.literal_eval(n.value) for n in ast.walk(init)
+                  if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "_FAMILIES")
+    missing = sorted(_registering_modules() - set(listed))
+    assert not missing, f"families calling register_model missing from models/__init__.py _FAMILIES: {missing}"
