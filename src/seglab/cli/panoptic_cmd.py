@@ -22,7 +22,7 @@ def merge(
 ) -> None:
     """Merge a semantic and an instance model, trained separately, into one panoptic checkpoint."""
     from seglab.cli.progress import status
-    from seglab.inference.panoptic_merge import merge_checkpoints
+    from seglab.inference.merge_runs import merge_checkpoints
 
     with status("merging checkpoints"):
         path = merge_checkpoints(semantic, instance, out, score_threshold=score_threshold,

@@ -12,8 +12,8 @@ returns per image ``{"ids", "segments", "instances"}`` (the panoptic contract, s
 """
 
 from seglab.models.panoptic.fpn import PanopticFPN, SemanticFPNHead, check_thing_classes, semantic_targets
-from seglab.models.panoptic.merge import VOID, check_merge_options, combine
-from seglab.models.panoptic.merged import MergedPanoptic
+from seglab.models.panoptic.merge_heuristics import VOID, check_merge_options, combine
+from seglab.models.panoptic.merged_pair import MergedPanoptic
 from seglab.models.panoptic.variants import (
     COCO_PANOPTIC_CLASSES,
     build_panoptic_fpn,

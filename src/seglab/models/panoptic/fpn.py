@@ -24,7 +24,7 @@ from torchvision.models.detection import MaskRCNN
 
 from seglab.errors import ModelError
 from seglab.models.base import resize
-from seglab.models.panoptic.merge import VOID, check_merge_options, combine
+from seglab.models.panoptic.merge_heuristics import VOID, check_merge_options, combine
 
 DETECTOR_KEYS = ("boxes", "labels", "masks")
 

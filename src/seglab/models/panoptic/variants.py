@@ -25,7 +25,7 @@ from typing import Any
 from seglab.errors import ModelError
 from seglab.models.maskrcnn import COCO, CPU, MOBILE, OPTION_TYPES, build_maskrcnn
 from seglab.models.panoptic.fpn import PanopticFPN, check_thing_classes
-from seglab.models.panoptic.merged import MergedPanoptic
+from seglab.models.panoptic.merged_pair import MergedPanoptic
 from seglab.models.registry import build_model, get_entry, register_model
 
 COCO_PANOPTIC_CLASSES = 133

@@ -2,9 +2,9 @@
 
 This is the baseline of Kirillov et al., "Panoptic Segmentation" (CVPR 2019, arXiv:1801.00868), sec. 7: the
 outputs of independent semantic and instance models combined by the heuristics Panoptic FPN uses too
-(:func:`.merge.combine`). It lets the models seglab already trains give panoptic output without training
+(:func:`.merge_heuristics.combine`). It lets the models seglab already trains give panoptic output without training
 anything new, and is the reference a jointly trained :class:`~seglab.models.panoptic.fpn.PanopticFPN` should
-beat. ``seglab merge`` (:func:`seglab.inference.panoptic_merge.merge_checkpoints`) writes one from two
+beat. ``seglab merge`` (:func:`seglab.inference.merge_runs.merge_checkpoints`) writes one from two
 checkpoints.
 """
 
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from seglab.errors import ModelError
-from seglab.models.panoptic.merge import check_merge_options, combine
+from seglab.models.panoptic.merge_heuristics import check_merge_options, combine
 
 
 class MergedPanoptic(nn.Module):

@@ -11,7 +11,7 @@ import torch
 from seglab.checkpoint import load_checkpoint, read_info, save_checkpoint
 from seglab.cli import main
 from seglab.errors import ConfigError, OutputError
-from seglab.inference.panoptic_merge import instance_class_map, merge_checkpoints
+from seglab.inference.merge_runs import instance_class_map, merge_checkpoints
 from seglab.models import build_model
 from seglab.models.panoptic import MergedPanoptic, combine
 
