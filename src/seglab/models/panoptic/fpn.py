@@ -2,7 +2,7 @@
 
 A Mask R-CNN (seglab's builder, :func:`seglab.models.maskrcnn.build_maskrcnn`) detects the things; a light
 semantic branch on the same FPN maps segments the stuff, with all things as one extra "thing" class; the
-two outputs are merged by :func:`.merge.combine`. The semantic branch (the paper's fig. 3): each FPN level
+two outputs are merged by :func:`.merge_heuristics.combine`. The semantic branch (the paper's fig. 3): each FPN level
 P2..P5 goes through as many conv3x3-GroupNorm-ReLU stages as it needs 2x bilinear upsamplings to reach the
 finest level's scale (1/4; one stage without upsampling for P2), the levels are summed, a 1x1 conv gives the
 logits, and a bilinear upsampling brings them to the image.
@@ -93,7 +93,7 @@ class PanopticFPN(nn.Module):
     x cross-entropy of the head, 255 ignored). Targets: ``boxes`` (N, 4) XYXY, ``labels`` (N,) thing position
     + 1, ``masks`` (N, H, W), ``semantic`` (H, W) class indices with 255 = void.
     Eval mode: ``model(images)`` -> per image ``{"ids" (H, W), "segments", "instances"}`` at the input size
-    (instances: ``boxes, labels`` (class indices), ``scores, masks (N, 1, H, W)``), see :func:`.merge.combine`.
+    (instances: ``boxes, labels`` (class indices), ``scores, masks (N, 1, H, W)``), see :func:`.merge_heuristics.combine`.
     """
 
     task = "panoptic"

@@ -31,7 +31,7 @@ class MergedPanoptic(nn.Module):
         instance_to_class: the panoptic class index of the detector's label ``l`` is ``instance_to_class[l - 1]``
             (label 0 is its background).
         semantic_mean, semantic_std: the semantic model's input normalisation (of [0, 1] pixels).
-        score_threshold, overlap_threshold, stuff_area: see :func:`.merge.combine`.
+        score_threshold, overlap_threshold, stuff_area: see :func:`.merge_heuristics.combine`.
 
     Called in eval mode with a list of [0, 1] RGB (3, H, W) images; returns per image ``{"ids", "segments",
     "instances"}`` at the input size (instance labels are panoptic class indices). Eval only: the two models
