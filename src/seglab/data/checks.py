@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seglab.data.file_checks import FileReport, inspect_image, inspect_label
-from seglab.data.io import DEFAULT_MAX_PIXELS, pil_pixel_limit
+from seglab.data.io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTS,
+    LABEL_EXTS,
+    pil_pixel_limit,
+    unsupported_files,
+    unsupported_finding,
+)
 from seglab.data.layout import (
     CLASSES_FILE,
     PALETTE_FILE,
@@ -170,21 +177,29 @@ def _check_split(scan: _Scan, split: str, images: list[Path], labels: list[Path]
                      f"create it with one file per sample, or drop --split {split}")
     if not image_dir.is_dir() or not label_dir.is_dir():
         return
+    unsupported = unsupported_files(image_dir, IMAGE_EXTS) + unsupported_files(label_dir, IMAGE_EXTS)
+    for path in unsupported:
+        exts, kind = (IMAGE_EXTS, "images") if path.parent == image_dir else (LABEL_EXTS, "labels")
+        scan.add(path, *unsupported_finding(path, exts, kind))
+    if not images and unsupported:
+        return
     if not images:
         scan.add(image_dir, "empty split: no image files (png, jpg, tif, bmp)",
                  "add images or remove the split")
         return
     if not labels:
-        scan.add(label_dir, f"no label files for the {len(images)} images",
-                 f"add one PNG label per image: labels/{split}/<stem>.png")
+        if not unsupported:
+            scan.add(label_dir, f"no label files for the {len(images)} images",
+                     f"add one PNG label per image: labels/{split}/<stem>.png")
         return
     pairing = pair_by_stem(images, labels)
+    named = {p.stem for p in unsupported}  # already reported as a format seglab does not read
     for paths in pairing.duplicates:
         scan.add(paths[0], f"duplicated stem '{paths[0].stem}': {', '.join(p.name for p in paths)}",
                  "keep one file per stem (remove or rename the others)")
-    for image in pairing.unlabelled:
+    for image in (p for p in pairing.unlabelled if p.stem not in named):
         scan.add(image, "image has no label", f"add labels/{split}/{image.stem}.png or remove the image")
-    for label in pairing.orphans:
+    for label in (p for p in pairing.orphans if p.stem not in named):
         scan.add(label, "label has no image", f"add images/{split}/{label.stem}.png (or .jpg/.tif) "
                  "or remove the label")
     reports, seen = _inspect_files(scan, images, labels)

@@ -38,12 +38,37 @@ def list_files(folder: str | os.PathLike, exts: tuple[str, ...]) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
 
 
+def unsupported_files(folder: str | os.PathLike, exts: tuple[str, ...]) -> list[Path]:
+    """Image files in ``folder`` that seglab does not read (a ``.webp``, a ``.gif``), sorted by name.
+
+    An image file is one whose extension Pillow registers; ``exts`` (what seglab reads there) does not list
+    it. The doctors name these files, so a user with ``.webp`` images is told the format is not supported
+    instead of "label has no image"; other files (notes, ``Thumbs.db``) are left alone.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    known = Image.registered_extensions()
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in known
+                  and p.suffix.lower() not in exts and not p.is_dir())
+
+
+def unsupported_finding(path: Path, exts: tuple[str, ...], kind: str = "images") -> tuple[str, str]:
+    """The doctors' ``(problem, fix)`` for a file of a format seglab does not read."""
+    names = ", ".join(e[1:] for e in exts)
+    to = "PNG" if exts == LABEL_EXTS else "PNG (or JPEG / TIFF)"
+    return (f"format {path.suffix.lower()} is not supported for {kind} ({names})",
+            f"convert it to {to} with the same stem, e.g. `python -c \"from PIL import Image; "
+            f"Image.open('{path.name}').save('{path.stem}.png')\"`, and remove the {path.suffix} file")
+
+
 def read_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
     """Read an image as ``uint8`` HxWxC (C = ``channels``: 1 gray or 3 RGB), pixels as stored.
 
     The EXIF orientation tag is ignored on purpose: labels are drawn on the stored pixels, and turning the
     image alone would pair it with a label turned the other way. The doctor reports tagged images
-    (:func:`exif_orientation`).
+    (:func:`exif_orientation`). 16-bit and float images are scaled to 0-255 by the range of their finite
+    pixels; NaN and infinite pixels (no-data values) are read as 0, the low end of that range.
 
     Raises:
         DataError: the file is missing, truncated or not an image.
@@ -65,10 +90,13 @@ def read_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
 
 def _to_mode(im: Image.Image, mode: str) -> Image.Image:
     if im.mode in ("I;16", "I;16B", "I", "F") and mode in ("L", "RGB"):
-        # 16-bit / float images: scale to 8 bit by their own range so they are not saturated.
-        a = np.asarray(im, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+        # 16-bit / float images: scale to 8 bit by their own range so they are not saturated. The range is
+        # that of the finite pixels: one NaN (a no-data pixel) must not turn the whole image black; NaN and
+        # infinite pixels themselves are read as 0, the low end (documented in read_image).
+        a = np.asarray(im, dtype=np.float32)
+        finite = np.isfinite(a)
+        lo, hi = (float(a[finite].min()), float(a[finite].max())) if finite.any() else (0.0, 0.0)
+        a = (np.where(finite, a, lo) - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
         im = Image.fromarray(a.round().astype(np.uint8))
     return im.convert(mode)
 
