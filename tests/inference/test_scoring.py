@@ -102,7 +102,7 @@ def test_instance_results_match_pycocotools(coco_root: Path, tmp_path: Path) -> 
 def test_instance_results_with_unknown_ids(coco_root: Path, tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     results.write_text(json.dumps([{"image_id": 999, "category_id": 1, "score": 0.5, "bbox": [0, 0, 1, 1]}]))
-    with pytest.raises(DataError, match="names an image id or category id"):
+    with pytest.raises(DataError, match="detection 0 .*image_id 999 is not an image of"):
         score_predictions(results, coco_root, "train")
 
 

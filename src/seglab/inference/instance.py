@@ -123,12 +123,19 @@ def score_detections(detections: list[dict], ground_truth: Callable[[], dict], p
     return on_main_then_share(lambda: coco_ap(detections, ground_truth(), per_class))
 
 
-def coco_ap(detections: list[dict], gt: dict, per_class: bool = False) -> dict[str, Any]:
-    """COCO mask and box AP of ``detections`` against the COCO dict ``gt`` (one process)."""
+def coco_ap(detections: list[dict], gt: dict, per_class: bool = False, masks: bool = True) -> dict[str, Any]:
+    """COCO mask and box AP of ``detections`` against the COCO dict ``gt`` (one process).
+
+    ``masks=False`` (box-only results): the mask metrics are NaN (undefined), the box metrics computed.
+    """
     from seglab.metrics.coco import evaluate
 
     metrics: dict[str, Any] = {}
-    for prefix, iou_type in (("mask", "segm"), ("box", "bbox")):
+    if not masks:
+        metrics.update({f"mask_{k}": math.nan for k in STAT_KEYS})
+        if per_class:
+            metrics["mask_per_class_AP"] = {int(c["id"]): math.nan for c in gt.get("categories", [])}
+    for prefix, iou_type in (("mask", "segm"), ("box", "bbox"))[0 if masks else 1:]:
         stats = evaluate(gt, detections, iou_type, per_class=per_class)
         # pycocotools writes -1 where a stat is undefined (no objects of that size): NaN says so in the CSV
         metrics.update({f"{prefix}_{k}": stats[k] if stats[k] >= 0 else math.nan for k in STAT_KEYS})

@@ -17,7 +17,6 @@ gives, else 1), while the model's evaluation scores every detection it made.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,7 +88,7 @@ def _semantic(predictions: Path, data: Path, split: str, callback: Progress | No
                         f"({split}), e.g. {missing[0]}.png. Predict every image of the split (same stems).")
     for i, (stem, (_, label_path)) in enumerate(zip(truth.stems, truth.samples, strict=True)):
         pred_path = predictions / f"{stem}.png"
-        pred, target = read_label(pred_path), read_label(label_path)
+        pred, target = _read_prediction_png(pred_path, predictions, data), read_label(label_path)
         if pred.shape != target.shape:
             raise DataError(f"{pred_path}: {pred.shape[1]}x{pred.shape[0]}, but its label {label_path} is "
                             f"{target.shape[1]}x{target.shape[0]}. Predict at the label's size.")
@@ -107,21 +106,42 @@ def _semantic(predictions: Path, data: Path, split: str, callback: Progress | No
     return Evaluation(info, data, split, len(truth.stems), {**seg.compute(), **boundary.compute()})
 
 
+def _read_prediction_png(path: Path, predictions: Path, data: Path) -> np.ndarray:
+    """A prediction PNG as class indices; a colour PNG gets a fix that applies to a predictions folder."""
+    from PIL import Image
+
+    from seglab.data.io import read_label
+    from seglab.data.layout import PALETTE_FILE
+
+    try:
+        with Image.open(path) as im:
+            mode, bands = im.mode, len(im.getbands())
+    except Exception:  # unreadable: read_label names the file and the decoder's error
+        return read_label(path)
+    if bands == 1:
+        return read_label(path)
+    palette = data / PALETTE_FILE
+    fix = (f"if the colours are the dataset's palette, convert them: `seglab data convert rgb-to-index {predictions} "
+           f"--palette {palette} --out {predictions}_index`, then score {predictions}_index; otherwise "
+           if palette.is_file() else "")
+    raise DataError(f"{path}: prediction has {bands} channels ({mode}); --predictions needs one class index per "
+                    f"pixel (a single-channel PNG, as `seglab predict` writes <stem>.png). Fix: {fix}save your tool's "
+                    "class indices instead of a colour picture.")
+
+
 def _instance(predictions: Path, data: Path, split: str, callback: Progress | None) -> Evaluation:
     from seglab.data.coco import open_instance_split
     from seglab.inference.instance import coco_ap, split_ground_truth
+    from seglab.inference.prediction_checks import check_detections
 
-    detections = _read_json(predictions)
     dataset = open_instance_split(data, split)
     gt = split_ground_truth(dataset)
-    known_images = {int(im["id"]) for im in gt["images"]}
+    sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in gt["images"]}
     known_cats = {int(c["id"]) for c in gt["categories"]}
-    for i, d in enumerate(detections):
-        if not isinstance(d, dict) or d.get("image_id") not in known_images or d.get("category_id") not in known_cats:
-            raise DataError(f"{predictions}: detection {i} ({str(d)[:80]}) names an image id or category id that "
-                            f"{data} ({split}) does not have. Use the dataset's ids (images: "
-                            f"{sorted(known_images)[:5]}..., categories: {sorted(known_cats)}).")
-    metrics = coco_ap(detections, gt, per_class=True)
+    detections, with_masks = check_detections(predictions, _read_json(predictions), sizes, known_cats,
+                                              f"{data} ({split})")
+    # box-only results (a detector's) get box AP; their mask AP is undefined (NaN, shown as "-"), not refused
+    metrics = coco_ap(detections, gt, per_class=True, masks=with_masks)
     if callback is not None:
         callback(1, 1)
     info = _info(predictions, "instance", list(dataset.classes), [int(c) for c in dataset.cat_ids])
@@ -157,26 +177,15 @@ def _panoptic(predictions: Path, data: Path, split: str, callback: Progress | No
 def _panoptic_record(json_path: Path, truth: Any) -> tuple[dict[str, dict], dict[int, int]]:
     """The annotations by file stem, checked, and each prediction category id's class index: by name when the
     file lists its categories (so ids may differ from the dataset's), else by the dataset's ids."""
+    from seglab.data.io import is_int
+    from seglab.inference.prediction_checks import check_panoptic_annotations
+
     record = _read_json(json_path)
-    anns = record.get("annotations") if isinstance(record, dict) else None
-    if not isinstance(anns, list):
-        raise DataError(f"{json_path}: not a COCO panoptic file (needs a list 'annotations' of {{file_name, "
-                        "segments_info}}). Write it as `seglab predict` does, or in COCO's panoptic format.")
-    by_stem: dict[str, dict] = {}
-    for k, a in enumerate(anns):
-        ok = isinstance(a, dict) and isinstance(a.get("file_name"), str) and isinstance(a.get("segments_info"), list)
-        infos = a.get("segments_info") if ok else []
-        if not ok or not all(isinstance(x, dict) and all(isinstance(x.get(f), int) and not isinstance(x.get(f), bool)
-                                                         for f in ("id", "category_id")) for x in infos):
-            raise DataError(f"{json_path}: annotation {k} needs file_name and segments_info entries with integer "
-                            f"id and category_id; got {str(a)[:120]}.")
-        stem = Path(a["file_name"]).stem
-        if stem in by_stem:
-            raise DataError(f"{json_path}: two annotations for {stem} ({a['file_name']}); keep one per image.")
-        by_stem[stem] = a
+    by_stem = check_panoptic_annotations(json_path, record)
     by_id = {int(c): i for i, c in enumerate(truth.cat_ids)}
     cats = record.get("categories")
-    if isinstance(cats, list) and cats and all(isinstance(c, dict) and "id" in c and "name" in c for c in cats):
+    if isinstance(cats, list) and cats and all(isinstance(c, dict) and is_int(c.get("id"))
+                                               and isinstance(c.get("name"), str) for c in cats):
         by_name = {n: i for i, n in enumerate(truth.classes)}
         unknown = [c["name"] for c in cats if c["name"] not in by_name]
         if unknown:
@@ -195,7 +204,11 @@ def _panoptic_prediction(json_path: Path, annotation: dict, cat_index: dict[int,
     from seglab.data.panoptic_format import read_panoptic_png
 
     name = annotation["file_name"]
-    png = next((p for p in (json_path.parent / name, json_path.with_suffix("") / name) if p.is_file()), None)
+    from seglab.data.layout import containment_problem
+
+    # file_name was checked against json_path's folder; a link inside the COCO-style subfolder is checked too
+    png = next((base / name for base in (json_path.parent, json_path.with_suffix(""))
+                if containment_problem(base, name) is None and (base / name).is_file()), None)
     if png is None:
         raise DataError(f"{json_path}: PNG {name} not found beside it or in {json_path.with_suffix('')}/.")
     ids = read_panoptic_png(png).astype(np.int64)
@@ -207,7 +220,7 @@ def _panoptic_prediction(json_path: Path, annotation: dict, cat_index: dict[int,
             raise DataError(f"{json_path}: segment {s['id']} of {name} has category_id {s['category_id']}, not a "
                             f"category of the dataset ({sorted(cat_index)}).")
         c = cat_index[int(s["category_id"])]
-        score = float(s.get("score", 1.0)) if isinstance(s.get("score", 1.0), (int, float)) else 1.0
+        score = float(s.get("score", 1.0))  # a finite number: checked with the annotations
         segments.append({"id": int(s["id"]), "category": c, "isthing": c in things, "score": score})
         mask = ids == int(s["id"])
         if c in things and mask.any():
@@ -230,7 +243,24 @@ def _panoptic_json(folder: Path) -> Path | None:
 
 
 def _read_json(path: Path | None) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))  # type: ignore[arg-type]
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read it as JSON ({e}).") from e
+    """The JSON at ``path`` (deep nesting, bad syntax or encoding: a DataError naming the file)."""
+    from seglab.data.io import read_json
+
+    return read_json(Path(path))  # type: ignore[arg-type]
+
+
+def saved_panoptic(predictions: str | Path, truth: Any) -> Callable[[str, tuple[int, ...]], dict[str, Any]]:
+    """A reader of saved panoptic predictions for the split ``truth`` (``open_panoptic_split``):
+    ``read(stem, shape)`` is that image's panoptic output, checked as :func:`score_predictions` checks it
+    (``seglab review --predictions`` shows each image's)."""
+    predictions = Path(predictions)
+    json_path = predictions if predictions.is_file() else _panoptic_json(predictions)
+    by_stem, cat_index = _panoptic_record(json_path, truth)
+
+    def read(stem: str, shape: tuple[int, ...]) -> dict[str, Any]:
+        if stem not in by_stem:
+            raise DataError(f"{json_path}: no annotation for image {stem}. Predict every image of the split; "
+                            "annotations are matched to images by file stem.")
+        return _panoptic_prediction(json_path, by_stem[stem], cat_index, truth.thing_classes, shape)
+
+    return read
