@@ -66,3 +66,39 @@ def test_ablation_runs_once_resumes_and_reports(tiny_data: Path, tmp_path: Path,
     # another ablation into the same folder is refused
     assert main([*argv[:4], "model.options.skip=concat,none", *argv[5:]]) == 2
     assert "holds another ablation" in capsys.readouterr().err
+
+
+def test_each_variant_trains_its_own_value_even_a_default(tiny_data: Path) -> None:
+    """Issue 29 item 2: with no model in the base, the plan replaced train.loss=ce (the default) by ce+dice, so
+    both variants trained ce+dice."""
+    from seglab.ablate.runner import resolve_variants
+
+    cfg = config_from_dict({"data": {"root": str(tiny_data)}, "train": {"device": "cpu"}})
+    plan = variants([parse_vary("train.loss=ce,ce+dice"), parse_vary("train.lr=0.001,0.01")], "grid")
+    configs = resolve_variants(cfg, plan, given={"train.precision"}, log=lambda m: None)
+    assert [(c.train.loss, c.train.lr) for c in configs] == [("ce", 0.001), ("ce", 0.01), ("ce+dice", 0.001),
+                                                            ("ce+dice", 0.01)]
+    assert all(c.model.name == "unet" and c.data.crop_size == 32 for c in configs)  # the plan fills the rest
+    assert all(c.train.precision == "fp32" for c in configs)  # --set / --base keys win too
+
+
+def test_variants_that_train_the_same_config_are_refused(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "abl"
+    assert main(["ablate", "--data", str(tiny_data), "--vary", "train.lr=1,1.0", "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "lr=1 and lr=1.0 would train the same config" in err and "Traceback" not in err
+    assert not out.exists() or not any(out.rglob("*.pt"))
+
+
+@pytest.mark.parametrize("vary,words", [("train.loss=ce,dcie", "variant loss=dcie: loss spec 'dcie'"),
+                                        ("model.options.skip=concat,sum", "variant skip=sum"),
+                                        ("train.monitor=mean_iou,mask_AP", "variant monitor=mask_AP")])
+def test_every_variant_is_checked_before_the_first_run(tiny_data: Path, tmp_path: Path, capsys, vary: str,
+                                                       words: str) -> None:
+    """Issue 26 reliability 2: a bad varied value was found only at its turn, after the earlier variants had
+    trained their whole budget."""
+    out = tmp_path / "abl"
+    assert main(["ablate", "--data", str(tiny_data), "--vary", vary, "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Nothing was trained" in err and "Traceback" not in err
+    assert not any(out.rglob("*.pt")) if out.exists() else True

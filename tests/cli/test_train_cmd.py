@@ -42,7 +42,7 @@ def test_cli_train_bad_value_exits_2(tiny_data: Path, tmp_path: Path) -> None:
     assert "train.optimizer" in proc.stderr and "adamw" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_cli_flags_reach_the_config(monkeypatch, tmp_path: Path) -> None:
+def test_cli_flags_reach_the_config(monkeypatch, tmp_path: Path, tiny_data: Path) -> None:
     """Only the flags given override the YAML; switches, renamed flags and --set land in their sections."""
     import seglab.engine.trainer as T
 
@@ -59,7 +59,7 @@ def test_cli_flags_reach_the_config(monkeypatch, tmp_path: Path) -> None:
     assert cfg.train.class_weights == [1.0, 2.0] and cfg.data.sampler == "balanced" and cfg.train.gamma == 0.5
     assert cfg.data.crop_size == 64 and cfg.train.tb is False  # from the YAML / untouched defaults
     seen.clear()
-    assert main(["train", "--data", "d"]) == 0
+    assert main(["train", "--data", str(tiny_data)]) == 0
     assert seen[0].train.monitor is None and seen[0].train.resume is False  # left to the task
 
 
@@ -75,16 +75,24 @@ def test_help_shows_defaults_and_switches_take_no_value(capsys, monkeypatch) -> 
         assert "<bool>" not in lines[switch], lines[switch]
 
 
-def test_print_config_is_a_dry_run(tmp_path: Path, capsys) -> None:
+def test_print_config_is_a_dry_run_of_the_resolved_plan(tmp_path: Path, tiny_data: Path, capsys,
+                                                        monkeypatch) -> None:
+    """--print-config shows what trains: the plan resolved (issue 29 item 3), the user's values kept."""
     import yaml
 
+    import seglab.engine.trainer as T
     from seglab.config import RunConfig, config_from_dict
 
-    assert main(["train", "--data", "somewhere", "--lr", "0.02", "--model-opt", "base_channels=8",
-                 "--out", str(tmp_path / "never"), "--print-config"]) == 0
+    args = ["train", "--data", str(tiny_data), "--lr", "0.02", "--model-opt", "base_channels=8",
+            "--out", str(tmp_path / "never"), "--device", "cpu"]
+    assert main([*args, "--print-config"]) == 0
     cfg = config_from_dict(yaml.safe_load(capsys.readouterr().out), RunConfig())
-    assert cfg.train.lr == 0.02 and cfg.data.root == "somewhere" and cfg.model.options == {"base_channels": 8}
+    assert cfg.train.lr == 0.02 and cfg.data.root == str(tiny_data) and cfg.model.options == {"base_channels": 8}
+    assert cfg.model.name == "unet" and cfg.data.crop_size == 32 and cfg.data.mean is not None  # the plan's
     assert not (tmp_path / "never").exists()
+    seen = []
+    monkeypatch.setattr(T, "train", lambda cfg, given=(): seen.append(cfg))
+    assert main(args) == 0 and seen[0] == cfg  # exactly what the dry run printed
 
 
 def test_seglab_config_writes_a_file_train_reads(tmp_path: Path, capsys) -> None:

@@ -139,3 +139,57 @@ def test_plan_with_time_measures_this_machine(tiny_data: Path, tmp_path: Path) -
     cfg = load_config(out)
     assert cfg.train.time == "30s" and cfg.train.epochs >= 1
     assert "s/epoch (measured)" in out.read_text()
+
+
+def _gray_thin_data(root: Path, n: int = 3) -> Path:
+    """Gray images with 1-px lines: the plan wants 1 channel, no rescaling, ce+dice (thin class)."""
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(n):
+            lab = np.ones((40, 60), np.uint8)
+            lab[:, 10::12] = 0
+            Image.fromarray((lab * 200).astype(np.uint8)).save(root / "images" / split / f"{i}.png")
+            Image.fromarray(lab).save(root / "labels" / split / f"{i}.png")
+    return root
+
+
+def test_what_the_user_wrote_wins_even_when_it_equals_a_default(tmp_path: Path) -> None:
+    """Issue 29 item 2: train.loss=ce (the default) was replaced by the plan's ce+dice unless marked given."""
+    from seglab.config import config_from_dict
+    from seglab.engine.plan import apply_plan
+
+    data = _gray_thin_data(tmp_path / "d")
+    cfg = config_from_dict({"data": {"root": str(data)}, "train": {"loss": "ce", "lr": 0.001}})
+    planned, _ = apply_plan(cfg, "cpu")
+    assert planned.train.loss == "ce+dice" and planned.train.lr == 3e-3  # nobody said these were chosen
+    mine, why = apply_plan(cfg, "cpu", given={"train.loss", "train.lr", "data.in_channels"})
+    assert (mine.train.loss, mine.train.lr, mine.data.in_channels) == ("ce", 0.001, 3)
+    assert mine.data.mean is None and mine.data.scale == [1.0, 1.0]  # 1-channel statistics cannot go with 3
+    assert "your own data.in_channels, train.loss, train.lr kept" in why
+
+
+def test_a_named_model_keeps_the_data_rules(tmp_path: Path) -> None:
+    """Issue 29 item 3: --model used to drop the whole plan (3 channels on gray data, rescale, plain CE)."""
+    from seglab.config import config_from_dict
+    from seglab.engine.plan import apply_plan
+
+    data = _gray_thin_data(tmp_path / "d")
+    cfg = config_from_dict({"data": {"root": str(data)}, "model": {"name": "fcn8s"}})
+    planned, why = apply_plan(cfg, "cpu")
+    d, t = planned.data, planned.train
+    assert (d.in_channels, d.scale, d.rotate, len(d.mean), t.loss) == (1, [1.0, 1.0], 15.0, 1, "ce+dice")
+    assert d.crop_size == 32  # the crop follows the 60x40 images whatever the model
+    assert planned.model == cfg.model and (t.lr, t.batch_size, d.repeats) == (1e-3, 8, 1)  # model rules: yours
+    assert "your fcn8s" in why and "train.lr" in why
+
+
+def test_print_config_and_training_resolve_alike(tmp_path: Path) -> None:
+    from seglab.config import config_from_dict
+    from seglab.engine.plan import apply_plan, resolve_run
+
+    data = _gray_thin_data(tmp_path / "d")
+    cfg = config_from_dict({"data": {"root": str(data)}, "train": {"device": "cpu"}})
+    assert resolve_run(cfg)[0] == apply_plan(cfg, "cpu")[0]
+    resumed = config_from_dict({"train": {"resume": True}}, cfg)
+    assert resolve_run(resumed) == (resumed, None)  # a resumed run trains its own config.yaml

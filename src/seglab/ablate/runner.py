@@ -11,7 +11,7 @@ import csv
 import dataclasses
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,11 @@ import yaml
 from seglab.ablate.grid import Variation, assign, run_dir, variant_name, variants
 from seglab.config import RunConfig, check_config, load_config
 from seglab.engine.rundir import RunLock
-from seglab.errors import ConfigError
+from seglab.errors import ConfigError, SeglabError
 from seglab.fileio import atomic_write_text, check_output_path
 
 SPEC_FILE, RESULT_FILE = "ablation.yaml", "result.json"
+ALL_KEYS = frozenset(f"{s}.{k}" for s, values in RunConfig().to_dict().items() for k in values)
 
 
 @dataclasses.dataclass
@@ -87,7 +88,7 @@ def _one_run(cfg: RunConfig, assignment: dict[str, Any], seed: int, path: Path,
     epochs = load_config(path / "config.yaml").train.epochs if resume else cfg.train.epochs
     run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed, out=str(path), epochs=epochs,
                                                                  resume=resume, num_samples=0))
-    summary = train(run_cfg)
+    summary = train(run_cfg, given=ALL_KEYS)  # resolved already (resolve_variants): trained as it is
     result = RunResult(variant_name(assignment), assignment, seed, str(path),
                        _evaluate(path, run_cfg.data.val_split), float(summary["minutes"]), _images_per_s(path),
                        int(summary["epochs"]))
@@ -96,7 +97,8 @@ def _one_run(cfg: RunConfig, assignment: dict[str, Any], seed: int, path: Path,
 
 
 def run_ablation(base: RunConfig, variations: list[Variation], seeds: int, out: str | Path, mode: str = "grid",
-                 time_per_run: str | None = None, log: Callable[[str], None] = print) -> list[RunResult]:
+                 time_per_run: str | None = None, log: Callable[[str], None] = print,
+                 given: Iterable[str] = ()) -> list[RunResult]:
     """Train every variant with every seed under ``out`` (sequentially), skipping finished runs.
 
     Args:
@@ -105,6 +107,8 @@ def run_ablation(base: RunConfig, variations: list[Variation], seeds: int, out: 
         seeds: runs per variant, with seeds ``base.train.seed + 0 .. seeds - 1`` (the same for every variant,
             so differences are paired by seed).
         time_per_run: a ``--time`` budget for every run (``3m``), else ``base.train.epochs``.
+        given: ``section.key`` of the values the user wrote (``--set``, the base file); with the varied keys
+            they always win over the plan.
 
     Returns:
         One :class:`RunResult` per run, reference variant first.
@@ -116,8 +120,70 @@ def run_ablation(base: RunConfig, variations: list[Variation], seeds: int, out: 
     plan = variants(variations, mode)
     seed_list = [base.train.seed + k for k in range(seeds)]
     base = dataclasses.replace(base, train=dataclasses.replace(base.train, time=time_per_run or base.train.time))
-    configs = [check_config(assign(base, a)) for a in plan]  # every variant checked before anything is written
+    configs = resolve_variants(base, plan, given, log)  # every variant resolved and checked before any run
     with RunLock(out):
         _check_spec(out, _spec(base, variations, seed_list, mode))
         return [_one_run(cfg, a, seed, run_dir(out, a, seed), log)
                 for a, cfg in zip(plan, configs, strict=True) for seed in seed_list]
+
+
+def resolve_variants(base: RunConfig, plan: list[dict[str, Any]], given: Iterable[str] = (),
+                     log: Callable[[str], None] = print) -> list[RunConfig]:
+    """The config each variant trains: the plan applied as ``seglab train`` applies it (the varied keys, the
+    ``--set`` items and the base file's keys always win), every one checked as training would check it, and
+    refused when two variants would train the same config (the comparison would be a config with itself)."""
+    from seglab.distributed import resolve_device
+    from seglab.engine.plan import apply_plan, fingerprint
+
+    fingerprints: dict[tuple[str, int], Any] = {}  # the data is read once, not once per variant
+    configs, notes = [], set()
+    for a in plan:
+        cfg = check_config(assign(base, a))
+        key = (cfg.data.root, cfg.data.ignore_index)
+        if cfg.data.root and key not in fingerprints:
+            fingerprints[key] = fingerprint(*key)
+        mine = {*given, *(k if not k.startswith("model.options.") else "model.options" for k in a)}
+        cfg, note = apply_plan(cfg, resolve_device(cfg.train.device).type, mine, fingerprints.get(key))
+        try:
+            check_trainable(cfg, fingerprints.get(key))
+        except SeglabError as e:
+            raise ConfigError(f"variant {variant_name(a)}: {e} Nothing was trained; fix the --vary value.") from e
+        configs.append(cfg)
+        if note and note not in notes:
+            notes.add(note)
+            log(note)
+    seen: dict[str, str] = {}
+    for a, cfg in zip(plan, configs, strict=True):
+        text = cfg.to_yaml()
+        if text in seen:
+            raise ConfigError(f"variants {seen[text]} and {variant_name(a)} would train the same config (after "
+                              "the config's checks, e.g. 1 and 1.0 are one number), so the ablation would compare "
+                              "a config with itself. Vary a key that changes the run, or set the keys that make "
+                              "them differ (`seglab train ... --print-config` shows a resolved config).")
+        seen[text] = variant_name(a)
+    return configs
+
+
+def check_trainable(cfg: RunConfig, fp: Any = None) -> None:
+    """What training checks before its first step, without the data loaders: the model and its options, the
+    loss against the number of classes, the monitor against the task's metrics."""
+    from seglab.losses import build_loss
+    from seglab.models.registry import build_model, get_entry
+
+    entry = get_entry(cfg.model.name)
+    classes = cfg.data.num_classes or (len(fp.classes) if fp is not None and fp.classes else 2)
+    build_model(cfg.model.name, classes, **{"in_channels": cfg.data.in_channels, **cfg.model.options})
+    if entry.task == "semantic":
+        build_loss(cfg.train.loss, classes, cfg.train.class_weights)
+    monitors = _monitors(entry.task)
+    if cfg.train.monitor is not None and monitors and cfg.train.monitor not in monitors:
+        raise ConfigError(f"train.monitor {cfg.train.monitor!r} is not a metric of {entry.task} training; "
+                          f"choose one of: {', '.join(monitors)}.")
+
+
+def _monitors(kind: str) -> tuple[str, ...]:
+    from seglab.engine.instance import InstanceTask
+    from seglab.engine.panoptic import PanopticTask
+    from seglab.engine.semantic import SemanticTask
+
+    return {"semantic": SemanticTask, "instance": InstanceTask, "panoptic": PanopticTask}[kind].monitors

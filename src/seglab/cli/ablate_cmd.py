@@ -27,12 +27,13 @@ def ablate(
     and predictions.png."""
     from seglab.ablate import parse_vary, run_ablation, write_report
     from seglab.config import RunConfig, apply_overrides, config_from_dict, load_config
+    from seglab.engine.plan import given_keys
 
     cfg = config_from_dict({"data": {"root": data}}, load_config(base) if base else RunConfig())
     cfg = apply_overrides(cfg, set_)
     variations = [parse_vary(v) for v in vary]
     results = run_ablation(cfg, variations, seeds, out, mode, time_per_run, log=lambda m: console.print(
-        m, highlight=False, soft_wrap=True))
+        m, highlight=False, soft_wrap=True), given=given_keys(base, None, set_))
     from seglab.checkpoint import read_info
 
     info = read_info(results[0].path)

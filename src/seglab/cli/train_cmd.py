@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
-from seglab.cli.app import app, console
+from seglab.cli.app import app, console, err_console
 from seglab.config import (
     RunConfig,
     apply_overrides,
@@ -17,7 +18,6 @@ from seglab.config import (
     key_of,
     load_config,
     parse_options,
-    section_of,
 )
 
 # A flag sets the config key of its own name (`seglab.config.key_of`: renamed ones are listed there). A new flag
@@ -66,16 +66,22 @@ def build_config(config: Path | None, flags: dict[str, Any], model_opts: list[st
 def explicit_keys(config: Path | None, flags: dict[str, Any], sets: list[str]) -> set[str]:
     """``section.key`` of every value the user wrote: flags, ``--set`` items, keys of the ``--config`` file (the
     plan that fills a missing ``--model`` leaves them alone, even where they equal the defaults)."""
-    import yaml
+    from seglab.engine.plan import given_keys
 
-    keys = {f"{s}.{k}" for s, kv in flag_updates(flags).items() for k in kv}
-    for item in sets:
-        key = item.split("=", 1)[0].strip()
-        keys.add(key if "." in key else f"{section_of(key)}.{key}")
-    if config is not None and config.is_file():
-        raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        keys |= {f"{s}.{k}" for s, kv in raw.items() if isinstance(kv, dict) for k in kv}
-    return keys
+    return given_keys(config, flag_updates(flags), sets)
+
+
+def resolved_config(config: Path | None, flags: dict[str, Any], model_opts: list[str], sets: list[str]
+                    ) -> tuple[RunConfig, set[str]]:
+    """The config this command trains (what you wrote wins, the plan fills the rest: `--print-config` shows
+    exactly this) and the keys you wrote; the plan's note goes to stderr."""
+    from seglab.engine.plan import resolve_run
+
+    given = explicit_keys(config, flags, sets)
+    cfg, note = resolve_run(build_config(config, flags, model_opts, sets), given)
+    if note:
+        err_console.print(escape(note), highlight=False, soft_wrap=True)
+    return cfg, given
 
 
 def given_flags(ctx: typer.Context) -> dict[str, Any]:
@@ -130,12 +136,12 @@ def train(
                                       "command would train with, and exit (a dry run)."),
 ) -> None:
     """Train a model; writes config.yaml, metrics.csv, last.pt, best.pt, plots and report.md to --out."""
-    cfg = build_config(config, flags := given_flags(ctx), model_opt, set_)
+    cfg, given = resolved_config(config, given_flags(ctx), model_opt, set_)
     if print_config:
         return typer.echo(cfg.to_yaml(), nl=False)
     from seglab.engine.trainer import train as run_training
 
-    run_training(cfg, given=explicit_keys(config, flags, set_))
+    run_training(cfg, given=given)
 
 
 @app.command("config")

@@ -6,7 +6,6 @@ and benchmarks can build one part without a whole config.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -66,28 +65,9 @@ def resolve_model(cfg: RunConfig, device: torch.device, given: Iterable[str] = (
     """
     if cfg.model.name is not None or not cfg.data.root:
         return cfg, None
-    from seglab.config import config_from_dict
-    from seglab.engine.plan import fingerprint, rules
+    from seglab.engine.plan import apply_plan
 
-    decisions = rules(fingerprint(cfg.data.root, cfg.data.ignore_index), "cuda" if device.type == "cuda" else "cpu")
-    default, updates, kept = RunConfig(), {}, []
-    for key, value, _ in decisions:
-        section, name = key.split(".", 1)
-        if key == "model.options":
-            value = {**value, **cfg.model.options}
-        elif key != "model.name" and (key in given or getattr(getattr(cfg, section), name) != getattr(
-                getattr(default, section), name)):
-            kept.append(key)
-            continue
-        updates.setdefault(section, {})[name] = value
-    planned = config_from_dict(updates, copy.deepcopy(cfg))
-    options = ", ".join(f"{k}={v}" for k, v in planned.model.options.items())
-    settings = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v, _ in decisions if k not in kept and k.startswith(
-        ("data.", "train.")))
-    return planned, (f"no --model given, so the plan for this data and {device.type}: {planned.model.name}"
-                     + (f" ({options})" if options else "") + (f", {settings}" if settings else "")
-                     + (f"; your own {', '.join(kept)} kept" if kept else "")
-                     + ". `seglab plan DATA` gives each reason; pass --model to choose (`seglab models`).")
+    return apply_plan(cfg, device.type, given)
 
 
 def merge_model_options(user: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
