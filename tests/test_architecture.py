@@ -16,15 +16,15 @@ PACKAGE = SRC / "seglab"
 
 # The floor of each top-level part of seglab: a module may import its own floor or lower ones only.
 FLOORS = {
-    "seglab": 0, "seglab.errors": 0, "seglab.fileio": 0, "seglab.__main__": 9,
+    "seglab": 0, "seglab.errors": 0, "seglab.fileio": 0, "seglab.tasks": 0, "seglab.__main__": 9,
     "seglab.config": 1,
     "seglab.data": 2,
-    "seglab.models": 3, "seglab.losses": 3, "seglab.metrics": 3, "seglab.viz": 3,
+    "seglab.models": 3, "seglab.losses": 3, "seglab.metrics": 3, "seglab.viz": 3, "seglab.runtime": 3,
     "seglab.checkpoint": 4, "seglab.distributed": 4,
     "seglab.inference": 5,
     "seglab.engine": 6,
     "seglab.export": 7, "seglab.sam": 7,
-    "seglab.demo": 8, "seglab.ablate": 8,
+    "seglab.demo": 8, "seglab.ablate": 8, "seglab.deploy": 8,
     "seglab.cli": 9,
 }
 
@@ -135,6 +135,8 @@ MAX_FUNCTION_LINES = 50  # STYLE.md: main()-like functions only wire parts toget
 # reason it is still one concern. Nothing is split only to pass a count. Keys are paths under src/ (modules)
 # or "path:function" (functions). An entry that no longer exceeds its limit is stale and fails the test.
 ALLOWED_LARGE: dict[str, str] = {
+    "seglab/cli/predict_cmd.py:predict": "one signature of 21 typer options (each option is a line) and the "
+                                         "dispatch of a .onnx bundle to the torch-free runtime; parsing only",
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from seglab.cli.app import app, console
+from seglab.cli.app import app, console, err_console
 
 
 @app.command()
@@ -47,13 +47,16 @@ def predict(
     <stem>_<format>.png pictures for color/overlay/panel, predictions.json (COCO results) and
     predictions.csv (instances per class). A rerun into the same --out is refused unless --exist-ok.
     """
+    given = {"tile": tile, "overlap": overlap, "blend": blend, "tta": tta, "probs": probs or None,
+             "features": features, "score_threshold": score_threshold}
+    if checkpoint.suffix.lower() == ".onnx":  # a bundle: onnxruntime, no torch (seglab.runtime)
+        return _predict_bundle(checkpoint, inputs, out, save or format or "index", given, recursive=recursive,
+                               refine=refine or sam_checkpoint, device=device, batch_size=batch_size, exist_ok=exist_ok)
     from seglab.checkpoint import load_checkpoint
     from seglab.cli.progress import progress_bar  # imports torch: only when the command runs
     from seglab.distributed import resolve_device
     from seglab.inference.outputs import check_options, predict_files
 
-    given = {"tile": tile, "overlap": overlap, "blend": blend, "tta": tta, "probs": probs or None,
-             "features": features, "score_threshold": score_threshold}
     options = _options(save, format, given, alpha=alpha, batch_size=batch_size)
     model, info = load_checkpoint(checkpoint, device=resolve_device(device))
     check_options(info, options, given)
@@ -62,6 +65,30 @@ def predict(
         result = predict_files(model, info, inputs, out, options, callback=callback, recursive=recursive,
                                exist_ok=exist_ok)
     _report(result, options.refine)
+
+
+def _predict_bundle(path: Path, inputs: list[str], out: Path, save: str, given: dict[str, Any], *, recursive: bool,
+                    refine: Any, device: str, batch_size: int, exist_ok: bool) -> None:
+    """``seglab predict model.onnx``: the torch-free runtime (one call, ``predict_bundle_files``)."""
+    from seglab.cli.progress import progress_bar
+    from seglab.errors import ConfigError
+    from seglab.runtime import RuntimeOptions, load_bundle, predict_bundle_files
+
+    unsupported = {"--probs": given["probs"], "--features": given["features"],
+                   "--score-threshold": given["score_threshold"], "--recursive": recursive,
+                   "--refine/--sam-checkpoint": refine, "--device": device not in ("auto", "cpu")}
+    flags = [k for k, v in unsupported.items() if v]
+    if flags:
+        raise ConfigError(f"{', '.join(flags)}: not available with a .onnx bundle ({path}); predict with the run "
+                          "(`seglab predict RUN ...`) for those, or drop them.")
+    options = RuntimeOptions(tile=given["tile"], overlap=given["overlap"], blend=given["blend"], tta=given["tta"],
+                             batch_size=batch_size)
+    bundle = load_bundle(path)
+    # the bar on a terminal only: the plain-line logger lives in the engine, which imports torch
+    with progress_bar("predict", enabled=err_console.is_terminal) as callback:
+        result = predict_bundle_files(bundle, inputs, out, format=save, options=options, exist_ok=exist_ok,
+                                      callback=callback)
+    _report(result)
 
 
 def _options(save: str | None, format: str | None, given: dict[str, Any], *, alpha: float, batch_size: int):

@@ -100,7 +100,10 @@ def export_checkpoint(model: nn.Module, info: CheckpointInfo, out: str | os.Path
     out = Path(out) if out is not None else src.with_suffix(".onnx" if format == "onnx" else ".torchscript.pt")
     refuse_overwrite([out], [*filter(None, [info.path]), *(check_images or [])])
     limit = tolerance if tolerance is not None else HALF_TOLERANCE if half else TOLERANCE
-    return export_model(model, out, format=format, in_channels=info.in_channels, metadata=checkpoint_metadata(info),
+    from seglab.export.bundle import bundle_metadata
+
+    metadata = {**checkpoint_metadata(info), **bundle_metadata(model, info)}
+    return export_model(model, out, format=format, in_channels=info.in_channels, metadata=metadata,
                         model_name=info.model, task=info.task, check=check,
                         tolerance=limit if check or half else None, check_images=images, opset=opset, half=half)
 

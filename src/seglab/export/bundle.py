@@ -1,0 +1,37 @@
+"""What ``seglab export`` adds to the metadata so the file alone can predict (``seglab.runtime``, no torch).
+
+Beside :func:`seglab.export.api.checkpoint_metadata` (classes, mean/std, channels, ignore index) a bundle
+carries the task, the model's stride (the graph pads to it inside), the 256-colour palette the index PNGs
+are written with, the tiling defaults of ``seglab predict`` and the run's ``data.resize`` (long side in
+pixels the model saw in training, or ``null``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from seglab.checkpoint import CheckpointInfo
+
+# How the runtime applies `seglab.resize`; written into the file so another runtime can repeat it.
+RESIZE_NOTE = ("with seglab.resize = L: scale the image (Pillow bilinear) so its long side is L pixels, predict, "
+               "scale the class map back to the image's size (nearest)")
+
+
+def bundle_metadata(model: nn.Module, info: CheckpointInfo) -> dict[str, Any]:
+    """The keys the runtime reads beyond ``checkpoint_metadata``: task, stride, palette, tiling, resize."""
+    from seglab.inference.tiling import TileOptions
+    from seglab.inference.writers import class_palette
+
+    tiles = TileOptions()
+    data = (info.config or {}).get("data") or {}
+    resize = data.get("resize") if isinstance(data, dict) else None
+    return {
+        "seglab.task": info.task,
+        "seglab.stride": int(getattr(model, "stride", 1) or 1),
+        "seglab.palette256": class_palette(info).tolist(),
+        "seglab.tiling": {"tile": tiles.tile, "overlap": tiles.overlap, "blend": tiles.blend},
+        "seglab.resize": int(resize) if isinstance(resize, int) and resize > 0 else None,
+        "seglab.resize_rule": RESIZE_NOTE,
+    }

@@ -1,0 +1,187 @@
+"""``seglab predict model.onnx IMAGES --out P``: the files ``seglab predict RUN`` writes, from a bundle.
+
+Semantic bundles write ``<stem>.png`` (index PNG with the class palette) and, with ``formats="index,color"``,
+``<stem>_color.png``, plus ``predictions.csv`` (one row per input, class pixel shares), all atomically. An
+unreadable input is reported in its row and the others are still written.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seglab.errors import ConfigError, DataError, ModelError, OutputError, SeglabError
+from seglab.runtime.bundle import DOCS, Bundle
+from seglab.runtime.semantic import RuntimeOptions, parse_tta, predict_image
+
+FORMATS = ("index", "color")
+IGNORE_COLOR = (255, 0, 255)  # seglab.viz.IGNORE_COLOR (magenta)
+OUT_OF_RANGE = (255, 255, 255)
+
+
+@dataclass
+class BundleResult:
+    """What :func:`predict_bundle_files` wrote: count, failures (input, reason), the summary file."""
+
+    out: Path
+    written: int
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    summary: Path | None = None
+    detections: Path | None = None  # the shape of inference.outputs.PredictResult, so one report renders both
+    replaced: int = 0
+    kept: int = 0
+
+
+def find_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files named by ``inputs`` (files, folders, glob patterns) in order, and the inputs naming none."""
+    from seglab.data.io import IMAGE_EXTS, list_files
+
+    paths: list[Path] = []
+    failures: list[tuple[str, str]] = []
+    for item in map(str, inputs):
+        p = Path(item)
+        if p.is_dir():
+            files = list_files(p, IMAGE_EXTS)
+        elif p.is_file():
+            files = [p]
+        else:
+            files = [Path(m) for m in sorted(glob.glob(item)) if Path(m).suffix.lower() in IMAGE_EXTS]
+        if not files:
+            failures.append((item, "not found (no such file, or no images in that folder / pattern)"))
+        paths += files
+    return list(dict.fromkeys(paths)), failures
+
+
+def colorize(labels: np.ndarray, palette: np.ndarray, ignore_index: int | None) -> np.ndarray:
+    """``(H, W, 3)`` uint8 picture of a class map, painted as ``seglab.viz.colorize`` paints it."""
+    size = max(int(labels.max(initial=0)) + 1, len(palette))
+    lut = np.empty((size, 3), dtype=np.uint8)
+    lut[:] = OUT_OF_RANGE
+    lut[: len(palette)] = palette
+    out = lut[np.clip(labels, 0, size - 1)]
+    if ignore_index is not None:
+        out[labels == ignore_index] = IGNORE_COLOR
+    return out
+
+
+def predict_bundle_files(bundle: Bundle, inputs: Sequence[str | Path], out: str | Path, *, format: str = "index",
+                         options: RuntimeOptions | None = None, exist_ok: bool = False,
+                         callback: Callable[[int, int], None] | None = None) -> BundleResult:
+    """Predict every image named by ``inputs`` with ``bundle`` and write the results under ``out``.
+
+    Raises:
+        ModelError: an instance or panoptic bundle (the runtime predicts semantic bundles).
+        ConfigError: a format other than index / color.
+        DataError: no input names any image.
+        OutputError: ``out`` is a file, an output would replace an input, or (without ``exist_ok``) a file of
+            an earlier run; nothing is written then.
+    """
+    from seglab.fileio import check_output_path
+
+    if bundle.task != "semantic":
+        raise ModelError(f"{bundle.path}: a {bundle.task} bundle; the torch-free runtime predicts semantic "
+                         f"bundles. Predict with the run instead (`seglab predict RUN ...`); see {DOCS}.")
+    formats = tuple(s.strip() for s in format.split(","))
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or len(set(formats)) != len(formats):
+        raise ConfigError(f"--save {format!r}: a .onnx bundle writes {' and '.join(FORMATS)} (each once); "
+                          "overlay and panel pictures need the run: `seglab predict RUN`.")
+    options = options or RuntimeOptions()
+    options.resolved(bundle.tile)  # bad tiling or TTA: refused before anything is written
+    parse_tta(options.tta)
+    out = check_output_path(out, directory=True)
+    paths, failures = find_inputs(inputs)
+    if not paths and not failures:
+        raise DataError(f"no images found in {', '.join(map(str, inputs))}.")
+    stems = _stems(paths, formats)
+    planned = [out / name for s in stems.values() for name in _names(s, formats)] + [out / "predictions.csv"]
+    _refuse(planned, paths, exist_ok)
+    out.mkdir(parents=True, exist_ok=True)
+    return _write_all(bundle, paths, failures, stems, formats, out, options, callback)
+
+
+def _names(stem: str, formats: tuple[str, ...]) -> list[str]:
+    return [f"{stem}.png" if f == "index" else f"{stem}_{f}.png" for f in formats]
+
+
+def _stems(paths: list[Path], formats: tuple[str, ...]) -> dict[Path, str]:
+    used = {"predictions.csv"}
+    stems: dict[Path, str] = {}
+    for p in paths:
+        stem, n = p.stem, 2
+        while any(name in used for name in _names(stem, formats)):
+            stem, n = f"{p.stem}-{n}", n + 1
+        used.update(_names(stem, formats))
+        stems[p] = stem
+    return stems
+
+
+def _refuse(planned: list[Path], inputs: list[Path], exist_ok: bool) -> None:
+    real_inputs = {p.resolve() for p in inputs}
+    clash = [p for p in planned if p.resolve() in real_inputs]
+    if clash:
+        raise OutputError(f"--out: {clash[0]} is an input; writing it would replace the image. Pick another --out.")
+    old = [p for p in planned if p.exists()]
+    if old and not exist_ok:
+        raise OutputError(f"--out {planned[0].parent} already holds {len(old)} output(s) of an earlier run (e.g. "
+                          f"{old[0].name}); pass --exist-ok to replace them or choose another folder.")
+
+
+def _write_all(bundle: Bundle, paths: list[Path], failures: list[tuple[str, str]], stems: dict[Path, str],
+               formats: tuple[str, ...], out: Path, options: RuntimeOptions,
+               callback: Callable[[int, int], None] | None) -> BundleResult:
+    from seglab.data.io import read_image, write_label
+    from seglab.fileio import atomic_path
+
+    palette = bundle.palette if bundle.palette is not None else _gray_palette()
+    columns = ["file", "output", "height", "width", "status"] + [f"share_{c}" for c in bundle.classes]
+    written = 0
+    with atomic_path(out / "predictions.csv") as tmp, open(tmp, "w", newline="") as fh:
+        table = csv.DictWriter(fh, fieldnames=columns, restval="")
+        table.writeheader()
+        for item, reason in failures:
+            table.writerow({"file": item, "status": f"error: {reason}"})
+        for i, path in enumerate(paths):
+            try:
+                labels = predict_image(bundle, read_image(path, channels=bundle.image_channels), options)
+                names = _names(stems[path], formats)
+                for fmt, name in zip(formats, names, strict=True):
+                    if fmt == "index":
+                        write_label(out / name, labels, palette=palette)
+                    else:
+                        _save_rgb(out / name, colorize(labels, palette, bundle.ignore_index))
+                table.writerow(_row(path, names, labels, bundle.classes))
+                written += 1
+            except OutputError:
+                raise
+            except (SeglabError, OSError) as e:
+                failures.append((str(path), str(e)))
+                table.writerow({"file": str(path), "status": f"error: {e}"})
+            if callback is not None:
+                callback(i + 1, len(paths))
+    return BundleResult(out, written, failures, out / "predictions.csv")
+
+
+def _row(path: Path, names: list[str], labels: np.ndarray, classes: list[str]) -> dict:
+    counts = np.bincount(labels.reshape(-1), minlength=len(classes))[: len(classes)]
+    shares = {f"share_{c}": f"{v / labels.size:.6f}" for c, v in zip(classes, counts, strict=True)}
+    return {"file": str(path), "output": ";".join(names), "height": labels.shape[0], "width": labels.shape[1],
+            "status": "ok", **shares}
+
+
+def _gray_palette() -> np.ndarray:
+    return np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+
+
+def _save_rgb(target: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    from seglab.fileio import atomic_path
+
+    with atomic_path(target) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
