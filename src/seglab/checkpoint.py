@@ -25,6 +25,7 @@ Layout of a checkpoint file (every key always present unless noted)::
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ class CheckpointInfo:
         in_channels, mean, std: the input the model expects (pixels / 255, then ``(x - mean) / std``).
         ignore_index: the label value that meant "ignore" in training.
         palette: ``(r, g, b)`` per class, when the data had a palette.
+        resize: the run's ``data.resize`` (long side in px the model saw; ``None``: native resolution, also
+            for checkpoints older than the key): every use scales inputs to it and outputs back.
         config: the run's full config (a dict, re-runnable); epoch, step, metrics: where it was saved.
     """
 
@@ -68,6 +71,7 @@ class CheckpointInfo:
     std: list[float] | None = None
     ignore_index: int = 255
     palette: list[list[int]] | None = None
+    resize: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
     epoch: int = 0
     step: int = 0
@@ -91,7 +95,8 @@ class CheckpointInfo:
         classes = [str(c) for c in field_.list("classes")]
         task = str(ckpt.get("task") or _registry_task(spec["name"]))
         if task not in TASKS:
-            raise CheckpointError(f"{where}: unknown task {task!r} (expected one of {', '.join(TASKS)}).")
+            raise CheckpointError(f"{where}: unknown task {task!r} (expected one of {', '.join(TASKS)})."
+                                  + version_note(str(ckpt.get("seglab_version", ""))))
         cat_ids = field_.ints("cat_ids", list(range(len(classes))))
         if len(cat_ids) != len(classes):
             raise CheckpointError(f"{where}: {len(classes)} class names but {len(cat_ids)} category ids; the "
@@ -110,7 +115,8 @@ class CheckpointInfo:
                    palette=None if palette is None else [[_Fields.to_int(v, where, "palette") for v in c]
                                                          for c in palette],
                    config=field_.dict("config"), epoch=field_.int("epoch", 0), step=field_.int("step", 0),
-                   metrics=field_.dict("metrics"), version=str(ckpt.get("seglab_version", "unknown")))
+                   metrics=field_.dict("metrics"), version=str(ckpt.get("seglab_version", "unknown")),
+                   resize=_resize(field_.dict("config"), where))
 
     @property
     def model_spec(self) -> dict[str, Any]:
@@ -126,10 +132,14 @@ class CheckpointInfo:
         """A fresh (untrained) model of the checkpoint's architecture."""
         from seglab.models.registry import build_model
 
+        where = self.path or "checkpoint"
         try:
             return build_model(self.model, self.num_classes, **self.options)
         except ModelError as e:
-            raise CheckpointError(f"{self.path or 'checkpoint'}: its model cannot be rebuilt: {e}") from e
+            if is_newer_version(self.version):  # a model or option added after this release: name the versions
+                raise CheckpointError(f"{where}: its model {self.model!r} cannot be rebuilt by this seglab."
+                                      + version_note(self.version)) from e
+            raise CheckpointError(f"{where}: its model cannot be rebuilt: {e}") from e
 
 
 class _Fields:
@@ -182,6 +192,16 @@ class _Fields:
         return dict(v)
 
 
+def _resize(config: dict[str, Any], where: str) -> int | None:
+    """The run config's ``data.resize``: a positive int, or ``None`` (unset, or a checkpoint older than the key)."""
+    data = config.get("data")
+    value = data.get("resize") if isinstance(data, dict) else None
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise CheckpointError(f"{where}: 'config.data.resize' must be a positive number of pixels or null; got "
+                              f"{value!r:.40}. The file was edited by hand; fix the value or retrain.")
+    return value
+
+
 def _registry_task(name: str) -> str:
     """Checkpoints older than the 'task' key: the registry's word for the model, else semantic."""
     from seglab.models.registry import get_entry
@@ -229,14 +249,48 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for truncated / foreign files
-        raise CheckpointError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e}). The file may be "
-                              "truncated or not a seglab checkpoint; use last.pt or retrain.") from e
+        raise CheckpointError(f"{path}: cannot load checkpoint ({_load_failure(e)}). The file may be truncated, "
+                              "not a checkpoint, or hold objects other than tensors and plain values (seglab "
+                              "reads checkpoints with torch's safe loader only); use last.pt, retrain, or re-save "
+                              "it as a plain dict with seglab.checkpoint.save_checkpoint (docs/training.md).") from e
     missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: not a seglab checkpoint (missing {', '.join(missing)}). "
                               "Plain state dicts can be loaded with build_model(...).load_state_dict().")
     ckpt["path"] = str(path)
     return ckpt
+
+
+def _load_failure(error: Exception) -> str:
+    """What ``torch.load(weights_only=True)`` found wrong, without its advice to turn the safe loader off.
+
+    torch's message suggests re-running with ``weights_only=False``, which runs any code the file holds; a
+    seglab user must never be told to do that for a file that does not load.
+    """
+    text = str(error)
+    if "Weights only load failed" not in text:
+        return f"{type(error).__name__}: {text}"[:300]
+    detail = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else ""
+    detail = detail.split("Please use", 1)[0].split("Check the documentation", 1)[0]
+    detail = " ".join(detail.split()).rstrip(". ")
+    return f"the safe loader refused it: {detail or 'unsupported content'}"[:300]
+
+
+def is_newer_version(version: str) -> bool:
+    """Whether ``version`` (a checkpoint's ``seglab_version``) is later than this seglab's (release numbers)."""
+    def parts(v: str) -> tuple[int, ...]:
+        return tuple(int(re.match(r"\d*", p).group() or 0) for p in v.split("+")[0].split(".")[:3])
+
+    mine, theirs = parts(__version__), parts(version)
+    return version[:1].isdigit() and theirs > mine
+
+
+def version_note(info_version: str) -> str:
+    """A sentence for errors about a checkpoint written by a later seglab (empty otherwise)."""
+    if not is_newer_version(info_version):
+        return ""
+    return (f" The checkpoint was written by seglab {info_version}, newer than this seglab {__version__}: "
+            "upgrade seglab (pip install -U seglab) to read it.")
 
 
 def read_info(path: str | os.PathLike) -> CheckpointInfo:
@@ -270,7 +324,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise CheckpointError(f"{info.path}: weights do not fit model {info.model!r}: {e}") from e
+        raise CheckpointError(f"{info.path}: weights do not fit model {info.model!r}: {e}"
+                              + version_note(info.version)) from e
     _check_task(model, info)
     model.to(device).eval()
     return model, info

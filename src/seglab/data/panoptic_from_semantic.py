@@ -186,11 +186,13 @@ def semantic_to_panoptic(root: str | os.PathLike, out: str | os.PathLike, things
         ``{"images": ..., "instances": ...}`` written.
 
     Raises:
-        ConfigError: ``things`` empty or not in ``classes.txt``.
+        ConfigError: ``things`` empty or not in ``classes.txt``; ``min_area`` negative.
         DataError: no classes.txt, a label value that is no class, sizes that differ, an image missing from
             ``instances``, an ``out`` that is not new or inside ``root``.
     """
     root = Path(root)
+    if isinstance(min_area, bool) or not isinstance(min_area, int) or min_area < 0:
+        raise ConfigError(f"Expected `min_area` (--min-area) to be a pixel count >= 0, but got {min_area!r}.")
     classes, thing_idx = _thing_indices(root, things)
     names = list(splits) if splits else split_folders(root, "images", "labels")
     plan = {s: pair_by_stem(list_split(root / "images" / s), list_split(root / "labels" / s)).pairs for s in names}

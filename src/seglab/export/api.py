@@ -6,9 +6,12 @@ Class names, mean/std, the training input size and the model spec travel in the 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,27 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
     """
     _check_choices(format, opset, half)
     check_output_path(path)
+    with _quiet_opset_converter():
+        return _export(model, path, format, in_channels, metadata, model_name, task, check, tolerance, check_images,
+                       opset, half)
+
+
+@contextlib.contextmanager
+def _quiet_opset_converter() -> Iterator[None]:
+    """onnxscript logs a failed opset conversion with a traceback; seglab reports it cleanly (``check_opset``)."""
+    logger = logging.getLogger("onnxscript.version_converter")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _export(model: nn.Module, path: str | os.PathLike, format: str, in_channels: int,
+            metadata: dict[str, Any] | None, model_name: str | None, task: str, check: bool,
+            tolerance: float | None, check_images: list[torch.Tensor] | None, opset: int | None,
+            half: bool) -> ExportResult:
     name = model_name or type(model).__name__
     if task == "instance":
         return export_instance(model, Path(path), format=format, metadata=metadata or {}, name=name, check=check,
@@ -62,6 +86,15 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
                            name=name, check=check, tolerance=tolerance, opset=opset, half=half)
 
 
+def _newest_opset() -> int | None:
+    """The newest ONNX opset the installed onnx package defines (None without onnx: export refuses later)."""
+    try:
+        import onnx.defs
+    except ImportError:
+        return None
+    return int(onnx.defs.onnx_opset_version())
+
+
 def _check_choices(format: str, opset: int | None, half: bool) -> None:
     if format not in FORMATS:
         raise ConfigError(f"Expected --format to be one of {', '.join(FORMATS)}, but got {format!r}.")
@@ -69,6 +102,10 @@ def _check_choices(format: str, opset: int | None, half: bool) -> None:
         raise ConfigError(f"--opset applies to --format onnx, not {format}. Drop --opset.")
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 1):
         raise ConfigError(f"Expected `opset` (--opset) to be a positive integer such as 18, but got {opset!r}.")
+    newest = _newest_opset()
+    if opset is not None and newest and opset > newest:
+        raise ConfigError(f"--opset {opset}: the installed onnx knows opsets up to {newest}. Pass --opset {newest} "
+                          "or lower (18 is torch's default), or leave it out.")
     if half and format != "onnx":
         raise ConfigError(f"--half applies to --format onnx, not {format}. Drop --half.")
 

@@ -89,6 +89,8 @@ class ModelSource:
             raise ConfigError(f"{info.path}: a {info.task} checkpoint; annotate reads semantic or instance runs.")
         if not 0.0 <= score_threshold <= 1.0:
             raise ConfigError(f"Expected `score_threshold` (--score-threshold) in [0, 1], but got {score_threshold}.")
+        if isinstance(min_area, bool) or not isinstance(min_area, int) or min_area < 0:
+            raise ConfigError(f"Expected `min_area` (--min-area) to be a pixel count >= 0, but got {min_area!r}.")
         self.model, self.info, self.score_threshold, self.min_area = model, info, score_threshold, min_area
         self.names = list(info.classes[1:])
         self.background = info.classes[0] if info.task == "semantic" else "background"
@@ -103,7 +105,8 @@ class ModelSource:
         """The semantic model's ``(H, W)`` class map."""
         from seglab.inference.semantic import predict
 
-        return predict(self.model, image, mean=self.info.mean, std=self.info.std).numpy()  # channels adapted
+        return predict(self.model, image, mean=self.info.mean, std=self.info.std,
+                       resize=self.info.resize).numpy()  # channels adapted
 
     def find(self, session: SamSession, path: Path, image: np.ndarray) -> Objects:
         """The model's boxes as SAM prompts: class from the model, boundary from SAM."""
