@@ -135,6 +135,8 @@ MAX_FUNCTION_LINES = 50  # STYLE.md: main()-like functions only wire parts toget
 # reason it is still one concern. Nothing is split only to pass a count. Keys are paths under src/ (modules)
 # or "path:function" (functions). An entry that no longer exceeds its limit is stale and fails the test.
 ALLOWED_LARGE: dict[str, str] = {
+    "seglab/cli/export_cmd.py:export": "one signature of 13 typer options (each option is a line) and the --int8 "
+                                       "dispatch; parsing and the summary only",
     "seglab/cli/predict_cmd.py:predict": "one signature of 21 typer options (each option is a line) and the "
                                          "dispatch of a .onnx bundle to the torch-free runtime; parsing only",
 }

@@ -1,0 +1,205 @@
+"""``seglab export --int8``: a static INT8 bundle, shipped only when it scores within ``max_drop`` of FP32.
+
+INT8 can collapse a model silently (outlier activations share one 8-bit scale with the signal; Ultralytics'
+"near-zero mAP" INT8 exports while FP32 was fine). So the FP32 bundle is exported, quantized with
+onnxruntime's static quantization (QDQ, per-channel weights) calibrated on the user's own images, and both
+files are scored on the val split with seglab's metrics (:class:`seglab.metrics.SegMetrics`, the headline
+``mean_iou``) through the same runtime ``seglab predict model.onnx`` uses. A drop above ``max_drop`` raises
+:class:`Int8Refused` and nothing is written; a pass stores both numbers in the bundle's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from seglab.checkpoint import CheckpointInfo
+from seglab.errors import ConfigError, DataError, SeglabError
+from seglab.export.common import DOCS, ExportResult
+
+HEADLINE = "mean_iou"
+
+
+class Int8Refused(SeglabError):
+    """The INT8 model scores more than ``max_drop`` below FP32 on the val split; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """Where calibration and scoring images come from and how much the headline may drop."""
+
+    data: str | None = None  # dataset root; default the run's data.root
+    calib_split: str = "val"
+    calib_images: int = 64
+    eval_split: str = "val"
+    max_drop: float = 0.01
+
+
+@dataclass
+class Int8Result:
+    """The INT8 bundle written and the scores that let it through."""
+
+    path: Path
+    fp32: float
+    int8: float
+    metric: str
+    images: int
+    calib_images: int
+    export: ExportResult | None = None
+
+
+def split_pairs(root: Path, split: str) -> list[tuple[Path, Path | None]]:
+    """``(image, label or None)`` of every image in ``root/images/<split>``, by file stem."""
+    from seglab.data.io import IMAGE_EXTS, list_files
+
+    images = list_files(root / "images" / split, IMAGE_EXTS)
+    if not images:
+        raise DataError(f"{root / 'images' / split}: no images to calibrate or score INT8 on. Pass --data ROOT "
+                        f"(a seglab dataset) or another --calib-split; see {DOCS}.")
+    labels = root / "labels" / split
+    return [(p, (labels / f"{p.stem}.png") if (labels / f"{p.stem}.png").is_file() else None) for p in images]
+
+
+def calibration_reader(bundle, paths: list[Path]):
+    """An onnxruntime ``CalibrationDataReader`` feeding each image as the runtime would (resize, normalize)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    from seglab.data.io import read_image
+    from seglab.runtime.semantic import normalize, resize_image, resized_size
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(paths)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            path = next(self.items, None)
+            if path is None:
+                return None
+            a = read_image(path, channels=bundle.image_channels)
+            size = resized_size(a.shape[0], a.shape[1], bundle.resize)
+            if size != a.shape[:2]:
+                a = resize_image(a, size)
+            return {bundle.input_name: normalize(a, bundle.in_channels, bundle.mean, bundle.std)[None]}
+
+    return Reader()
+
+
+def score_bundle(bundle, pairs: list[tuple[Path, Path | None]], num_classes: int, ignore_index: int) -> float:
+    """The headline (``mean_iou``) of a bundle on labelled images, as ``seglab evaluate`` computes it."""
+    import torch
+
+    from seglab.data.io import read_image, read_label
+    from seglab.metrics import SegMetrics
+    from seglab.runtime import predict_image
+
+    metrics = SegMetrics(num_classes, ignore_index=ignore_index)
+    for image, label in pairs:
+        if label is None:
+            continue
+        pred = predict_image(bundle, read_image(image, channels=bundle.image_channels))
+        metrics.update(torch.from_numpy(pred)[None], torch.from_numpy(read_label(label).astype(np.int64))[None])
+    return float(metrics.compute()[HEADLINE])
+
+
+def quantize(fp32: Path, out: Path, reader) -> None:
+    """Static QDQ quantization: int8 per-channel weights, uint8 activations calibrated by ``reader``.
+
+    onnxruntime's pre-processing (graph optimization, shape inference) runs first, as its docs advise; a graph
+    it cannot pre-process is quantized as exported.
+    """
+    import logging
+
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    source = fp32.with_name(fp32.stem + "-pre.onnx")
+    try:
+        quant_pre_process(str(fp32), str(source), skip_symbolic_shape=True)
+    except Exception:  # onnxruntime raises its own types; the plain graph still quantizes
+        source = fp32
+    level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # its "consider pre-processing" notice is printed regardless
+    try:
+        quantize_static(str(source), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        logging.getLogger().setLevel(level)
+
+
+def export_int8(model: nn.Module, info: CheckpointInfo, out: str | os.PathLike, options: Int8Options | None = None,
+                callback: Callable[[str], None] | None = None) -> Int8Result:
+    """Export ``model`` as an INT8 bundle at ``out``, or refuse when INT8 loses more than ``max_drop``.
+
+    Raises:
+        ConfigError: not a semantic checkpoint, ``calib_images`` < 1 or a negative ``max_drop``.
+        DataError: no dataset (``--data``) or no labelled images in the scoring split.
+        Int8Refused: the INT8 headline is more than ``max_drop`` below FP32; nothing is written.
+    """
+    from seglab.export.api import export_checkpoint
+    from seglab.fileio import atomic_path, check_output_path
+    from seglab.runtime import load_bundle
+
+    options = options or Int8Options()
+    root = _check(info, options)
+    out = check_output_path(out)
+    say = callback or (lambda text: None)
+    pairs = split_pairs(root, options.eval_split)
+    if not any(label for _, label in pairs):
+        raise DataError(f"{root / 'labels' / options.eval_split}: no labels to score FP32 against INT8 on; "
+                        "--int8 is refused without a scored split.")
+    calib = [p for p, _ in split_pairs(root, options.calib_split)][: options.calib_images]
+    with tempfile.TemporaryDirectory(prefix="seglab-int8-") as tmp:
+        fp32_path, int8_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        exported = export_checkpoint(model, info, fp32_path)
+        fp32 = load_bundle(fp32_path)
+        say(f"calibrating on {len(calib)} image(s) of {options.calib_split}")
+        quantize(fp32_path, int8_path, calibration_reader(fp32, calib))
+        say(f"scoring FP32 and INT8 on {options.eval_split}")
+        n = sum(label is not None for _, label in pairs)
+        a = score_bundle(fp32, pairs, len(info.classes), info.ignore_index)
+        b = score_bundle(load_bundle(int8_path), pairs, len(info.classes), info.ignore_index)
+        if not a - b <= options.max_drop:
+            raise Int8Refused(f"INT8 refused: val {HEADLINE} FP32 {a:.4f}, INT8 {b:.4f} (drop {a - b:.4f} > --max-drop "
+                              f"{options.max_drop:g}) on {n} image(s) of {options.eval_split}; nothing was written. "
+                              f"Ship the FP32 bundle (export without --int8) or see {DOCS} for what loses INT8.")
+        note = {"metric": HEADLINE, "split": options.eval_split, "images": n, "fp32": round(a, 6),
+                "int8": round(b, 6), "calib_split": options.calib_split, "calib_images": len(calib)}
+        with atomic_path(out) as target:
+            _write_with_metadata(int8_path, target, fp32.meta, note)
+    return Int8Result(out, a, b, HEADLINE, n, len(calib), exported)
+
+
+def _check(info: CheckpointInfo, options: Int8Options) -> Path:
+    if info.task != "semantic":
+        raise ConfigError(f"--int8: {info.path} is an {info.task} checkpoint; INT8 bundles are made for semantic "
+                          f"models. Export it without --int8; see {DOCS}.")
+    if options.calib_images < 1:
+        raise ConfigError(f"Expected --calib-images >= 1, but got {options.calib_images}.")
+    if not options.max_drop >= 0:
+        raise ConfigError(f"Expected --max-drop >= 0 (absolute {HEADLINE}), but got {options.max_drop}.")
+    data = options.data or ((info.config or {}).get("data") or {}).get("root")
+    if not data or not Path(data).is_dir():
+        raise DataError(f"--int8 calibrates and scores on a dataset, but {data or 'none'} is not a folder (the run's "
+                        "data.root). Pass --data ROOT.")
+    return Path(data)
+
+
+def _write_with_metadata(src: Path, target: Path, meta: dict[str, Any], note: dict[str, Any]) -> None:
+    """The quantized graph with the FP32 bundle's metadata (quantization drops it) and the INT8 scores."""
+    import onnx
+
+    proto = onnx.load(str(src))
+    props = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+    props["seglab.precision"] = "int8 weights (per channel) and uint8 activations, static QDQ; float32 in and out"
+    props["seglab.int8"] = json.dumps(note)
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, str(target))

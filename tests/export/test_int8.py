@@ -1,0 +1,130 @@
+"""``--int8``: a well-conditioned model passes and its scores land in the metadata; a model whose outlier
+activations crush the signal under 8-bit quantization is refused with both numbers, and nothing is written."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Fragile(nn.Module):
+    """Two 1x1 convs: ``mix`` gives ch0 = gray - 0.5 (the signal) and ch1 = ``outlier`` x gray; the head's
+    class-1 logit is 20 x ch0. With ``outlier`` 1e4 both channels share one uint8 activation scale (~40 per
+    step), so the signal rounds to 0 and every pixel becomes background; with 0 INT8 keeps the signal."""
+
+    stride = 1
+
+    def __init__(self, outlier: float) -> None:
+        super().__init__()
+        self.mix, self.head = nn.Conv2d(3, 2, 1), nn.Conv2d(2, 2, 1)
+        with torch.no_grad():
+            for conv in (self.mix, self.head):
+                conv.weight.zero_()
+                conv.bias.zero_()
+            self.mix.weight[0] = 1 / 3
+            self.mix.bias[0] = -0.5
+            self.mix.weight[1] = outlier / 3
+            self.head.weight[1, 0] = 20.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.mix(x))
+
+
+@pytest.fixture
+def squares(tmp_path: Path) -> Path:
+    """6 val images of 24 x 32: dark noise with a bright square (class 1)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    for sub in ("images", "labels"):
+        (root / sub / "val").mkdir(parents=True)
+    for i in range(6):
+        label = np.zeros((24, 32), np.uint8)
+        label[4 + i:14 + i, 6 + 2 * i:18 + 2 * i] = 1
+        image = rng.integers(0, 60, (24, 32, 3)).astype(np.uint8)
+        image[label == 1] = rng.integers(190, 256, (int(label.sum()), 3)).astype(np.uint8)
+        Image.fromarray(image).save(root / "images" / "val" / f"v{i}.png")
+        Image.fromarray(label).save(root / "labels" / "val" / f"v{i}.png")
+    return root
+
+
+def _info(root: Path):
+    from seglab.checkpoint import CheckpointInfo
+
+    return CheckpointInfo.from_dict({"task": "semantic", "model": {"name": "unet", "num_classes": 2, "options": {}},
+                                     "classes": ["background", "square"], "in_channels": 3, "mean": [0.0] * 3,
+                                     "std": [1.0] * 3, "config": {"data": {"root": str(root)}}})
+
+
+def test_int8_passes_and_records_both_scores(squares: Path, tmp_path: Path) -> None:
+    from seglab.export.int8 import export_int8
+    from seglab.runtime import load_bundle, predict_image
+
+    out = tmp_path / "model-int8.onnx"
+    result = export_int8(Fragile(0.0).eval(), _info(squares), out)
+    assert result.fp32 == pytest.approx(1.0) and result.int8 >= result.fp32 - 0.01  # the signal is clean
+    bundle = load_bundle(out)
+    note = bundle.meta["seglab.int8"]
+    assert note["fp32"] == pytest.approx(result.fp32) and note["int8"] == pytest.approx(result.int8)
+    assert note["metric"] == "mean_iou" and note["images"] == 6 and note["calib_images"] == 6
+    assert bundle.classes == ["background", "square"] and "int8" in bundle.meta["seglab.precision"]
+    ops = {n.op_type for n in __import__("onnx").load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # really quantized
+    label = np.asarray(Image.open(squares / "labels" / "val" / "v0.png"))
+    image = np.asarray(Image.open(squares / "images" / "val" / "v0.png"))
+    assert np.array_equal(predict_image(bundle, image), label)
+
+
+def test_int8_refused_when_outliers_crush_the_signal(squares: Path, tmp_path: Path) -> None:
+    from seglab.export.int8 import Int8Refused, export_int8
+
+    out = tmp_path / "model-int8.onnx"
+    with pytest.raises(Int8Refused) as e:
+        export_int8(Fragile(1e4).eval(), _info(squares), out)
+    message = str(e.value)
+    assert "FP32 1.0000" in message and "nothing was written" in message
+    int8 = float(re.search(r"INT8 ([0-9.]+)", message).group(1))
+    assert int8 < 0.6  # all background: IoU 1 - share of square pixels for background, 0 for square
+    assert not out.exists() and list(tmp_path.iterdir()) == [squares]
+
+
+def test_int8_bad_options(squares: Path, tmp_path: Path) -> None:
+    from seglab.errors import ConfigError, DataError
+    from seglab.export.int8 import Int8Options, export_int8
+
+    model, info = Fragile(0.0).eval(), _info(squares)
+    with pytest.raises(ConfigError, match="--calib-images"):
+        export_int8(model, info, tmp_path / "m.onnx", Int8Options(calib_images=0))
+    with pytest.raises(ConfigError, match="--max-drop"):
+        export_int8(model, info, tmp_path / "m.onnx", Int8Options(max_drop=-1))
+    with pytest.raises(DataError, match="--data"):
+        export_int8(model, info, tmp_path / "m.onnx", Int8Options(data=str(tmp_path / "none")))
+    with pytest.raises(DataError, match="no images"):
+        export_int8(model, info, tmp_path / "m.onnx", Int8Options(calib_split="train"))
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_cli_export_int8_prints_both_scores(semantic_run: dict, tmp_path: Path, capsys) -> None:
+    from seglab.cli import main
+
+    out = tmp_path / "m8.onnx"
+    assert main(["export", str(semantic_run["ckpt"]), "--out", str(out), "--int8", "--data",
+                 str(semantic_run["data"]), "--max-drop", "1"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "FP32" in printed and "INT8" in printed and "stored in the file's metadata" in printed and out.is_file()
+    import onnx
+
+    note = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["seglab.int8"])
+    assert note["images"] == 4 and note["calib_images"] == 4
+    assert main(["export", str(semantic_run["ckpt"]), "--out", str(tmp_path / "x.onnx"), "--int8",
+                 "--data", str(tmp_path / "missing")]) == 2
+    assert not (tmp_path / "x.onnx").exists()
