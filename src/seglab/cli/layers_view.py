@@ -24,13 +24,14 @@ def parse_input(text: str) -> tuple[int, int, int]:
 def print_layers(name: str, input_text: str, model_opts: list[str], num_classes: int) -> None:
     """Print the layers of ``name`` built with ``model_opts`` for one ``input_text`` image."""
     from seglab.config import parse_options
-    from seglab.models.layers import layer_table, size_note
+    from seglab.models.layers import check_forward_memory, layer_table, size_note
     from seglab.models.registry import build_model, get_entry
 
     c, h, w = parse_input(input_text)
     options = parse_options(model_opts)
     if "in_channels" in get_entry(name).options():
         options.setdefault("in_channels", c)
+    check_forward_memory(name, num_classes, options, (c, h, w))
     model = build_model(name, num_classes, **options)
     rows = layer_table(model, (c, h, w))
     table = Table(title=f"{name} on a {c}x{h}x{w} input", box=box.SIMPLE_HEAD, pad_edge=False)

@@ -10,12 +10,15 @@ U-Net-like model and an upper bound past its skip connections.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from seglab.errors import ConfigError
 
 
 @dataclass
@@ -89,6 +92,64 @@ def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Lay
         rows.append(LayerRow(name, type(module).__name__, shape_out, sum(p.numel() for p in module.parameters()),
                              int(flops.get(name, 0)), rf, ok))
     return rows
+
+
+def forward_memory(name: str, num_classes: int, options: dict[str, Any],
+                   input_shape: tuple[int, int, int]) -> tuple[int, str]:
+    """A lower bound of the bytes one ``(C, H, W)`` forward pass of ``name`` holds, and the layer that sets it.
+
+    The model runs on the meta device (shapes only: no memory, no time): the bound is the input plus twice the
+    largest leaf output (a layer's input and output are alive together), at 4 bytes an element. Models that
+    cannot run on meta (the detectors, which resize their input themselves) are bounded by the input alone.
+    """
+    from seglab.models.registry import build_model
+
+    c, h, w = input_shape
+    largest: list[tuple[int, str]] = [(0, "the input")]
+
+    def record(layer: str) -> Any:
+        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+            if isinstance(out, torch.Tensor) and out.numel() > largest[0][0]:
+                largest[0] = (out.numel(), f"{layer} ({'x'.join(map(str, out.shape[1:]))})")
+        return hook
+
+    try:
+        with torch.device("meta"):
+            model = build_model(name, num_classes, **options).eval()
+            for layer, m in model.named_modules():
+                if layer and not list(m.children()):
+                    m.register_forward_hook(record(layer))
+            with torch.no_grad():
+                model(torch.empty(1, c, h, w))
+    except Exception:  # a detector's data-dependent steps do not run on meta: the input bounds it
+        largest = [(0, "the input")]
+    return 4 * (c * h * w + 2 * largest[0][0]), largest[0][1]
+
+
+def memory_limit() -> int:
+    """Half this machine's physical memory (16 GiB where the OS does not say): the most a layer table may take."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (AttributeError, ValueError, OSError):
+        return 16 << 30
+
+
+def check_forward_memory(name: str, num_classes: int, options: dict[str, Any], input_shape: tuple[int, int, int],
+                         limit: int | None = None) -> None:
+    """Refuse an input whose forward pass would not fit (``seglab models NAME --input 3x100000x100000`` would
+    otherwise try to allocate 120 GB), before any real tensor is made.
+
+    Raises:
+        ConfigError: the estimate (:func:`forward_memory`) is over ``limit`` (default :func:`memory_limit`).
+    """
+    limit = memory_limit() if limit is None else limit
+    need, where = forward_memory(name, num_classes, options, input_shape)
+    if need > limit:
+        c, h, w = input_shape
+        held = where if where == "the input" else f"the input and {where}"
+        raise ConfigError(f"--input {c}x{h}x{w}: one forward pass of {name} needs at least {need / 2**30:,.1f} GiB "
+                          f"({held}), over the {limit / 2**30:.1f} GiB allowed (half this machine's memory). Pass "
+                          "a smaller input: the layers are the same, their sizes scale with HxW (e.g. 3x512x512).")
 
 
 def size_note(model: nn.Module, height: int, width: int) -> str | None:
