@@ -139,6 +139,8 @@ ALLOWED_LARGE: dict[str, str] = {
                                        "dispatch; parsing and the summary only",
     "seglab/cli/predict_cmd.py:predict": "one signature of 21 typer options (each option is a line) and the "
                                          "dispatch of a .onnx bundle to the torch-free runtime; parsing only",
+    "seglab/engine/trainer.py": "the one loop and the state it owns (model, optimizer, schedule, precision, EMA, "
+                                "set_epochs, checkpoints); hooks, resume and budget already live beside it",
 }
 
 

@@ -12,6 +12,7 @@ import torch
 
 from seglab.config import load_config
 from seglab.config.values import parse_duration
+from seglab.engine.budget import BudgetPlan
 from seglab.engine.trainer import Trainer, train
 from seglab.errors import ConfigError
 
@@ -54,7 +55,8 @@ def test_a_short_plan_is_refitted_to_the_measured_epochs(tiny_data: Path, tmp_pa
     # epochs the run takes what fits, and its cosine still ends at zero with the last epoch.
     import seglab.engine.trainer as trainer_module
 
-    monkeypatch.setattr(trainer_module, "plan_epochs", lambda trainer, budget: (3, 1.0, "planned 3 epochs"))
+    monkeypatch.setattr(trainer_module, "plan_epochs",
+                        lambda trainer, budget: BudgetPlan(3, 1.0, 0.1, "planned 3 epochs"))
     budget = 12.0
     cfg = tiny_config(tiny_data, tmp_path / "refit", time=f"{budget}s", epochs=1000, num_samples=0)
     start = time.perf_counter()

@@ -65,7 +65,8 @@ def test_eval_every_and_the_last_epoch() -> None:
         calls.append(loader)
         return {"mean_iou": 0.7, "confusion_matrix": [[1]]}, 0.25
 
-    t, ev = _trainer(), EvalHook(evaluate, "val-loader", every=2, epochs=3)
+    t, ev = _trainer(), EvalHook(evaluate, "val-loader", every=2)
+    t.epochs = 3
     _epoch([ev], t, train_loss=1.0)
     assert t.record.metrics is None and "val_loss" not in t.record.row
     _epoch([ev], t, train_loss=1.0)

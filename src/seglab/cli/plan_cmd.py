@@ -18,17 +18,27 @@ def plan(
                                     "calibration on this machine."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N: the device to plan for."),
     out: Path = typer.Option(Path("plan.yaml"), "--out", help="Where to write the plan (a config file)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
 ) -> None:
     """Print the dataset's fingerprint and a recipe with a reason per choice; write it as a config for
     `seglab train --plan FILE`."""
     import dataclasses
 
     from seglab.distributed import resolve_device
-    from seglab.engine.plan import evaluation_advice, fingerprint, plan_config, plan_yaml
+    from seglab.engine.plan import (
+        evaluation_advice,
+        fingerprint,
+        fingerprint_lines,
+        plan_config,
+        plan_yaml,
+        refuse_existing_plan,
+        scale_table,
+    )
     from seglab.fileio import atomic_write_text, check_output_path, refuse_overwrite
 
     check_output_path(out)
     refuse_overwrite([out], [data])
+    refuse_existing_plan(out, force)
     dev = resolve_device(device)
     fp = fingerprint(data)
     cfg, decisions = plan_config(fp, dev.type)
@@ -36,18 +46,27 @@ def plan(
              f"{fp.channels} channel(s)" + (f"; rare classes: {', '.join(fp.rare)}" if fp.rare else "")
              + (f"; thin classes: {', '.join(fp.thin)}" if fp.thin else "")]
     if time:
-        from seglab.engine.trainer import Trainer
+        from seglab.config.values import parse_duration
+        from seglab.engine.budget import fit_to_budget
 
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, time=time, device=device))
-        from seglab.distributed import DistInfo
-
-        trainer = Trainer(cfg, DistInfo(device=dev))  # measures steps on this device; writes nothing
-        cfg = trainer.cfg
-        decisions.append(("train.epochs", cfg.train.epochs, trainer.budget_note))
+        fit = fit_to_budget(cfg, dev, parse_duration(time))  # measures steps on this device; writes nothing
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=fit.epochs))
+        decisions.append(("train.epochs", fit.epochs, fit.why + (f". Warning: {fit.warning}" if fit.warning else "")))
     advice = evaluation_advice(fp)
     if advice:
         notes.append(f"after training: seglab evaluate RUN --data {data}{' ' * bool(advice[0])}{advice[0]}  "
                      f"({advice[1]})")
+    for line in fingerprint_lines(fp):
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    if fp.scale:
+        scale = Table(title="object scale (connected components of the truth, training split sample)")
+        header, *rows = scale_table(fp)
+        for col in header:
+            scale.add_column(col, justify="left" if col == "class" else "right")
+        for row in rows:
+            scale.add_row(*map(escape, row))
+        console.print(scale)
     table = Table(title=escape(notes[0]), show_lines=False)
     for col in ("setting", "value", "why"):
         table.add_column(col, overflow="fold")

@@ -13,10 +13,12 @@ The :class:`~seglab.engine.trainer.Trainer` calls every hook, in list order, at 
 
 A hook is constructed from plain values and sees the trainer only through :class:`Loop`: it reads
 ``state``, ``record``, ``eval_model``, ``criterion``, ``device``, ``autocast``, ``lr`` and ``summary``, and
-acts through ``save(name)``, ``log(msg)`` and ``stop``. A hook that uses the run's number of epochs keeps it in
-``epochs``: ``--time`` updates it when it re-fits the run (``budget.refit_epochs``). This module holds the
-hooks that steer the run (evaluation, LR, best, checkpoints, early stop); ``reporting.py`` holds those that
-only write files and print.
+acts through ``save(name)``, ``log(msg)``, ``set_epochs(n)`` and ``stop``. The run's number of epochs is
+``trainer.epochs``, read when needed: ``--time`` changes it with ``set_epochs`` (config and LR schedule together),
+so no hook keeps a copy. A hook with state a resume needs returns it from ``state_dict`` (plain values) and takes
+it back in ``load_state_dict``, as detectron2's hooks do; ``last.pt`` carries it under ``"hooks"``. This module
+holds the hooks that steer the run (evaluation, LR, best, checkpoints, early stop); ``reporting.py`` holds those
+that only write files and print.
 """
 
 from __future__ import annotations
@@ -40,8 +42,17 @@ class Loop(Protocol):
     record: EpochRecord  # the current epoch
     criterion: nn.Module
     device: torch.device
-    stop: bool  # set to end the run after this epoch
+    stop: bool  # set to end the run after this epoch (set in after_step: after this step, the epoch closed early)
     summary: dict[str, Any] | None  # set before after_train
+
+    @property
+    def epochs(self) -> int:
+        """The epochs the run is configured for now (``--time`` may change them while it runs)."""
+        ...
+
+    def set_epochs(self, epochs: int) -> None:
+        """Give the run ``epochs`` epochs: its config (config.yaml, every later checkpoint) and LR schedule."""
+        ...
 
     @property
     def eval_model(self) -> nn.Module:
@@ -84,15 +95,23 @@ class Hook:
     def after_train(self, trainer: Loop) -> None:
         """Once, after the last epoch."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resume needs of this hook, as plain values (empty: nothing)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`state_dict` returned (called on ``--resume``, before ``before_train``)."""
+
 
 def monitor_mode(monitor: str) -> str:
     """``min`` for losses (``val_loss``, ...), ``max`` for every score."""
     return "min" if "loss" in monitor else "max"
 
 
-def is_due(epoch: int, every: int, epochs: int) -> bool:
-    """Whether the ``epoch``-th completed epoch (1-based) is evaluated: every ``every`` and the last one."""
-    return epoch % every == 0 or epoch == epochs
+def is_due(epoch: int, every: int, epochs: int, stopping: bool = False) -> bool:
+    """Whether the ``epoch``-th completed epoch (1-based) is evaluated: every ``every``, the last one, and one the
+    run stops after (``stopping``: a time budget cut it mid-epoch)."""
+    return epoch % every == 0 or epoch >= epochs or stopping
 
 
 class EvalHook(Hook):
@@ -100,15 +119,16 @@ class EvalHook(Hook):
 
     ``evaluate`` is the task's ``evaluate(model, loader, criterion, device, autocast)``; it returns metrics
     equal on every DDP rank, so every rank takes the same decisions after it. The validation loss uses the
-    trainer's ``criterion``, the one training uses.
+    trainer's ``criterion``, the one training uses. An epoch the run stops after (``trainer.stop`` already set,
+    by a time budget mid-epoch) is evaluated too: the run ends with validation metrics.
     """
 
     def __init__(self, evaluate: Callable[..., tuple[dict[str, Any], float]], loader: torch.utils.data.DataLoader,
-                 every: int, epochs: int) -> None:
-        self.evaluate, self.loader, self.every, self.epochs = evaluate, loader, every, epochs
+                 every: int) -> None:
+        self.evaluate, self.loader, self.every = evaluate, loader, every
 
     def after_epoch(self, trainer: Loop) -> None:
-        if not is_due(trainer.state.epoch, self.every, self.epochs):
+        if not is_due(trainer.state.epoch, self.every, trainer.epochs, trainer.stop):
             return
         metrics, val_loss = self.evaluate(trainer.eval_model, self.loader, trainer.criterion, trainer.device,
                                           trainer.autocast)
@@ -138,10 +158,24 @@ class BestTracker(Hook):
     An epoch without the metric (not evaluated) or with a NaN value (an AP without ground truth) changes
     nothing: it is never best and does not count towards early stop. An epoch whose validation loss is not
     finite is never best either, whatever the monitored metric says: its weights have diverged.
+
+    The tracker owns ``best`` and ``bad`` (its resume state); it publishes them as ``state.best`` and
+    ``state.bad_epochs`` for the summary and :class:`EarlyStop`.
     """
 
     def __init__(self, monitor: str) -> None:
         self.monitor, self.mode = monitor, monitor_mode(monitor)
+        self.best: float | None = None
+        self.bad = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "best": self.best, "bad_epochs": self.bad}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad = state.get("best"), int(state.get("bad_epochs", 0))
+
+    def before_train(self, trainer: Loop) -> None:
+        trainer.state.best, trainer.state.bad_epochs = self.best, self.bad
 
     def after_epoch(self, trainer: Loop) -> None:
         row = trainer.record.row
@@ -152,12 +186,9 @@ class BestTracker(Hook):
             trainer.log(f"[yellow]epoch {row.get('epoch')}: validation is not finite (val_loss "
                         f"{row.get('val_loss')}, {self.monitor} {value}); it cannot be the best epoch[/]")
             return
-        s = trainer.state
-        better = s.best is None or (value > s.best if self.mode == "max" else value < s.best)
-        if better:
-            s.best, s.bad_epochs = value, 0
-        else:
-            s.bad_epochs += 1
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        self.best, self.bad = (value, 0) if better else (self.best, self.bad + 1)
+        trainer.state.best, trainer.state.bad_epochs = self.best, self.bad
         trainer.record.improved = better
 
 

@@ -33,14 +33,26 @@ def log(msg: str) -> None:
 
 
 class WriteConfig(Hook):
-    """``config.yaml``: the complete, re-runnable config of the run (monitor resolved)."""
+    """``config.yaml``: the complete, re-runnable config of the run (monitor resolved).
 
-    def __init__(self, out: Path, yaml_text: str) -> None:
-        self.out, self.yaml_text = Path(out), yaml_text
+    ``yaml_text`` is the text, or a function giving the run's config now: then the file is rewritten after an
+    epoch in which it changed (``--time`` re-fitted the epochs), so a resume reads the run as it is.
+    """
+
+    def __init__(self, out: Path, yaml_text: str | Callable[[], str]) -> None:
+        self.out, self.yaml_text, self.written = Path(out), yaml_text, None
+
+    def _text(self) -> str:
+        return self.yaml_text() if callable(self.yaml_text) else self.yaml_text
 
     def before_train(self, trainer: Loop) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.out / "config.yaml", self.yaml_text)
+        self.written = self._text()
+        atomic_write_text(self.out / "config.yaml", self.written)
+
+    def after_epoch(self, trainer: Loop) -> None:
+        if self._text() != self.written:
+            self.before_train(trainer)
 
 
 class Throttle:
@@ -112,6 +124,7 @@ class ProgressBar(Hook):
                 hook.loader = ProgressLoader(hook.loader, self.validating)
 
     def before_epoch(self, trainer: Loop) -> None:
+        self.epochs = getattr(trainer, "epochs", self.epochs)  # --time may have re-fitted them
         self.done, self.what = 0, f"epoch {trainer.state.epoch + 1}/{self.epochs}"
         self._start(self.batches, TextColumn("loss {task.fields[loss]:.4f} lr {task.fields[lr]:.2e} "
                                              "{task.fields[rate]:.1f} img/s"))
@@ -168,6 +181,7 @@ class ConsoleLog(Hook):
 
     def after_epoch(self, trainer: Loop) -> None:
         row = trainer.record.row
+        self.epochs = getattr(trainer, "epochs", self.epochs)  # --time may have re-fitted them
         parts = [f"epoch {row['epoch']}/{self.epochs}", f"loss {row['train_loss']:.4f}"]
         if trainer.record.metrics is not None:  # evaluated this epoch
             parts += [f"val_loss {row['val_loss']:.4f}"] if "val_loss" in row else []
@@ -310,12 +324,15 @@ class Report(Hook):
         self.classes = list(classes)
         self.best_metrics: dict[str, Any] = {}
         self.best_epoch: int | None = None
+        self.sanity: list[str] = []  # the sanity bar's markdown (trivial baselines of the val split)
 
     def after_epoch(self, trainer: Loop) -> None:
         if trainer.record.metrics is not None and trainer.record.improved:
             self.best_metrics, self.best_epoch = trainer.record.metrics, trainer.record.row["epoch"]
 
     def after_train(self, trainer: Loop) -> None:
+        bar = getattr(getattr(trainer, "task", None), "sanity_bar", None)  # semantic: trivial baselines, in words
+        self.sanity = bar(self.best_metrics.get("mean_iou", math.nan), self.classes) if callable(bar) else []
         atomic_write_text(self.out / "report.md", self.markdown(trainer.summary or {}))
 
     def markdown(self, summary: dict[str, Any]) -> str:
@@ -326,6 +343,8 @@ class Report(Hook):
         lines += [x for note in self.notes for x in (note, "")]
         if summary.get("skipped_steps"):
             lines += [f"Skipped {summary['skipped_steps']} steps with a non-finite loss.", ""]
+        if summary.get("budget_cut"):  # --time stopped the run before its planned epochs
+            lines += [summary["budget_cut"], ""]
         lines += ["## Best validation metrics", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in m.items() if isinstance(v, float)]
         if "per_class_iou" in m:
@@ -333,7 +352,7 @@ class Report(Hook):
             dice = m.get("per_class_dice", [math.nan] * len(m["per_class_iou"]))
             lines += [f"| {name} | {iou:.4f} | {d:.4f} |"
                       for name, iou, d in zip(self.classes, m["per_class_iou"], dice, strict=False)]
-        lines += ["", "## Pictures", "", "![curves](curves.png)", ""]
+        lines += ["", *self.sanity, "## Pictures", "", "![curves](curves.png)", ""]
         best = f"samples/epoch_{self.best_epoch or 0:03d}.png"
         latest = sorted((self.out / "samples").glob("epoch_*.png"), key=lambda f: (len(f.name), f.name))[-1:]
         for name, alt in (("per_class_iou.png", "per-class IoU"), ("confusion.png", "confusion, row-normalized"),

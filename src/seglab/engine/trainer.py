@@ -32,8 +32,8 @@ from seglab.engine import hooks as H
 from seglab.engine import reporting as R
 from seglab.engine.budget import TimeBudget, plan_epochs
 from seglab.engine.precision import resolve_precision
-from seglab.engine.run_state import restore_run, run_state
-from seglab.engine.rundir import RunLock, fresh_run_dir, own_run_dir, read_resume_checkpoint
+from seglab.engine.run_state import resume_run, run_state
+from seglab.engine.rundir import RunLock, fresh_run_dir, own_run_dir
 from seglab.engine.safety import (
     NonFiniteWeightsError,
     StepSnapshot,
@@ -115,11 +115,13 @@ class Trainer:
         self.sampler, self.train_loader, self.val_loader = loaders.sampler, loaders.train, loaders.val
         self.optimizer = B.build_optimizer(self.raw_model, t.optimizer, t.lr, t.weight_decay, t.momentum, t.nesterov)
         self.criterion = self.task.criterion().to(self.device)
-        self.budget_note = None
-        if t.time and not t.resume:  # epochs fitted to the budget before the schedule is built for them
-            epochs, _, self.budget_note = D.on_main_then_share(lambda: plan_epochs(self, parse_duration(t.time)))
-            self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(t, epochs=epochs))
-            self.t = t = self.cfg.train
+        self.budget_note, self.budget_plan = None, None
+        if self.t.time and not self.t.resume:  # epochs fitted to the budget before the schedule is built for them
+            self.budget_plan = D.on_main_then_share(lambda: plan_epochs(self, parse_duration(self.t.time)))
+            self.budget_note = self.budget_plan.why + (f"\n[yellow]--time: {self.budget_plan.warning}[/]"
+                                                       if self.budget_plan.warning else "")
+            self.set_epochs(self.budget_plan.epochs)
+        t = self.t
         self.steps_per_epoch = max(1, len(self.train_loader) // t.accum)
         self.schedule = LRSchedule(
             self.optimizer, t.schedule, self.steps_per_epoch * t.epochs, self.steps_per_epoch, t.warmup_epochs,
@@ -131,14 +133,31 @@ class Trainer:
         self._skip_update = False  # set by a skipped non-finite micro-batch until its optimizer step is dropped
         self.snapshot = StepSnapshot()  # the state at the last optimizer step; an interrupt rolls back to it
         self.hooks: list[H.Hook] = self.default_hooks()
-        if t.resume:
-            self._resume()
+        # a resume restores last.pt; with nothing left to do (finished, budget spent) fit() changes nothing
+        self.finished = resume_run(self, given) if t.resume else False
+
+    @property
+    def epochs(self) -> int:
+        """The epochs the run is configured for now (``--time`` re-fits them)."""
+        return self.t.epochs
+
+    def set_epochs(self, epochs: int) -> None:
+        """Give the run ``epochs`` epochs: its config (config.yaml and every later checkpoint) and its LR
+        schedule, stretched or shrunk to end with them. Hooks read ``trainer.epochs``; none keeps a copy."""
+        self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, epochs=epochs))
+        self.t = self.cfg.train
+        if getattr(self, "schedule", None) is not None:
+            self.schedule.retotal(self.steps_per_epoch * epochs)
 
     def default_hooks(self) -> list[H.Hook]:
         """Steering hooks on every rank (order matters: eval, then LR, best, save); outputs on rank 0 only."""
         t, task = self.t, self.task
-        budget = [TimeBudget(parse_duration(t.time), self.created, refit=not t.resume)] if t.time else []
-        hooks: list[H.Hook] = [H.EvalHook(task.evaluate, self.val_loader, t.eval_every, t.epochs),
+        plan = self.budget_plan
+        budget = [TimeBudget(parse_duration(t.time), self.created, finish_s=plan.finish_s if plan else 0.0,
+                             warmup_epochs=t.warmup_epochs, eval_every=t.eval_every, schedule=t.schedule,
+                             steps_per_epoch=self.steps_per_epoch, samples_per_step=t.accum * t.batch_size,
+                             check_every=10 if self.dist.distributed else 1)] if t.time else []
+        hooks: list[H.Hook] = [H.EvalHook(task.evaluate, self.val_loader, t.eval_every),
                                H.LRScheduleHook(self.schedule, self.monitor), H.BestTracker(self.monitor),
                                *budget, H.CheckpointHook(t.save_every)]  # a re-fit lands in this epoch's saves
         if self.dist.is_main:
@@ -151,7 +170,8 @@ class Trainer:
             setup = (f"{task.loss_description}, optimizer {t.optimizer} lr {t.lr}, schedule {t.schedule}, "
                      f"precision {t.precision}, batch {t.batch_size} x accum {t.accum}, sampler {c.data.sampler}.")
             hooks = [R.ProgressBar(t.epochs, len(self.train_loader), t.accum), *hooks,
-                     R.WriteConfig(self.out, c.to_yaml()), *([R.TensorBoardLog(self.out)] if t.tb else []),
+                     R.WriteConfig(self.out, lambda: self.cfg.to_yaml()),
+                     *([R.TensorBoardLog(self.out)] if t.tb else []),
                      R.CSVLog(self.out), R.Report(self.out, f"Run report: {c.model.name} on {c.data.root}", setup,
                                                   task.report_notes(), task.classes),
                      R.ConsoleLog(header, t.epochs, task.headline, self.monitor),
@@ -218,15 +238,6 @@ class Trainer:
                 f"{when}; nothing was saved. {good} Lower --lr (now {self.t.lr:g}), add --clip-grad 1.0 or use "
                 "--precision fp32.")
 
-    def _resume(self) -> None:
-        path = self.out / "last.pt"
-        restore_run(self, read_resume_checkpoint(path, self.cfg.to_dict(), self.model_spec))
-        if self.state.epoch >= self.t.epochs:
-            self.log(f"{self.out} already finished its {self.state.epoch} epochs; pass --epochs N (N > "
-                     f"{self.state.epoch}) with --resume to train longer.")
-        else:
-            self.log(f"resumed from {path} at epoch {self.state.epoch + 1}, step {self.state.step}")
-
     # --- the loop -----------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Run the remaining epochs with the hooks; returns the summary (also in ``self.summary``).
@@ -241,6 +252,9 @@ class Trainer:
 
     def _fit(self) -> dict[str, Any]:
         self.started = time.perf_counter()
+        if self.finished:  # nothing to train: the run's files stay as they are (report.md included)
+            self.summary = self._summary()
+            return self.summary
         self._call("before_train")
         self.snapshot.take(self.raw_model, self.record)
         try:
@@ -254,12 +268,15 @@ class Trainer:
             raise SeglabError(f"interrupted; progress saved to {self.out / 'last.pt'} (epoch {self.state.epoch + 1},"
                               f" step {self.state.step}). Continue with: seglab train --resume --out {self.out}") \
                 from None
-        s = self.state
-        self.summary = {"out": str(self.out), "best": s.best, "monitor": self.monitor, "epochs": s.epoch,
-                        "steps": s.step, "skipped_steps": s.skipped, "last": s.history[-1] if s.history else {},
-                        "minutes": round((time.perf_counter() - self.started) / 60, 2)}
+        self.summary = self._summary()
         self._call("after_train")
         return self.summary
+
+    def _summary(self) -> dict[str, Any]:
+        s = self.state
+        return {"out": str(self.out), "best": s.best, "monitor": self.monitor, "epochs": s.epoch,
+                "steps": s.step, "skipped_steps": s.skipped, "last": s.history[-1] if s.history else {},
+                "minutes": round((time.perf_counter() - self.started) / 60, 2)}
 
     def train_epoch(self) -> None:
         """One pass over this rank's share of the training split (from ``state.epoch_pos`` on a resume)."""
@@ -284,6 +301,8 @@ class Trainer:
                     self.record.images += t.accum * t.batch_size * self.dist.world_size
                     self.snapshot.take(self.raw_model, self.record)
                 self._call("after_step")
+                if self.stop:  # a time budget ended the epoch early: it closes (evaluated, saved) as any other
+                    break
         self.record.seconds = time.perf_counter() - self.record.started
 
     def train_step(self, inputs: Any, targets: Any) -> torch.Tensor:
