@@ -135,7 +135,8 @@ def plot_predictions(results: Sequence[RunResult], path: Path, images: int = 3) 
     for row, i in zip(axes, picks, strict=True):
         image, mask = data[int(i)]
         cells = [viz.to_uint8_image(image), viz.colorize(mask.numpy(), palette, info.ignore_index)]
-        cells += [viz.colorize(predict(m, image, mean=i_.mean, std=i_.std).numpy(), palette, info.ignore_index)
+        cells += [viz.colorize(predict(m, image, mean=i_.mean, std=i_.std, resize=i_.resize).numpy(), palette,
+                               info.ignore_index)
                   for m, i_ in models]
         for ax, cell, title in zip(row, cells, ["image", "truth", *(r.variant for r in first)], strict=True):
             ax.imshow(cell)

@@ -74,6 +74,7 @@ def _score_model(run: Path, data: Path, split: str, json_out: Path | None, detec
         if not dist.is_main:
             return
         RENDERERS[info.task](result.metrics, info, f"{info.path} on {data} ({split}, {result.num_images} images)")
+        _print_baselines(result)
         precision = (info.config.get("train") or {}).get("precision", "fp32")
         if precision != "fp32":  # the training log's validation numbers came from the autocast model
             console.print(f"Metrics are fractions (0-1), computed in fp32; the run's own validation used {precision} "
@@ -133,6 +134,24 @@ def _print_semantic(metrics: dict[str, Any], info: Any, title: str) -> None:
         per_class.add_row(name, *(frac(_at(metrics.get(k), i)) for k in
                                   ("per_class_iou", "per_class_dice", "per_class_accuracy")))
     console.print(per_class)
+
+
+def _print_baselines(result: Any) -> None:
+    """The sanity bar: trivial baselines on the same split, and a warning when the model is not clearly above."""
+    b = result.baselines
+    if b is None:
+        return
+    table = Table(title="sanity bar: trivial baselines on this split (each chosen on it)", show_header=True)
+    table.add_column("baseline")
+    table.add_column("mIoU", justify="right")
+    for line in b.lines(result.info.classes):
+        rule, miou = line.rsplit(": mIoU ", 1)
+        table.add_row(rule, miou)
+    table.add_row("the model", frac(result.metrics.get("mean_iou")))
+    console.print(table)
+    warning = result.baseline_warning()
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 def _print_instance(metrics: dict[str, Any], info: Any, title: str) -> None:

@@ -37,5 +37,6 @@ def inspect(
     if info.in_channels == 3 and tensor.shape[0] == 1:
         tensor = tensor.expand(3, -1, -1)
     written = inspect_image(model, tensor, out, layers=[s.strip() for s in (layers or "").split(",") if s.strip()],
-                            class_names=info.classes, mean=info.mean, std=info.std, cam_layer=cam_layer)
+                            class_names=info.classes, mean=info.mean, std=info.std, cam_layer=cam_layer,
+                            resize=info.resize)
     console.print(f"[green]wrote[/] {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)

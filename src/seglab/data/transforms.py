@@ -20,6 +20,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from seglab.data.resize import LongSide
 from seglab.errors import ConfigError
 
 __all__ = ["RandomScale", "RandomRot90", "RandomElastic", "DropEmptyInstances", "EvalResize", "SemanticMask",
@@ -194,10 +195,13 @@ def build_train_transforms(
     vflip: float = 0.0,
     rot90: bool = False,
     elastic: float = 0.0,
+    resize: int | None = None,
 ) -> Callable:
     """Semantic training pipeline: ``(Image uint8 (C,H,W), Mask (H,W)) -> (float Image, Mask)``.
 
-    Random rescale by a factor in ``scale``, random crop to ``crop_size`` (padding image with 0 and the
+    With ``resize`` (``data.resize``) every image and mask is first scaled to that long side
+    (:class:`LongSide`), so crops and augmentation work at the scale validation and inference use. Then random
+    rescale by a factor in ``scale``, random crop to ``crop_size`` (padding image with 0 and the
     mask with ``ignore_index`` when smaller, so padding never counts as a class), horizontal flip with
     probability ``hflip`` (and vertical with ``vflip``), a random quarter turn with ``rot90`` (square crops), a
     smooth elastic warp of ``elastic`` pixels (:class:`RandomElastic`),
@@ -205,7 +209,7 @@ def build_train_transforms(
     saturation jitter of strength ``color_jitter`` on the image only, then float in [0, 1] and
     ``Normalize(mean, std)`` when given.
     """
-    steps: list[v2.Transform] = []
+    steps: list[v2.Transform] = [LongSide(resize)] if resize is not None else []
     crop = _pair(crop_size, "crop_size")
     if rot90 and crop[0] != crop[1]:
         raise ConfigError(f"data.rot90 needs square crops (a quarter turn swaps height and width); crop_size is "

@@ -34,18 +34,30 @@ def _semantic(cfg: RunConfig) -> Task:
     d, t = cfg.data, cfg.train
     return SemanticTask(**_data_fields(cfg), ignore_index=d.ignore_index, allow_ignore_class=d.allow_ignore_class,
                         max_pixels=d.max_pixels, mean=d.mean,
-                        std=d.std, loss=t.loss, class_weights=t.class_weights, weight_method=t.weight_method)
+                        std=d.std, loss=t.loss, class_weights=t.class_weights, weight_method=t.weight_method,
+                        resize=d.resize)
+
+
+def _no_resize(cfg: RunConfig, task: str) -> None:
+    """Detectors scale their input themselves (their own size options): ``data.resize`` is refused rather than
+    ignored."""
+    if cfg.data.resize is not None:
+        raise ConfigError(f"data.resize ({cfg.data.resize}) applies to semantic models; {task} models scale images "
+                          "themselves: use their size options instead (Mask R-CNN: min_size / max_size; "
+                          "`seglab models NAME` lists them), and leave data.resize unset.")
 
 
 def _instance(cfg: RunConfig) -> Task:
     from seglab.engine.instance import InstanceTask
 
+    _no_resize(cfg, "instance")
     return InstanceTask(**_data_fields(cfg))
 
 
 def _panoptic(cfg: RunConfig) -> Task:
     from seglab.engine.panoptic import PanopticTask
 
+    _no_resize(cfg, "panoptic")
     return PanopticTask(**_data_fields(cfg))
 
 

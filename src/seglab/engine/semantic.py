@@ -33,10 +33,14 @@ def default_norm(in_channels: int, mean: list[float] | None, std: list[float] | 
     return [0.5] * in_channels, [0.25] * in_channels
 
 
-def pad_collate(ignore_index: int):
-    """Batch images of different sizes by padding to the largest (image 0, mask ``ignore_index``)."""
+def pad_collate(ignore_index: int, with_sizes: bool = False):
+    """Batch images of different sizes by padding to the largest (image 0, mask ``ignore_index``).
 
-    def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    With ``with_sizes`` the batch is ``(images, masks, sizes)``, ``sizes`` ``(N, 2)`` the true ``(H, W)`` of
+    each image: validation under ``data.resize`` scales each image alone, so it must know where padding starts.
+    """
+
+    def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
         h = max(img.shape[-2] for img, _ in batch)
         w = max(img.shape[-1] for img, _ in batch)
         images = torch.zeros(len(batch), batch[0][0].shape[0], h, w, dtype=batch[0][0].dtype)
@@ -44,9 +48,21 @@ def pad_collate(ignore_index: int):
         for i, (img, m) in enumerate(batch):
             images[i, :, : img.shape[-2], : img.shape[-1]] = img
             masks[i, : m.shape[-2], : m.shape[-1]] = m
+        if with_sizes:
+            return images, masks, torch.tensor([list(img.shape[-2:]) for img, _ in batch], dtype=torch.int64)
         return images, masks
 
     return collate
+
+
+def resized_logits(model: nn.Module, image: torch.Tensor, long_side: int, autocast: Autocast) -> torch.Tensor:
+    """Logits ``(1, K, H, W)`` of one normalized image ``(C, H, W)`` run at ``long_side`` (``data.resize``) and
+    scaled back bilinearly, as ``seglab evaluate`` scores it (upsampled scores, then the argmax)."""
+    from seglab.data.resize import resize_long_side, restore_size
+
+    with autocast():
+        logits = model(resize_long_side(image, long_side)[None])
+    return restore_size(logits.float(), image.shape[-2:])
 
 
 class SemanticTask:
@@ -61,6 +77,8 @@ class SemanticTask:
         loss: loss spec for :func:`seglab.losses.build_loss` (``ce``, ``wce``, ``ce+0.5*dice``, ...).
         class_weights: per-class loss weights; ``None`` with a ``wce`` loss: computed from the training
             labels by ``weight_method`` (median frequency or inverse frequency).
+        resize: ``data.resize``: every image scaled to this long side (training before the crop; validation
+            per image, scored at the original size against the original labels).
     """
 
     name = "semantic"
@@ -73,7 +91,7 @@ class SemanticTask:
                  allow_ignore_class: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                  mean: list[float] | None = None, std: list[float] | None = None,
                  augment: Augment = Augment(), loss: str = "ce", class_weights: list[float] | None = None,
-                 weight_method: str = "median") -> None:
+                 weight_method: str = "median", resize: int | None = None) -> None:
         from seglab.data.folder import SegmentationFolder
         from seglab.data.transforms import build_eval_transforms, build_train_transforms
 
@@ -87,7 +105,8 @@ class SemanticTask:
         train_tf = build_train_transforms(a.crop_size, scale=tuple(a.scale), hflip=a.hflip, rotate=a.rotate,
                                           color_jitter=a.color_jitter, mean=self.mean, std=self.std,
                                           ignore_index=ignore_index, vflip=a.vflip, rot90=a.rot90,
-                                          elastic=a.elastic)
+                                          elastic=a.elastic, resize=resize)
+        self.resize = resize  # validation: images scaled alone, scores back at the label's size
         self.train_set = SegmentationFolder(root, train_split, transforms=train_tf, **common)
         self.val_set = SegmentationFolder(root, val_split, transforms=build_eval_transforms(self.mean, self.std),
                                           **common)
@@ -135,7 +154,7 @@ class SemanticTask:
 
     # --- pieces the trainer asks for -------------------------------------------------------------
     def collate(self):
-        return pad_collate(self.ignore_index)
+        return pad_collate(self.ignore_index, with_sizes=self.resize is not None)
 
     def model_info(self) -> dict[str, Any]:
         """What a checkpoint must carry so inference can rebuild the input pipeline."""
@@ -160,6 +179,14 @@ class SemanticTask:
             return []
         return [f"Class weights ({self._weights_source}): " + ", ".join(f"{w:.3g}" for w in self.class_weights)]
 
+    def sanity_bar(self, model_iou: float, classes: list[str]) -> list[str]:
+        """report.md's section on the trivial baselines of the validation split
+        (:func:`seglab.metrics.baselines.split_baselines`), read against the best epoch's mIoU."""
+        from seglab.metrics.baselines import split_baselines
+
+        bar = split_baselines(self.root, self.val_set.split, self.num_classes, self.ignore_index)
+        return bar.markdown(model_iou, classes)
+
     def sample_weights(self) -> torch.Tensor:
         """Repeat-factor sampling weights (LVIS) from the classes present in each training label."""
         from seglab.data.io import read_label
@@ -171,9 +198,9 @@ class SemanticTask:
             present.append({int(v) for v in vals if v != self.ignore_index and v < self.num_classes})
         return repeat_factors(present)
 
-    def prepare_batch(self, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
+    def prepare_batch(self, batch: tuple[torch.Tensor, ...], device: torch.device,
                       channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        images, masks = batch
+        images, masks = batch[:2]  # a third item (sizes, with data.resize) is validation's
         images = images.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -201,15 +228,20 @@ class SemanticTask:
 
         metrics = SegMetrics(self.num_classes, ignore_index=self.ignore_index, device=device)
         total, batches = 0.0, 0
-        for images, masks in loader:
-            images, masks = images.to(device), masks.to(device)
-            with autocast():
-                logits = model(images)
-            logits = logits.float()
-            if (masks != self.ignore_index).any():
-                total += float(criterion(logits, masks))
-                batches += 1
-            metrics.update(logits.argmax(1), masks)
+        for batch in loader:
+            images, masks = batch[0].to(device), batch[1].to(device)
+            if self.resize is None:
+                with autocast():
+                    logits = model(images)
+                pairs = [(logits.float(), masks)]
+            else:  # each image alone at the training scale, scored at its own size (no padding)
+                pairs = [(resized_logits(model, images[i, :, :h, :w], self.resize, autocast), masks[i:i + 1, :h, :w])
+                         for i, (h, w) in enumerate(batch[2].tolist())]
+            for logits, truth in pairs:
+                if (truth != self.ignore_index).any():
+                    total += float(criterion(logits, truth))
+                    batches += 1
+                metrics.update(logits.argmax(1), truth)
         metrics.reduce()
         return metrics.compute(), all_reduce_mean(total / max(1, batches), device)
 
@@ -222,8 +254,11 @@ class SemanticTask:
         rows = []
         for i in indices:
             image, mask = self.val_set[i]
-            with autocast():
-                logits = model(image[None].to(device))
+            if self.resize is None:
+                with autocast():
+                    logits = model(image[None].to(device))
+            else:
+                logits = resized_logits(model, image.to(device), self.resize, autocast)
             pred = logits.float().argmax(1)[0].cpu().numpy()
             rows.append((viz.to_uint8_image(image, self.mean, self.std), mask.numpy(), pred))
         palette = self.palette if self.palette is not None else viz.default_palette(max(self.num_classes, 2))

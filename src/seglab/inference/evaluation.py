@@ -23,6 +23,7 @@ from seglab.distributed import DistInfo, Shard
 from seglab.errors import ConfigError
 from seglab.inference.outputs import semantic_only
 from seglab.inference.tiling import TileOptions
+from seglab.metrics.baselines import Baselines, split_baselines
 
 Progress = Callable[[int, int], None]
 
@@ -37,6 +38,11 @@ class Evaluation:
     num_images: int
     metrics: dict[str, Any]
     detections: list[dict] | None = None
+    baselines: Baselines | None = None  # semantic: the split's trivial baselines (the sanity bar)
+
+    def baseline_warning(self) -> str | None:
+        """Words when the model's mIoU is not clearly above the trivial baselines (``None`` when it is)."""
+        return self.baselines.warning(self.metrics.get("mean_iou", math.nan)) if self.baselines else None
 
     def record(self) -> dict[str, Any]:
         """The JSON-safe record (tensors as lists, NaN as null) that ``seglab evaluate --json`` writes."""
@@ -47,7 +53,9 @@ class Evaluation:
                          for name, cat in zip(self.info.classes[1:], self.info.cat_ids[1:], strict=True)]
             metrics = {k: v for k, v in metrics.items() if not k.endswith("per_class_AP")} | {"per_class": per_class}
         return {"checkpoint": self.info.path, "task": self.info.task, "data": str(self.data), "split": self.split,
-                "num_images": self.num_images, "classes": list(self.info.classes), **jsonable(metrics)}
+                "num_images": self.num_images, "classes": list(self.info.classes), **jsonable(metrics),
+                **({"baselines": jsonable({**self.baselines.record(), "warning": self.baseline_warning()})}
+                   if self.baselines else {})}
 
 
 def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str | Path, split: str = "val", *,
@@ -75,8 +83,9 @@ def _semantic(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tt
                                  num_classes=len(info.classes), classes_from=f"the checkpoint {info.path or ''}")
     metrics = evaluate(model, Shard(dataset, dist.rank, dist.world_size), num_classes=len(info.classes),
                        ignore_index=info.ignore_index, mean=info.mean, std=info.std, device=dist.device,
-                       tta=tta, tile=tiles.tile, overlap=tiles.overlap, callback=callback)
-    return Evaluation(info, data, split, len(dataset), metrics)
+                       tta=tta, tile=tiles.tile, overlap=tiles.overlap, callback=callback, resize=info.resize)
+    baselines = split_baselines(data, split, len(info.classes), info.ignore_index)  # labels + histograms: cheap
+    return Evaluation(info, data, split, len(dataset), metrics, baselines=baselines)
 
 
 def _instance(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tta: str | None,

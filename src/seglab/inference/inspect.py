@@ -107,17 +107,21 @@ def strongest_channels(features: torch.Tensor, k: int = 16) -> torch.Tensor:
 
 def inspect_image(model: nn.Module, image: torch.Tensor, out: str | os.PathLike, *, layers: Sequence[str] = (),
                   class_names: Sequence[str], mean: Sequence[float] | None = None,
-                  std: Sequence[float] | None = None, cam_layer: str | None = None, channels: int = 16) -> list[Path]:
+                  std: Sequence[float] | None = None, cam_layer: str | None = None, channels: int = 16,
+                  resize: int | None = None) -> list[Path]:
     """Write ``features_<layer>.png`` per layer and ``cam.png`` (a CAM per class) for one image under ``out``.
 
     Args:
         image: ``(C, H, W)`` float in [0, 1] (normalised here with ``mean``/``std``, as the model was trained).
         layers: module names (``model.named_modules()``); empty: :func:`default_layers`.
         cam_layer: the Grad-CAM layer; default the last of ``layers``.
+        resize: the checkpoint's ``data.resize``: the image is inspected at the scale the model was trained on.
     """
+    from seglab.data.resize import resize_long_side
     from seglab.models.features import capture_features, save_feature_grid
     from seglab.viz.inspect import save_cams
 
+    image = resize_long_side(image.float(), resize)
     x = image[None].float()
     if mean is not None and std is not None:
         x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)

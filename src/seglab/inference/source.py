@@ -33,6 +33,7 @@ class ImageSource:
                  std: Sequence[float] | None) -> None:
         self.array: np.ndarray | None = None
         self.tensor: torch.Tensor | None = None
+        self.original: tuple[int, int] | None = None  # (H, W) of the input when this is its resized copy
         if isinstance(image, Image.Image):
             mode = "L" if in_channels == 1 else "RGB"
             image = np.asarray(image.convert(mode))
@@ -72,11 +73,23 @@ class ImageSource:
             t = t / self.std
         return t
 
+    def resized(self, long_side: int | None) -> ImageSource:
+        """This image normalized and scaled to ``long_side`` (``data.resize``), remembering its own size in
+        ``original`` so outputs can go back to it; itself when no resize is asked or the size already fits."""
+        from seglab.data.resize import resize_long_side, resized_size
+
+        if long_side is None or resized_size(self.height, self.width, long_side) == (self.height, self.width):
+            return self
+        src = ImageSource(resize_long_side(self.read(0, 0, self.height, self.width), long_side), None, None, None)
+        src.original = (self.height, self.width)
+        return src
+
 
 def prepare_image(image: ImageLike, *, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                  in_channels: int | None = None) -> torch.Tensor:
-    """The normalized float32 ``(C, H, W)`` tensor the model sees for ``image`` (see ``predict``)."""
-    src = ImageSource(image, in_channels, mean, std)
+                  in_channels: int | None = None, resize: int | None = None) -> torch.Tensor:
+    """The normalized float32 ``(C, H, W)`` tensor the model sees for ``image`` (see ``predict``); with
+    ``resize`` (``data.resize``) scaled to that long side."""
+    src = ImageSource(image, in_channels, mean, std).resized(resize)
     return src.read(0, 0, src.height, src.width)
 
 

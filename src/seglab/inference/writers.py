@@ -114,7 +114,7 @@ class SemanticWriter:
         t, o = self.options.tiles, self.options
         return predict_many(self.model, items, mean=self.info.mean, std=self.info.std, tile=t.tile,
                             overlap=t.overlap, blend=t.blend, tta=o.tta, batch_size=t.batch_size,
-                            return_probs=o.probs)
+                            return_probs=o.probs, resize=self.info.resize)
 
     def write(self, path: Path, image: np.ndarray, labels: torch.Tensor, probs: torch.Tensor | None) -> dict:
         from seglab.fileio import atomic_path
@@ -156,7 +156,8 @@ class SemanticWriter:
         from seglab.inference.source import prepare_image
         from seglab.models.features import capture_features, save_feature_grid
 
-        x = prepare_image(image, mean=self.info.mean, std=self.info.std, in_channels=self.info.in_channels)
+        x = prepare_image(image, mean=self.info.mean, std=self.info.std, in_channels=self.info.in_channels,
+                          resize=self.info.resize)  # the features the model computes, at the scale it sees
         device = next(self.model.parameters()).device
         save_feature_grid(capture_features(self.model, x[None].to(device), self.options.features), target)
 

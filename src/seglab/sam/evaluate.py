@@ -79,7 +79,7 @@ def _semantic(model: nn.Module, info: CheckpointInfo, data: Path, split: str, re
                for _ in range(2)]
     for i, (image_path, _) in enumerate(dataset.samples):
         image, target = dataset[i]
-        labels = predict(model, image, mean=info.mean, std=info.std)
+        labels = predict(model, image, mean=info.mean, std=info.std, resize=info.resize)
         refined = refiner(read_image(image_path, channels=3), (labels,))[0]
         for (seg, edge), pred in zip(metrics, (labels, refined), strict=True):
             seg.update(pred[None], target[None])

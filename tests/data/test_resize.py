@@ -1,0 +1,194 @@
+"""``data.resize``: images scaled to a long side, every output back at the input's size, pixel for pixel.
+
+The expected outputs are hand-made: a label map of 8 px blocks, and a stub model whose logits are its input
+(one-hot colour blocks), so the right class map is the block map itself at every size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torchvision import tv_tensors
+
+from seglab.checkpoint import CheckpointInfo
+from seglab.data.resize import LongSide, resize_long_side, resized_size
+from seglab.data.transforms import build_train_transforms
+from seglab.errors import CheckpointError, ConfigError
+from seglab.inference.semantic import evaluate, predict, predict_many
+
+K = 3
+
+
+class Echo(nn.Module):
+    """A stub model: its logits are its input (a 1x1 identity convolution, so the channel count is read)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(K, K, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(K)[:, :, None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def blocks(h: int, w: int, side: int = 8, seed: int = 0) -> np.ndarray:
+    """A class map of ``side`` px blocks with random classes 0..K-1."""
+    rng = np.random.default_rng(seed)
+    grid = rng.integers(0, K, (-(-h // side), -(-w // side)))
+    return np.kron(grid, np.ones((side, side), dtype=np.int64))[:h, :w]
+
+
+def stripes(h: int, w: int, side: int = 8, seed: int = 0, axis: int = 1) -> np.ndarray:
+    """A class map of ``side`` px bands (columns for ``axis=1``, rows for 0): edges without corners, which
+    bilinear resampling moves by design (a convex corner pixel is outvoted by its three other neighbours)."""
+    rng = np.random.default_rng(seed)
+    n = -(-(w if axis else h) // side)
+    band = np.repeat(rng.permutation(np.arange(n) % K), side)
+    return np.broadcast_to(band[:w][None, :] if axis else band[:h][:, None], (h, w)).copy()
+
+
+def one_hot(labels: np.ndarray) -> torch.Tensor:
+    """``(K, H, W)`` float image whose channel ``k`` is 1 where the class is ``k``."""
+    return torch.nn.functional.one_hot(torch.from_numpy(labels), K).permute(2, 0, 1).float()
+
+
+@pytest.mark.parametrize(("hw", "long_side", "expected"), [
+    ((575, 765, 256), None, (192, 256)), ((64, 96, 48), None, (32, 48)), ((3, 5, 16), None, (10, 16)),
+    ((5, 10, 3), None, (2, 3)),  # 1.5 rounds up (half up, not to even)
+    ((7, 7, 7), None, (7, 7)), ((1, 1000, 16), None, (1, 16)),  # never below 1 px
+])
+def test_resized_size_by_hand(hw: tuple, long_side: None, expected: tuple) -> None:
+    assert resized_size(*hw) == expected
+    assert resized_size(hw[0], hw[1], None) == hw[:2]
+
+
+def test_labels_resize_nearest_and_ignore_stays_ignore() -> None:
+    labels = blocks(64, 96)
+    labels[8:16, 16:32] = 255
+    image = tv_tensors.Image(torch.zeros(3, 64, 96, dtype=torch.uint8))
+    _, small = LongSide(48)(image, tv_tensors.Mask(torch.from_numpy(labels)))
+    assert small.shape == (32, 48) and set(small.unique().tolist()) <= {0, 1, 2, 255}
+    back = torch.nn.functional.interpolate(small[None, None].float(), size=(64, 96), mode="nearest-exact")
+    assert np.array_equal(back[0, 0].long().numpy(), labels)  # blocks of 8 survive a factor of 2 both ways
+
+
+def test_training_transform_scales_before_the_crop() -> None:
+    labels = blocks(64, 96)
+    tf = build_train_transforms(32, scale=(1.0, 1.0), hflip=0, color_jitter=0, resize=48)
+    image, mask = tf(tv_tensors.Image(torch.zeros(3, 64, 96, dtype=torch.uint8)),
+                     tv_tensors.Mask(torch.from_numpy(labels)))
+    assert image.shape == (3, 32, 32) and mask.shape == (32, 32)
+    small = labels[1::2, 1::2]  # what nearest-exact keeps at half size: one pixel per 2x2
+    assert any(np.array_equal(mask.numpy(), small[:, x:x + 32]) for x in range(17))
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"tile": 16}, {"tile": 16, "overlap": 0.5}, {"tta": "flip"}, {"tta": "hflip,vflip"},
+    {"tile": 24, "tta": "flip"},
+])
+@pytest.mark.parametrize(("h", "w", "long_side", "axis"), [(64, 96, 48, 1), (64, 96, 48, 0), (48, 32, 96, 1),
+                                                           (48, 32, 96, 0)])  # down by 2, up by 2
+def test_semantic_prediction_round_trip_is_exact(options: dict, h: int, w: int, long_side: int, axis: int) -> None:
+    labels = stripes(h, w, axis=axis)
+    out, probs = predict(Echo(), one_hot(labels), resize=long_side, return_probs=True, **options)
+    assert out.shape == (h, w) and probs.shape == (K, h, w)
+    assert np.array_equal(out.numpy(), labels)
+    assert torch.allclose(probs.sum(0), torch.ones(h, w), atol=1e-5)
+
+
+def test_odd_sizes_come_back_at_their_own_size() -> None:
+    labels = blocks(50, 75, side=10)
+    out = predict(Echo(), one_hot(labels), resize=32)
+    assert out.shape == (50, 75)
+    interior = np.zeros_like(labels, dtype=bool)  # away from block edges nothing may move
+    interior[np.add.outer(np.arange(50) % 10, np.zeros(75, int)) // 3 == 1] = True
+    interior &= (np.arange(75) % 10 // 3 == 1)[None, :]
+    assert np.array_equal(out.numpy()[interior], labels[interior])
+
+
+def test_predict_many_returns_each_image_at_its_size() -> None:
+    maps = [stripes(64, 96, seed=1), stripes(48, 32, seed=2, axis=0), stripes(64, 96, seed=3)]
+    results = list(predict_many(Echo(), [(i, one_hot(m)) for i, m in enumerate(maps)], resize=48, return_probs=True))
+    for (key, _, out, probs), m in zip(results, maps, strict=True):
+        assert out.shape == m.shape and probs.shape == (K, *m.shape)
+        assert np.array_equal(out.numpy(), m), key
+
+
+def test_evaluate_scores_at_the_original_labels() -> None:
+    maps = [stripes(64, 96, seed=1), stripes(40, 56, seed=2, axis=0)]
+    truth = [m.copy() for m in maps]
+    truth[0][:8, :8] = 255  # ignored pixels stay out of the score
+    data = [(one_hot(m), torch.from_numpy(t)) for m, t in zip(maps, truth, strict=True)]
+    metrics = evaluate(Echo(), data, num_classes=K, resize=48)
+    assert metrics["mean_iou"] == pytest.approx(1.0)
+    assert int(metrics["confusion_matrix"].sum()) == sum(int((t != 255).sum()) for t in truth)
+
+
+def test_resize_long_side_leaves_a_fitting_image_alone() -> None:
+    x = torch.rand(3, 16, 24)
+    assert resize_long_side(x, 24) is x and resize_long_side(x, None) is x
+    assert resize_long_side(x, 12).shape == (3, 8, 12)
+
+
+def _ckpt(config: dict) -> dict:
+    return {"model": {"name": "unet", "num_classes": 2, "options": {}}, "classes": ["a", "b"], "config": config}
+
+
+def test_checkpoint_info_reads_resize_from_the_config() -> None:
+    assert CheckpointInfo.from_dict(_ckpt({"data": {"resize": 256}})).resize == 256
+    assert CheckpointInfo.from_dict(_ckpt({"data": {"root": "d"}})).resize is None  # older checkpoints
+    assert CheckpointInfo.from_dict(_ckpt({})).resize is None
+    for bad in (0, -4, "big", True):
+        with pytest.raises(CheckpointError, match="resize"):
+            CheckpointInfo.from_dict(_ckpt({"data": {"resize": bad}}), "x.pt")
+
+
+@pytest.mark.parametrize("task", ["instance", "panoptic"])
+def test_detector_tasks_refuse_resize_rather_than_ignore_it(task: str) -> None:
+    from seglab.config import RunConfig
+    from seglab.engine.build import TASK_BUILDERS
+
+    cfg = RunConfig()
+    cfg.data.root, cfg.data.resize = "nowhere", 128
+    with pytest.raises(ConfigError, match="data.resize"):
+        TASK_BUILDERS[task](cfg)
+
+
+def _folder(root, maps: list[np.ndarray]):
+    """A folder dataset (train = val) whose images are the one-hot colours of ``maps`` (uint8 RGB)."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i, m in enumerate(maps):
+            Image.fromarray((one_hot(m).permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(
+                root / "images" / split / f"{i}.png")
+            Image.fromarray(m.astype(np.uint8)).save(root / "labels" / split / f"{i}.png")
+    return root
+
+
+def test_validation_scores_at_the_original_size_like_evaluate(tmp_path) -> None:
+    from contextlib import nullcontext
+
+    from seglab.engine.semantic import SemanticTask
+    from seglab.engine.task import Augment
+    from seglab.models import build_model
+
+    maps = [stripes(64, 96, seed=1), stripes(40, 56, seed=2, axis=0), stripes(30, 20, seed=3)]
+    root = _folder(tmp_path / "ds", maps)
+    task = SemanticTask(str(root), num_classes=K, mean=[0.0] * 3, std=[1.0] * 3, resize=48,
+                        augment=Augment(crop_size=16))
+    loader = torch.utils.data.DataLoader(task.val_set, batch_size=3, collate_fn=task.collate())
+    echo, _ = task.evaluate(Echo(), loader, task.criterion(), torch.device("cpu"), nullcontext)
+    assert echo["mean_iou"] == pytest.approx(1.0)  # the hand-made answer: the stripes themselves
+    assert int(echo["confusion_matrix"].sum()) == sum(m.size for m in maps)
+    torch.manual_seed(0)
+    unet = build_model("unet", K, base_channels=4, depth=2).eval()
+    val, _ = task.evaluate(unet, loader, task.criterion(), torch.device("cpu"), nullcontext)
+    data = [(one_hot(m), torch.from_numpy(m)) for m in maps]
+    scored = evaluate(unet, data, num_classes=K, resize=48, mean=[0.0] * 3, std=[1.0] * 3)
+    assert torch.equal(torch.as_tensor(val["confusion_matrix"]).cpu(), torch.as_tensor(scored["confusion_matrix"]))
