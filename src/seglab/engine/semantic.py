@@ -36,8 +36,9 @@ def default_norm(in_channels: int, mean: list[float] | None, std: list[float] | 
 def pad_collate(ignore_index: int, with_sizes: bool = False):
     """Batch images of different sizes by padding to the largest (image 0, mask ``ignore_index``).
 
-    With ``with_sizes`` the batch is ``(images, masks, sizes)``, ``sizes`` ``(N, 2)`` the true ``(H, W)`` of
-    each image: validation under ``data.resize`` scales each image alone, so it must know where padding starts.
+    With ``with_sizes`` a batch that needed padding is ``(images, masks, sizes)``, ``sizes`` ``(N, 2)`` the true
+    ``(H, W)`` of each image: validation under ``data.resize`` scales each image alone, so it must know where
+    padding starts. Batches of one size (every training batch: crops) stay ``(images, masks)``.
     """
 
     def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
@@ -48,9 +49,8 @@ def pad_collate(ignore_index: int, with_sizes: bool = False):
         for i, (img, m) in enumerate(batch):
             images[i, :, : img.shape[-2], : img.shape[-1]] = img
             masks[i, : m.shape[-2], : m.shape[-1]] = m
-        if with_sizes:
-            return images, masks, torch.tensor([list(img.shape[-2:]) for img, _ in batch], dtype=torch.int64)
-        return images, masks
+        sizes = torch.tensor([list(img.shape[-2:]) for img, _ in batch], dtype=torch.int64)
+        return (images, masks, sizes) if with_sizes and bool((sizes != torch.tensor([h, w])).any()) else (images, masks)
 
     return collate
 
@@ -236,7 +236,8 @@ class SemanticTask:
                 pairs = [(logits.float(), masks)]
             else:  # each image alone at the training scale, scored at its own size (no padding)
                 pairs = [(resized_logits(model, images[i, :, :h, :w], self.resize, autocast), masks[i:i + 1, :h, :w])
-                         for i, (h, w) in enumerate(batch[2].tolist())]
+                         for i, (h, w) in enumerate(batch[2].tolist() if len(batch) > 2 else
+                                                    [list(images.shape[-2:])] * len(images))]
             for logits, truth in pairs:
                 if (truth != self.ignore_index).any():
                     total += float(criterion(logits, truth))

@@ -58,11 +58,11 @@ class Baselines:
         """One sentence per baseline, e.g. ``every pixel 'road': mIoU 0.112``."""
         name = classes[self.majority_class] if classes and self.majority_class < len(classes) else \
             f"class {self.majority_class}"
-        out = [f"every pixel {name!r} (the majority class): mIoU {self.majority_iou:.3f}"]
+        out = [f"every pixel {name!r} (the majority class): mIoU {self.majority_iou:.4f}"]
         if self.threshold_iou is not None:
             side = ">=" if self.polarity == "above" else "<"
             out.append(f"best gray-level threshold (class 1 where gray {side} {self.threshold}): mIoU "
-                       f"{self.threshold_iou:.3f}")
+                       f"{self.threshold_iou:.4f}")
         return out
 
     def markdown(self, model_iou: float, classes: list[str] | None = None) -> list[str]:
@@ -81,9 +81,10 @@ class Baselines:
         gap = model_iou - self.best
         standing = f"{-gap:.3f} below" if gap < 0 else f"only {gap:.3f} above"
         return (f"Not clearly above the trivial baselines: the model's mIoU {model_iou:.3f} is {standing} the best "
-                f"of them ({self.best:.3f}; a clear margin is {margin:.2f}). It has learned little that a class "
-                "count or one global gray threshold does not know. Check the training scale (data.resize: do "
-                "crops hold whole objects?), the crop size, the budget and the labels.")
+                f"of them ({self.best:.3f}; a clear margin is {margin:.2f}). It has learned little that "
+                + ("a class count or one global gray threshold" if self.threshold_iou is not None else "a class count")
+                + " does not know. Check the training scale (data.resize: do crops hold whole objects?), the crop "
+                "size, the budget and the labels.")
 
 
 def baselines_from_histograms(class_counts: np.ndarray, gray: np.ndarray | None = None) -> Baselines:
@@ -98,16 +99,20 @@ def baselines_from_histograms(class_counts: np.ndarray, gray: np.ndarray | None 
     if gray is None or k != 2:
         return Baselines(majority, majority_iou)
     hist = np.asarray(gray, dtype=np.int64)
-    above = np.concatenate([np.cumsum(hist[:, ::-1], axis=1)[:, ::-1], np.zeros((2, 1), np.int64)], axis=1)
-    best: tuple[float, int, str] = (-1.0, 0, "above")
-    for t in range(LEVELS + 1):  # t = 256: nothing is >= t (all class 0; the same as "below" at t = 0 flipped)
-        hi = above[:, t]
-        for polarity, ones in (("above", hi), ("below", hist.sum(1) - hi)):
-            cm = torch.tensor([[hist[0].sum() - ones[0], ones[0]], [hist[1].sum() - ones[1], ones[1]]])
-            miou = metrics_from_confusion(cm)["mean_iou"]
-            if miou > best[0]:
-                best = (miou, t, polarity)
-    return Baselines(majority, majority_iou, best[1], best[2], best[0])
+    total = hist.sum(1)
+    # pixels of each class at gray >= t, for t = 0..256 (t = 256: none): "above" predicts class 1 there, "below"
+    # everywhere else. Every candidate's mIoU at once (the real metric's formula), the winner re-scored by it.
+    above = np.concatenate([np.cumsum(hist[:, ::-1], axis=1)[:, ::-1], np.zeros((2, 1), np.int64)], axis=1).T
+    ones = np.concatenate([above, total - above])  # (2 x 257 candidates, 2 classes): class-1 predictions
+    cms = np.stack([np.stack([total[0] - ones[:, 0], ones[:, 0]], 1), np.stack([total[1] - ones[:, 1], ones[:, 1]], 1)],
+                   1).astype(np.float64)  # (candidates, truth, prediction)
+    tp = np.diagonal(cms, axis1=1, axis2=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = tp / (cms.sum(2) + cms.sum(1) - tp)
+    score = np.where(np.isnan(iou), 0, iou).sum(1) / np.maximum((~np.isnan(iou)).sum(1), 1)
+    i = int(score.argmax())  # the first best: the lowest threshold, "above" before "below"
+    miou = metrics_from_confusion(torch.from_numpy(cms[i].astype(np.int64)))["mean_iou"]
+    return Baselines(majority, majority_iou, i % (LEVELS + 1), "above" if i <= LEVELS else "below", miou)
 
 
 def gray_levels(image: np.ndarray) -> np.ndarray:
