@@ -147,7 +147,13 @@ def test_stats_table_weights_and_json(tiny_stats: Path, tmp_path: Path, capsys) 
     assert "bike" in text and "absent" in text
     record = json.loads(out.read_text())
     assert record["pixel_counts"] == [4, 5, 1, 0]
-    assert record == json.loads(json.dumps(compute_stats(tiny_stats)))  # the JSON is the library's numbers
+    assert record == json.loads(json.dumps(compute_stats(tiny_stats, geometry=True)))  # the library's numbers
+    # object scale (issue 25.1): road is one 2x2-box component in a, one pixel in b; car 1x1 in a, 2x3 in b
+    assert "object scale" in text and "image longer side: 3-3 px" in text
+    road, car = record["geometry"]["scale"][:2]
+    assert (road["components"], road["side_p50"], road["frac_p90"]) == (2, 1.5, pytest.approx(1.9 / 3))
+    assert (car["side_p50"], car["side_p90"]) == (2.0, pytest.approx(2.8))
+    assert car["largest_share"] == pytest.approx(2.5 / 6)
 
 
 def test_stats_bad_classes_file_exits_2(make_dataset, capsys) -> None:

@@ -106,3 +106,55 @@ def test_progress_callback_counts_images(tiny: Path) -> None:
     calls: list[tuple[int, int]] = []
     compute_stats(tiny, callback=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 2), (2, 2)]
+
+
+def _large(root: Path, h: int = 1200, w: int = 900) -> int:
+    """One smooth RGB image and its label (PNG-friendly), returns the decoded image's bytes."""
+    yy, xx = np.mgrid[:h, :w]
+    for sub in ("images/train", "labels/train"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)).save(
+        root / "images" / "train" / "a.png")
+    Image.fromarray(((xx // 100 + yy // 100) % 3).astype(np.uint8)).save(root / "labels" / "train" / "a.png")
+    return h * w * 3
+
+
+def test_stats_stream_in_small_dtypes(tmp_path: Path, monkeypatch) -> None:
+    """Issue 26 reliability 4: float64/int64 copies held ~47 bytes per pixel (3.5 GB for one 8000x8000 image)."""
+    import tracemalloc
+
+    import seglab.data.label_geometry as G
+    import seglab.data.stats as S
+    from seglab.data.label_geometry import label_geometry
+
+    for module in (G, S):  # bands of 64 K pixels: their fixed temporaries small beside this test's 1 M pixels
+        monkeypatch.setattr(module, "BAND", 1 << 16)
+    image_bytes = _large(tmp_path)
+    tracemalloc.start()
+    s = compute_stats(tmp_path)
+    stats_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    label_geometry([tmp_path / "labels" / "train" / "a.png"], 3)
+    geometry_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert stats_peak < 2.5 * image_bytes, stats_peak  # the decoded image, its label, bounded row bands
+    assert geometry_peak < 12 * image_bytes / 3, geometry_peak  # int32 component ids + masks per label pixel
+    # the moments from 256-bin histograms equal float64 arithmetic on the pixels (independent reference)
+    yy, xx = np.mgrid[:1200, :900]
+    ref = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).reshape(-1, 3) / 255.0
+    assert s["mean"] == pytest.approx(ref.mean(0).tolist(), abs=1e-9)
+    assert s["std"] == pytest.approx(ref.std(0).tolist(), abs=1e-9)
+
+
+def test_mixed_channels_are_read_from_every_header(tmp_path: Path) -> None:
+    """Issue 26 reliability 3: the first image decided; a colour dataset whose first image is gray read as gray."""
+    from seglab.data.stats import image_headers, majority_channels
+
+    _write(tmp_path, "a", (10, 10, 10), LABEL_A)
+    Image.open(tmp_path / "images" / "train" / "a.png").convert("L").save(tmp_path / "images" / "train" / "a.png")
+    for stem in ("b", "c"):
+        _write(tmp_path, stem, (200, 0, 51), LABEL_B)
+    paths = sorted((tmp_path / "images" / "train").iterdir())
+    assert image_headers(paths) == [(3, 2, 1), (3, 2, 3), (3, 2, 3)]
+    assert majority_channels(image_headers(paths)) == 3 and majority_channels([(1, 1, 1), (1, 1, 3)]) == 3
+    assert len(compute_stats(tmp_path)["mean"]) == 3  # the majority, not the first file

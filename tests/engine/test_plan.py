@@ -38,7 +38,8 @@ def test_gray_data_gets_one_channel_rotations_and_no_rescaling() -> None:
     assert gray["data.in_channels"] == 1 and gray["data.mean"] == [0.4] and gray["data.rotate"] > 0
     assert gray["data.scale"] == [1.0, 1.0] and "data.rot90" not in gray  # quarter turns: no gain measured
     rgb = _plan(_fp())
-    assert not {"data.in_channels", "data.scale", "data.rotate"} & set(rgb)  # RGB keeps the defaults
+    assert not {"data.in_channels", "data.rotate"} & set(rgb)  # RGB keeps the defaults, listed (issue 29.6)
+    assert (rgb["data.scale"], rgb["data.hflip"], rgb["data.color_jitter"]) == ([0.5, 2.0], 0.5, 0.2)
 
 
 def test_few_images_repeat_so_an_epoch_has_enough_steps() -> None:
@@ -157,7 +158,7 @@ def _gray_thin_data(root: Path, n: int = 3) -> Path:
 def test_what_the_user_wrote_wins_even_when_it_equals_a_default(tmp_path: Path) -> None:
     """Issue 29 item 2: train.loss=ce (the default) was replaced by the plan's ce+dice unless marked given."""
     from seglab.config import config_from_dict
-    from seglab.engine.plan import apply_plan
+    from seglab.engine.plan_apply import apply_plan
 
     data = _gray_thin_data(tmp_path / "d")
     cfg = config_from_dict({"data": {"root": str(data)}, "train": {"loss": "ce", "lr": 0.001}})
@@ -172,7 +173,7 @@ def test_what_the_user_wrote_wins_even_when_it_equals_a_default(tmp_path: Path) 
 def test_a_named_model_keeps_the_data_rules(tmp_path: Path) -> None:
     """Issue 29 item 3: --model used to drop the whole plan (3 channels on gray data, rescale, plain CE)."""
     from seglab.config import config_from_dict
-    from seglab.engine.plan import apply_plan
+    from seglab.engine.plan_apply import apply_plan
 
     data = _gray_thin_data(tmp_path / "d")
     cfg = config_from_dict({"data": {"root": str(data)}, "model": {"name": "fcn8s"}})
@@ -186,10 +187,126 @@ def test_a_named_model_keeps_the_data_rules(tmp_path: Path) -> None:
 
 def test_print_config_and_training_resolve_alike(tmp_path: Path) -> None:
     from seglab.config import config_from_dict
-    from seglab.engine.plan import apply_plan, resolve_run
+    from seglab.engine.plan_apply import apply_plan, resolve_run
 
     data = _gray_thin_data(tmp_path / "d")
     cfg = config_from_dict({"data": {"root": str(data)}, "train": {"device": "cpu"}})
     assert resolve_run(cfg)[0] == apply_plan(cfg, "cpu")[0]
     resumed = config_from_dict({"train": {"resume": True}}, cfg)
     assert resolve_run(resumed) == (resumed, None)  # a resumed run trains its own config.yaml
+
+
+# --- the training scale (issue 25 items 1 and 3) on synthetic fingerprints -----------------------------------
+
+
+def _scaled(size: tuple[int, int], frac: float, boundary: float = 0.01, gray: bool = False) -> Fingerprint:
+    """Two classes: a background (most pixels) and objects whose 90th-percentile side is ``frac`` of the image's
+    long side; ``boundary``: the objects' edge share (width 2 / boundary px)."""
+    from seglab.data.label_geometry import ClassScale
+
+    side = frac * max(size)
+    return _fp(size=size, long_sides=(max(size),) * 3, classes=["background", "object"], frequencies=[0.7, 0.3],
+               image_share=[1.0, 1.0], boundary=[0.01, boundary], mean=[0.5] * (1 if gray else 3),
+               std=[0.2] * (1 if gray else 3), channels=1 if gray else 3,
+               scale=[ClassScale(20, max(size), max(size), 1.0, 1.0, 0.7),
+                      ClassScale(20, side / 2, side, frac / 2, frac, 0.3)])
+
+
+def _reasons(fp: Fingerprint, device: str = "cpu") -> dict:
+    return {k: why for k, _, why in rules(fp, device)}
+
+
+def test_large_objects_on_large_images_are_trained_downscaled() -> None:
+    """The medical photographs of issue 25: 765x575, one object ~70 % of the side: about 3x smaller."""
+    plan = _plan(_scaled((765, 575), 0.7))
+    assert plan["data.resize"] == 256 and plan["data.crop_size"] == 192  # 0.75 x 256 / 0.7 = 274 -> 256
+    assert plan["model.options"] == {"base_channels": 16}  # objects 179 px: inside depth 4's 200 px field
+    why = _reasons(_scaled((765, 575), 0.7))
+    assert "object's large objects (90th percentile: 70% of the image side, 536 px)" in why["data.resize"]
+    assert "long side 256 px puts them at 179 px" in why["data.resize"]
+
+
+def test_huge_images_small_objects_and_tiny_images_keep_native_resolution() -> None:
+    assert "data.resize" not in _plan(_scaled((8000, 6000), 0.01))  # small objects: crops at full resolution
+    assert _plan(_scaled((8000, 6000), 0.01))["data.crop_size"] == 256
+    huge = _plan(_scaled((8000, 6000), 0.5))
+    assert huge["data.resize"] == 384 and huge["data.crop_size"] == 256  # 0.75 x 256 / 0.5
+    tiny = _plan(_scaled((32, 32), 1.0))
+    assert "data.resize" not in tiny and tiny["data.crop_size"] == 32  # already fits whatever it holds
+    assert "fit a 256 px crop at native resolution" in _reasons(_scaled((32, 32), 1.0))["data.crop_size"]
+
+
+def test_a_thin_class_keeps_native_resolution() -> None:
+    """ISBI's membranes (7.7 px by this measure) and CamVid's poles (3.4 px) must not be downscaled."""
+    thin = _scaled((765, 575), 0.7, boundary=0.3)  # the object class itself is thin: not an object to fit
+    assert "data.resize" not in _plan(thin)
+    fp = _scaled((765, 575), 0.7)
+    fp.classes, fp.frequencies, fp.boundary = [*fp.classes, "pole"], [0.6, 0.3, 0.1], [0.01, 0.01, 2 / 3.4]
+    fp.image_share, fp.scale = [1.0] * 3, [*fp.scale, fp.scale[1]]
+    assert "data.resize" not in _plan(fp)
+    assert "the thinnest class (pole, 3.4 px wide) must stay 8 px wide" in _reasons(fp)["data.crop_size"]
+    fp.boundary[2] = 2 / 40.0  # a 40 px wide class allows a resize, no smaller than keeps it 8 px wide
+    assert _plan(fp)["data.resize"] == 256 and "pole 2.7 px" not in _reasons(fp)["data.resize"]
+
+
+def test_objects_wider_than_the_receptive_field_get_a_deeper_unet() -> None:
+    gpu = _plan(_scaled((2000, 2000), 0.9), "cuda")  # 0.75 x 512 / 0.9 = 427 -> 416 px: objects 374 px
+    assert gpu["data.resize"] == 416 and gpu["model.options"] == {"base_channels": 32, "depth": 5}
+    assert "receptive field 408 px (depth 4: 200 px)" in _reasons(_scaled((2000, 2000), 0.9), "cuda")[
+        "model.options"]
+
+
+def test_the_receptive_field_table_is_the_layer_tables() -> None:
+    from seglab.engine.plan_scale import UNET_RF
+    from seglab.models.layers import layer_table
+    from seglab.models.registry import build_model
+
+    for depth, rf in UNET_RF.items():
+        rows = layer_table(build_model("unet", 2, in_channels=1, base_channels=4, depth=depth), (1, 64, 64))
+        assert max(r.receptive_field for r in rows) == rf
+
+
+def test_reasons_say_what_they_used(monkeypatch) -> None:
+    """Issue 29 item 6: batch size is a constant; Mask R-CNN's precision cites no U-Net measurement; one channel
+    names the headers it read, not microscopy as a fact."""
+    import seglab.engine.plan as plan
+
+    monkeypatch.setattr(plan, "cpu_has_bf16", lambda: True)
+    why = _reasons(_fp())
+    assert "constant" in why["train.batch_size"] and "fits" not in why["train.batch_size"]
+    detector = _reasons(_fp(task="instance", size=(467, 378)))
+    assert "U-Net" not in detector["train.precision"] and "not measured for this model" in detector[
+        "train.precision"]
+    gray = _reasons(_fp(channels=1, gray_images=20, mean=[0.4], std=[0.1]))
+    assert gray["data.in_channels"].startswith("gray in all of 20 image headers") and "assumes" in gray["data.scale"]
+
+
+def test_plan_does_not_overwrite_an_earlier_plan(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "plan.yaml"
+    out.write_text("# my edited plan\n")
+    assert main(["plan", str(tiny_data), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_text() == "# my edited plan\n"
+    assert main(["plan", str(tiny_data), "--out", str(out), "--force"]) == 0 and "unet" in out.read_text()
+
+
+def test_plan_prints_the_object_scale_and_mixed_channels(tmp_path: Path, capsys, monkeypatch) -> None:
+    data = _gray_thin_data(tmp_path / "d", n=3)
+    for i in (1, 2):  # most images colour, the first gray: planned as colour, and said so
+        path = data / "images" / "train" / f"{i}.png"
+        Image.open(path).convert("RGB").save(path)
+    fp = fingerprint(data)
+    assert (fp.channels, fp.gray_images, fp.long_sides) == (3, 1, (60, 60, 60))
+    assert "mixed: 1 gray and 2 colour images; planned as colour" in fp.mixed
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["plan", str(data), "--out", str(tmp_path / "p.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "mixed: 1 gray and 2 colour images" in out and "side p90 px" in out and "longer side 60-60 px" in out
+
+
+def test_plan_refuses_labels_that_are_all_ignore(tmp_path: Path, capsys) -> None:
+    data = _gray_thin_data(tmp_path / "d", n=2)
+    for path in (data / "labels" / "train").iterdir():
+        Image.fromarray(np.full((40, 60), 255, np.uint8)).save(path)
+    assert main(["plan", str(data), "--out", str(tmp_path / "p.yaml")]) == 2
+    assert "every pixel of every label is the ignore value 255" in capsys.readouterr().err
+    assert not (tmp_path / "p.yaml").exists()

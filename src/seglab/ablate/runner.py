@@ -133,13 +133,14 @@ def resolve_variants(base: RunConfig, plan: list[dict[str, Any]], given: Iterabl
     ``--set`` items and the base file's keys always win), every one checked as training would check it, and
     refused when two variants would train the same config (the comparison would be a config with itself)."""
     from seglab.distributed import resolve_device
-    from seglab.engine.plan import apply_plan, fingerprint
+    from seglab.engine.plan import fingerprint
+    from seglab.engine.plan_apply import apply_plan, fingerprint_args
 
-    fingerprints: dict[tuple[str, int], Any] = {}  # the data is read once, not once per variant
+    fingerprints: dict[tuple, Any] = {}  # the data is read once, not once per variant
     configs, notes = [], set()
     for a in plan:
         cfg = check_config(assign(base, a))
-        key = (cfg.data.root, cfg.data.ignore_index)
+        key = fingerprint_args(cfg)
         if cfg.data.root and key not in fingerprints:
             fingerprints[key] = fingerprint(*key)
         mine = {*given, *(k if not k.startswith("model.options.") else "model.options" for k in a)}

@@ -128,7 +128,7 @@ def stats(
         raise ConfigError(f"{root}: COCO panoptic data; class statistics read label maps. Convert it first: seglab "
                           f"data convert coco-panoptic-to-seglab {root} --out DIR, then seglab data stats DIR.")
     with _progress(f"stats {split}") as callback:
-        s = compute_stats(root, split, num_classes, ignore_index, callback=callback, channels=channels)
+        s = compute_stats(root, split, num_classes, ignore_index, callback=callback, channels=channels, geometry=True)
     title = f"{root} [{split}]: {s['num_images']} images, {s['ignored_pixels']} ignored pixels"
     table = Table(title=escape(title))
     for col in ("#", "class", "pixels", "frequency", "images", "inverse w", "median w"):
@@ -138,6 +138,7 @@ def stats(
                       str(s["images_per_class"][i]), f"{s['weights_inverse'][i]:.4g}",
                       f"{s['weights_median'][i]:.4g}")
     console.print(table)
+    _print_geometry(s)
     if s["absent_classes"]:
         console.print(f"[yellow]absent from {escape(split)}[/] (weight 0): {escape(', '.join(s['absent_classes']))}")
     fmt = ",".join
@@ -149,6 +150,23 @@ def stats(
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(s, indent=2) + "\n")
         console.print(f"wrote {escape(str(json_out))}", highlight=False)
+
+
+def _print_geometry(s: dict) -> None:
+    """The object scale (connected components of the truth, a sample of the split) and the image sizes."""
+    from seglab.data.label_geometry import ClassScale, Geometry, geometry_table
+
+    g = s["geometry"]
+    header, *rows = geometry_table(s["classes"], Geometry(g["boundary"], [ClassScale(**c) for c in g["scale"]]))
+    table = Table(title="object scale (connected components of the truth; width = 2 / boundary share)")
+    for col in header:
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for row in rows:
+        table.add_row(*map(escape, row))
+    console.print(table)
+    z = s["image_sizes"]
+    console.print(f"image longer side: {z['long_min']}-{z['long_max']} px (median {z['long_median']}); "
+                  f"{z['gray_images']} of {s['num_images']} images gray", highlight=False)
 
 
 def _instance_stats(root: Path, split: str, json_out: Path | None) -> None:

@@ -25,15 +25,7 @@ def plan(
     import dataclasses
 
     from seglab.distributed import resolve_device
-    from seglab.engine.plan import (
-        evaluation_advice,
-        fingerprint,
-        fingerprint_lines,
-        plan_config,
-        plan_yaml,
-        refuse_existing_plan,
-        scale_table,
-    )
+    from seglab.engine.plan import evaluation_advice, fingerprint, plan_config, plan_yaml, refuse_existing_plan
     from seglab.fileio import atomic_write_text, check_output_path, refuse_overwrite
 
     check_output_path(out)
@@ -57,16 +49,7 @@ def plan(
     if advice:
         notes.append(f"after training: seglab evaluate RUN --data {data}{' ' * bool(advice[0])}{advice[0]}  "
                      f"({advice[1]})")
-    for line in fingerprint_lines(fp):
-        console.print(escape(line), highlight=False, soft_wrap=True)
-    if fp.scale:
-        scale = Table(title="object scale (connected components of the truth, training split sample)")
-        header, *rows = scale_table(fp)
-        for col in header:
-            scale.add_column(col, justify="left" if col == "class" else "right")
-        for row in rows:
-            scale.add_row(*map(escape, row))
-        console.print(scale)
+    _print_fingerprint(fp)
     table = Table(title=escape(notes[0]), show_lines=False)
     for col in ("setting", "value", "why"):
         table.add_column(col, overflow="fold")
@@ -78,3 +61,19 @@ def plan(
     atomic_write_text(out, plan_yaml(cfg, decisions, notes))
     console.print(f"[green]wrote[/] {escape(str(out))}. Train it: seglab train --plan {escape(str(out))}",
                   highlight=False, soft_wrap=True)
+
+
+def _print_fingerprint(fp: object) -> None:
+    """The fingerprint's facts and its object scale (issue 25.1), before the decisions they lead to."""
+    from seglab.engine.plan import fingerprint_lines, scale_table
+
+    for line in fingerprint_lines(fp):
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    if fp.scale:
+        scale = Table(title="object scale (connected components of the truth; width = 2 / boundary share)")
+        header, *rows = scale_table(fp)
+        for col in header:
+            scale.add_column(col, justify="left" if col == "class" else "right")
+        for row in rows:
+            scale.add_row(*map(escape, row))
+        console.print(scale)

@@ -17,17 +17,18 @@ Formulas (``n_c`` = labelled pixels of class ``c`` in the split, ignore pixels e
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from seglab.data.io import read_image, read_label
+from seglab.data.io import pil_pixel_limit, read_image, read_label, stored_size
 from seglab.data.layout import CLASSES_FILE, list_split, pair_by_stem, read_classes
 from seglab.errors import ConfigError, DataError
 
-__all__ = ["compute_stats", "class_weights"]
+__all__ = ["compute_stats", "class_weights", "image_headers", "majority_channels"]
+BAND = 1 << 20  # pixels per row band: what one image's per-pixel temporaries are bounded by
 
 
 def _class_names(root: Path, num_classes: int | None) -> list[str] | None:
@@ -54,33 +55,61 @@ def _pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
     return found.pairs
 
 
+def _bands(array: np.ndarray) -> Iterator[np.ndarray]:
+    """Row bands of about :data:`BAND` pixels: per-pixel temporaries (bool masks, bincount's own intp copy)
+    stay a bounded size whatever the image's size."""
+    rows = max(1, BAND // max(1, int(np.prod(array.shape[1:]))))
+    for top in range(0, array.shape[0], rows):
+        yield array[top:top + rows]
+
+
 def _count_classes(label: np.ndarray, path: Path, num_classes: int, ignore_index: int) -> np.ndarray:
-    flat = label.reshape(-1).astype(np.int64)
-    flat = flat[flat != ignore_index]
-    if flat.size and (flat.min() < 0 or flat.max() >= num_classes):
-        bad = sorted(set(np.unique(flat[(flat < 0) | (flat >= num_classes)]).tolist()))[:10]
-        raise DataError(f"{path}: label values {bad} are outside 0..{num_classes - 1} "
+    counts, bad = np.zeros(num_classes, np.int64), set()
+    for band in _bands(label):
+        ok = (band != ignore_index) & (band >= 0) & (band < num_classes)
+        counts += np.bincount(band[ok], minlength=num_classes)[:num_classes]
+        outside = band[~ok & (band != ignore_index)]
+        if outside.size:
+            bad |= set(np.unique(outside).tolist())
+    if bad:
+        raise DataError(f"{path}: label values {sorted(bad)[:10]} are outside 0..{num_classes - 1} "
                         f"(ignore={ignore_index}). Pass the right --num-classes / --ignore-index, "
                         "or fix the label.")
-    return np.bincount(flat, minlength=num_classes)
+    return counts
 
 
 def _infer_num_classes(pairs: list[tuple[Path, Path]], ignore_index: int) -> int:
     top = -1
     for _, lab in pairs:
-        values = np.unique(read_label(lab))
-        values = values[values != ignore_index]
-        top = max(top, int(values.max()) if values.size else -1)
+        for band in _bands(read_label(lab)):
+            values = band[band != ignore_index]
+            top = max(top, int(values.max()) if values.size else -1)
     return top + 1
 
 
-def _image_channels(path: Path) -> int:
-    try:
-        with Image.open(path) as im:
-            return 1 if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F") else 3
-    except Exception as e:  # any decoder failure, as in read_image
-        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e}). Re-export the file or remove "
-                        f"it (`seglab data check` lists every unreadable file).") from e
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def image_headers(paths: list[Path]) -> list[tuple[int, int, int]]:
+    """``(width, height, channels)`` of every image from its header (nothing decoded): 1 for gray modes, 3
+    otherwise, as :func:`seglab.data.io.read_image` reads them by default."""
+    out = []
+    for path in paths:
+        try:
+            with pil_pixel_limit(None), Image.open(path) as im:
+                w, h = stored_size(im)
+                out.append((w, h, 1 if im.mode in GRAY_MODES else 3))
+        except Exception as e:  # any decoder failure, as in read_image
+            raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e}). Re-export the file or remove "
+                            f"it (`seglab data check` lists every unreadable file).") from e
+    return out
+
+
+def majority_channels(headers: list[tuple[int, int, int]]) -> int:
+    """The channel count most images have (3 on a tie: a colour image read as gray loses what gray read as
+    colour keeps)."""
+    gray = sum(c == 1 for _, _, c in headers)
+    return 1 if gray > len(headers) - gray else 3
 
 
 def _weights(counts: np.ndarray, present_totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +130,7 @@ def _accumulate(pairs: list[tuple[Path, Path]], num_classes: int, ignore_index: 
     present_totals = np.zeros(num_classes, np.int64)  # T_c: labelled pixels of images containing c
     images_per_class = np.zeros(num_classes, np.int64)
     ignored = 0
-    sums, sq_sums, n_pix = np.zeros(channels or 0), np.zeros(channels or 0), 0
+    hist = np.zeros((channels or 0, 256), np.int64)  # pixel values per channel: exact moments, no float copy
     for done, (img_path, lab_path) in enumerate(pairs, 1):
         label = read_label(lab_path)
         c = _count_classes(label, lab_path, num_classes, ignore_index)
@@ -109,26 +138,31 @@ def _accumulate(pairs: list[tuple[Path, Path]], num_classes: int, ignore_index: 
         present_totals += (c > 0) * c.sum()
         images_per_class += c > 0
         ignored += label.size - int(c.sum())
+        del label
         if channels:
-            x = read_image(img_path, channels=channels).reshape(-1, channels).astype(np.float64) / 255.0
-            sums += x.sum(0)
-            sq_sums += (x * x).sum(0)
-            n_pix += x.shape[0]
+            for band in _bands(read_image(img_path, channels=channels)):
+                for c in range(channels):
+                    hist[c] += np.bincount(band[..., c].ravel(), minlength=256)
         if callback is not None:
             callback(done, len(pairs))
-    moments = (sums, sq_sums, n_pix) if channels else None
-    return counts, present_totals, images_per_class, ignored, moments
+    if not channels:
+        return counts, present_totals, images_per_class, ignored, None
+    values = np.arange(256, dtype=np.float64) / 255.0
+    n_pix = max(1, int(hist[0].sum()))
+    return counts, present_totals, images_per_class, ignored, (hist @ values, hist @ (values * values), n_pix)
 
 
 def compute_stats(root: str | os.PathLike, split: str = "train", num_classes: int | None = None,
                   ignore_index: int = 255, callback: Callable[[int, int], None] | None = None,
-                  images: bool = True, channels: int | None = None) -> dict:
+                  images: bool = True, channels: int | None = None, geometry: bool = False) -> dict:
     """Class statistics and normalisation values of ``root``'s ``split`` (formulas in the module docstring).
 
     ``num_classes`` defaults to the length of ``classes.txt``, else the largest label value + 1. With
     ``images=False`` the images are not read (no ``mean``/``std``), which is all class weights need.
     ``channels`` (1 or 3) is how images are read for mean/std, as the model's ``in_channels`` will read
-    them; by default 1 for grayscale files and 3 otherwise. ``callback(done, total)`` follows each image.
+    them; by default what most images' headers say (1 gray, 3 colour). ``callback(done, total)`` follows each
+    image. ``geometry``: also the object scale of a sample of the labels (:mod:`seglab.data.label_geometry`)
+    and the images' sizes from their headers.
 
     Returns:
         dict with ``num_images``, ``num_classes``, ``classes``, ``pixel_counts``, ``ignored_pixels``,
@@ -145,7 +179,8 @@ def compute_stats(root: str | os.PathLike, split: str = "train", num_classes: in
     names = names or [f"class_{i}" for i in range(num_classes)]
     if channels not in (None, 1, 3):
         raise ConfigError(f"channels must be 1 (gray) or 3 (RGB), got {channels}.")
-    channels = (channels or _image_channels(pairs[0][0])) if images else None
+    headers = image_headers([img for img, _ in pairs]) if images or geometry else []
+    channels = (channels or majority_channels(headers)) if images else None
     counts, present_totals, images_per_class, ignored, moments = _accumulate(
         pairs, num_classes, ignore_index, channels, callback)
     inverse, median = _weights(counts, present_totals)
@@ -157,12 +192,24 @@ def compute_stats(root: str | os.PathLike, split: str = "train", num_classes: in
         "images_per_class": images_per_class.tolist(), "weights_inverse": inverse.tolist(),
         "weights_median": median.tolist(), "absent_classes": [names[i] for i in np.flatnonzero(counts == 0)],
     }
+    if geometry:
+        out.update(_geometry(headers, [lab for _, lab in pairs], num_classes, ignore_index))
     if moments is not None:
         sums, sq_sums, n_pix = moments
         mean = sums / n_pix
         out["mean"] = mean.tolist()
         out["std"] = np.sqrt(np.maximum(sq_sums / n_pix - mean * mean, 0.0)).tolist()
     return out
+
+
+def _geometry(headers: list[tuple[int, int, int]], labels: list[Path], num_classes: int, ignore_index: int) -> dict:
+    """``image_sizes`` (from the headers) and ``geometry`` (object scale of a sample of the labels)."""
+    from seglab.data.label_geometry import geometry_json, label_geometry, spread
+
+    longs = sorted(max(w, h) for w, h, _ in headers)
+    return {"image_sizes": {"long_min": longs[0], "long_median": longs[len(longs) // 2], "long_max": longs[-1],
+                            "gray_images": sum(c == 1 for _, _, c in headers)},
+            "geometry": geometry_json(label_geometry(spread(labels), num_classes, ignore_index))}
 
 
 def class_weights(root: str | os.PathLike, split: str = "train", num_classes: int | None = None,

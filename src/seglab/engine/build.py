@@ -77,7 +77,7 @@ def resolve_model(cfg: RunConfig, device: torch.device, given: Iterable[str] = (
     """
     if cfg.model.name is not None or not cfg.data.root:
         return cfg, None
-    from seglab.engine.plan import apply_plan
+    from seglab.engine.plan_apply import apply_plan
 
     return apply_plan(cfg, device.type, given)
 

@@ -10,25 +10,24 @@ the trainer's own measured calibration (``engine/budget.py``), not a guess. The 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import statistics
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from seglab.config import RunConfig, config_from_dict
-from seglab.data.io import image_size, read_label
+from seglab.data.io import DEFAULT_MAX_PIXELS
+from seglab.data.label_geometry import ClassScale, Geometry, geometry_table, label_geometry, spread
 from seglab.data.layout import detect_task, list_split, pair_by_stem
+from seglab.engine.plan_scale import DEPTH, scale_rules
+from seglab.errors import OutputError
 
 RARE = 0.01  # a class below 1 % of the labelled pixels is rare
 THIN = 0.25  # a class with more than this share of its pixels on a border is thin (ISBI membranes: 0.26)
-SAMPLE = 100  # labels read for the boundary statistics
 MIN_STEPS = 40  # fewer steps per epoch repeat the split (ISBI: 5 steps were 47 % of each epoch, the rest checks)
 
 
@@ -41,7 +40,7 @@ class Fingerprint:
     num_train: int
     num_val: int
     size: tuple[int, int]  # median (width, height)
-    channels: int
+    channels: int  # what most images' headers say (1 gray, 3 colour)
     classes: list[str] = field(default_factory=list)
     frequencies: list[float] = field(default_factory=list)
     image_share: list[float] = field(default_factory=list)  # share of images where each class appears
@@ -50,6 +49,9 @@ class Fingerprint:
     std: list[float] = field(default_factory=list)
     object_sizes: list[float] = field(default_factory=list)  # instance data: 5/50/95th percentile of sqrt(area)
     objects_per_image: float = 0.0
+    gray_images: int = 0  # images whose header says gray (every image's header is read)
+    long_sides: tuple[int, int, int] = (0, 0, 0)  # min, median, max of the images' longer side
+    scale: list[ClassScale] = field(default_factory=list)  # per class: connected-component extents
 
     @property
     def rare(self) -> list[str]:
@@ -59,34 +61,43 @@ class Fingerprint:
     def thin(self) -> list[str]:
         return [c for c, b in zip(self.classes, self.boundary, strict=True) if b > THIN]
 
+    @property
+    def widths(self) -> list[float]:
+        """Per class: ``2 / boundary`` px (see :mod:`seglab.data.label_geometry`); inf for an absent class."""
+        return [2.0 / b if b > 0 else math.inf for b in self.boundary]
 
-def _boundary_share(labels: list[Path], num_classes: int, ignore_index: int) -> list[float]:
-    on_edge, total = np.zeros(num_classes), np.zeros(num_classes)
-    for path in labels:
-        lab = read_label(path).astype(np.int64)
-        edge = np.zeros(lab.shape, bool)  # a pixel with a 4-neighbour of another value
-        vertical, horizontal = lab[1:] != lab[:-1], lab[:, 1:] != lab[:, :-1]
-        edge[1:] |= vertical
-        edge[:-1] |= vertical
-        edge[:, 1:] |= horizontal
-        edge[:, :-1] |= horizontal
-        ok = (lab != ignore_index) & (lab < num_classes)
-        on_edge += np.bincount(lab[ok & edge], minlength=num_classes)[:num_classes]
-        total += np.bincount(lab[ok], minlength=num_classes)[:num_classes]
-    return (on_edge / np.maximum(total, 1)).tolist()
+    @property
+    def mixed(self) -> str:
+        """"" when every image has the same channel count, else what the headers say."""
+        if 0 < self.gray_images < self.num_train:
+            return (f"mixed: {self.gray_images} gray and {self.num_train - self.gray_images} colour images; "
+                    f"planned as {'gray' if self.channels == 1 else 'colour'} (most images)")
+        return ""
 
 
-def fingerprint(root: str | Path, ignore_index: int = 255) -> Fingerprint:
-    """The fingerprint of ``root``'s training split (semantic: labels read; instance: sizes and counts)."""
-    from seglab.data.stats import compute_stats
+def fingerprint(root: str | Path, ignore_index: int = 255, num_classes: int | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> Fingerprint:
+    """The fingerprint of ``root``'s training split: every image's header (sizes, channels); semantic data: the
+    labels read (class statistics, the label geometry of a sample) after the checks training makes, so the plan
+    refuses what training would refuse; instance data: object sizes and counts."""
+    from seglab.data.stats import compute_stats, image_headers, majority_channels
 
     root = Path(root)
     task = detect_task(root)
+    if task == "semantic":  # cached: training then skips the scan
+        from seglab.data.preflight import preflight
+
+        for split in ("train", "val"):
+            if list_split(root / "images" / split) or split == "train":
+                preflight(root, split, num_classes, ignore_index, max_pixels)
     images = list_split(root / "images" / "train")
-    sizes = [s for s, _ in (image_size(p, 10**10) for p in images) if s]
-    size = (int(statistics.median(w for w, _ in sizes)), int(statistics.median(h for _, h in sizes))) if sizes \
-        else (0, 0)
-    fp = Fingerprint(str(root), task, len(images), len(list_split(root / "images" / "val")), size, 3)
+    headers = image_headers(images)
+    size = (int(statistics.median(w for w, _, _ in headers)), int(statistics.median(h for _, h, _ in headers))) \
+        if headers else (0, 0)
+    longs = sorted(max(w, h) for w, h, _ in headers) or [0]
+    fp = Fingerprint(str(root), task, len(images), len(list_split(root / "images" / "val")), size,
+                     majority_channels(headers) if headers else 3, gray_images=sum(c == 1 for _, _, c in headers),
+                     long_sides=(longs[0], int(statistics.median(longs)), longs[-1]))
     if task == "instance":
         from seglab.data.instance_stats import instance_stats
 
@@ -95,14 +106,37 @@ def fingerprint(root: str | Path, ignore_index: int = 255) -> Fingerprint:
         fp.objects_per_image = st["objects_per_image"]["mean"]
     if task != "semantic":
         return fp
-    s = compute_stats(root, "train", ignore_index=ignore_index)
+    s = compute_stats(root, "train", num_classes, ignore_index=ignore_index, channels=fp.channels)
     labels = [lab for _, lab in pair_by_stem(images, list_split(root / "labels" / "train")).pairs]
-    picks = np.linspace(0, len(labels) - 1, min(SAMPLE, len(labels))).round().astype(int)
-    fp.channels, fp.classes, fp.frequencies = len(s["mean"]), s["classes"], s["frequencies"]
+    fp.classes, fp.frequencies = s["classes"], s["frequencies"]
     fp.image_share = [n / max(1, s["num_images"]) for n in s["images_per_class"]]
-    fp.boundary = _boundary_share([labels[i] for i in picks], s["num_classes"], ignore_index)
+    geometry = label_geometry(spread(labels), s["num_classes"], ignore_index)
+    fp.boundary, fp.scale = geometry.boundary, geometry.scale
     fp.mean, fp.std = s["mean"], s["std"]
     return fp
+
+
+def fingerprint_lines(fp: Fingerprint) -> list[str]:
+    """The fingerprint's facts beyond the class table, in words (``seglab plan`` prints them)."""
+    low, mid, high = fp.long_sides
+    lines = [f"{fp.num_train} train / {fp.num_val} val images; longer side {low}-{high} px (median {mid}); "
+             f"{fp.mixed or _headers(fp, 'gray' if fp.channels == 1 else 'colour')}"]
+    if fp.task == "instance" and fp.object_sizes:
+        lines.append("objects: sqrt(area) {:.0f} / {:.0f} / {:.0f} px (5th / 50th / 95th percentile), {:.1f} per "
+                     "image".format(*fp.object_sizes, fp.objects_per_image))
+    return lines
+
+
+def scale_table(fp: Fingerprint) -> list[list[str]]:
+    """The object-scale rows (a header first) of a semantic fingerprint."""
+    return geometry_table(fp.classes, Geometry(fp.boundary, fp.scale))
+
+
+def refuse_existing_plan(out: Path, force: bool) -> None:
+    """``seglab plan`` never replaces a file silently (an edited plan is work)."""
+    if out.exists() and not force:
+        raise OutputError(f"{out} already exists (an earlier plan, perhaps edited): pass --out OTHER.yaml to write "
+                          "another file, or --force to replace it.")
 
 
 def rules(fp: Fingerprint, device: str = "cpu") -> list[tuple[str, Any, str]]:
@@ -112,13 +146,14 @@ def rules(fp: Fingerprint, device: str = "cpu") -> list[tuple[str, Any, str]]:
     if fp.task in ("instance", "panoptic"):
         return _detector_rules(fp, gpu, short)
     width, batch = (32, 8) if gpu else (16, 4)
-    crop = min(512 if gpu else 256, short - short % 32)
+    scale, depth, depth_why = scale_rules(fp, 512 if gpu else 256)
+    options = {"base_channels": width, **({"depth": depth} if depth != DEPTH else {})}
     out = [("model.name", "unet", "a U-Net: strong on small datasets, any input size"),
-           ("model.options", {"base_channels": width},
-            f"width {width}: {'a GPU' if gpu else 'a CPU'} trains it in minutes per epoch"),
-           ("data.crop_size", crop, f"median image {fp.size[0]}x{fp.size[1]}: {crop} px crops "
-            f"({'whole-image validation' if crop >= short else 'validation on full images'})"),
-           ("train.batch_size", batch, "what fits the device at that crop"),
+           ("model.options", options,
+            f"width {width}: {'a GPU' if gpu else 'a CPU'} trains it in minutes per epoch{depth_why}"),
+           *scale,
+           ("train.batch_size", batch, f"a constant for {'a GPU' if gpu else 'a CPU'} (the batch the plan's "
+            "recipes were measured with), not fitted to the device's memory"),
            ("train.precision", *_precision(gpu)),
            ("train.channels_last", True, "channels-last memory: the U-Net step measured 1.26x faster in bf16 on "
             "a CPU (benchmarks/plan_step.py), and tensor cores want it on GPUs"),
@@ -138,7 +173,7 @@ def rules(fp: Fingerprint, device: str = "cpu") -> list[tuple[str, Any, str]]:
         out.append(("train.loss", "ce+dice", f"{why}: Dice weighs every class alike and rewards thin shapes"))
     if fp.rare and min(s for c, s in zip(fp.classes, fp.image_share, strict=True) if c in fp.rare) < 0.5:
         out.append(("data.sampler", "balanced", "rare classes appear in few images: repeat-factor sampling"))
-    return out + (_gray_rules() if fp.channels == 1 else [])
+    return out + (_gray_rules(fp) if fp.channels == 1 else _colour_rules(fp))
 
 
 def cpu_has_bf16() -> bool:
@@ -149,23 +184,44 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
-def _precision(gpu: bool) -> tuple[str, str]:
+def _precision(gpu: bool, unet: bool = True) -> tuple[str, str]:
+    """bf16 where the hardware computes it; the measurement cited is the U-Net's only for the U-Net."""
     if gpu:
         return "bf16", "bf16 autocast: tensor cores, half the activation memory"
     if cpu_has_bf16():
         return "bf16", ("this CPU has native bf16 (AVX512-BF16/AMX): the U-Net step measured 1.7x faster than "
-                        "fp32 (benchmarks/plan_step.py)")
+                        "fp32 (benchmarks/plan_step.py)" if unet else "this CPU has native bf16 (AVX512-BF16/AMX), "
+                        "so bf16 autocast runs its matrix products natively (not measured for this model)")
     return "fp32", "this CPU lacks native bf16 (AVX512-BF16/AMX), where bf16 autocast is slower than fp32"
 
 
-def _gray_rules() -> list[tuple[str, Any, str]]:
-    """One-channel data is treated as microscopy-like: one magnification and no upright (so its evaluation
-    flips both ways, :func:`evaluation_advice`)."""
-    return [("data.in_channels", 1, "gray images: one input channel"),
-            ("data.scale", [1.0, 1.0], "gray (microscopy-like) images share one magnification: no rescaling "
-             "keeps thin structures as wide as in validation (ISBI, 4 min: val mIoU 0.793, 0.753 at 0.5-2x)"),
-            ("data.rotate", 15.0, "gray (microscopy-like) data has no upright: small rotations (vertical flips and "
-             "quarter turns on top measured no gain on ISBI: -0.007 at 4 min, -0.004 at 12 min)")]
+def _headers(fp: Fingerprint, kind: str) -> str:
+    """The fact a channel rule used, in words: how many image headers say gray or colour."""
+    n = fp.gray_images if kind == "gray" else fp.num_train - fp.gray_images
+    return f"{kind} in {'all' if n == fp.num_train else n} of {fp.num_train} image headers"
+
+
+def _gray_rules(fp: Fingerprint) -> list[tuple[str, Any, str]]:
+    """Gray data is planned as ISBI's microscopy was measured: one magnification and no upright (so its
+    evaluation flips both ways, :func:`evaluation_advice`). The rule sees only the channel count, and says so."""
+    assume = ("; the rule assumes one magnification and no upright, as in microscopy (ISBI) — gray data with an "
+              "upright (X-ray, documents) may want data.rotate=0")
+    return [("data.in_channels", 1, f"{_headers(fp, 'gray')}: one input channel"),
+            ("data.scale", [1.0, 1.0], f"{_headers(fp, 'gray')}: no rescaling keeps thin structures as wide as in "
+             f"validation (ISBI, 4 min: val mIoU 0.793, 0.753 at 0.5-2x){assume}"),
+            ("data.rotate", 15.0, f"{_headers(fp, 'gray')}: small rotations (vertical flips and quarter turns on "
+             f"top measured no gain on ISBI: -0.007 at 4 min, -0.004 at 12 min){assume}"),
+            ("data.hflip", 0.5, "horizontal flips: a mirrored image is as likely as the original"),
+            ("data.color_jitter", 0.2, "brightness and contrast jitter of 0.2: exposure varies between images")]
+
+
+def _colour_rules(fp: Fingerprint) -> list[tuple[str, Any, str]]:
+    """The augmentations colour data trains with (the defaults, listed so the plan shows what is applied)."""
+    return [("data.scale", [0.5, 2.0], f"{_headers(fp, 'colour')}: photographs show objects at many distances: "
+             "random rescale 0.5-2x (CamVid's measured recipe, 0.281 val mIoU at 15 min)"),
+            ("data.hflip", 0.5, "horizontal flips: scenes have an upright but no handedness"),
+            ("data.color_jitter", 0.2, "brightness, contrast and saturation jitter of 0.2: lighting varies "
+             "between photographs")]
 
 
 DETECTORS = {("instance", False): ("maskrcnn_resnet18_fpn", "instance data: Mask R-CNN, the smallest backbone "
@@ -195,7 +251,7 @@ def _detector_rules(fp: Fingerprint, gpu: bool, short: int) -> list[tuple[str, A
             ("train.batch_size", 8 if gpu else 4, "what fits the device"),
             ("train.optimizer", "adamw", "AdamW from scratch (measured better than SGD 0.02 on the demo)"),
             ("train.lr", 1e-3, "AdamW's usual rate for detection from scratch"),
-            ("train.precision", *_precision(gpu))]
+            ("train.precision", *_precision(gpu, unet=False))]
 
 
 def _detector_heads(fp: Fingerprint, gpu: bool, factor: float) -> tuple[dict[str, Any], str]:
@@ -238,87 +294,6 @@ def plan_config(fp: Fingerprint, device: str = "cpu", base: RunConfig | None = N
         section, name = key.split(".", 1)
         updates.setdefault(section, {})[name] = value
     return config_from_dict(updates, dataclasses.replace(base) if base else RunConfig()), decisions
-
-
-# Rules that depend on the model the plan chooses (its width, its measured step, its learning rate) and on how
-# an epoch is counted; a run that names its own model keeps its registry defaults for these. Every other rule
-# (channels, normalization, augmentation for the data's kind, crop, loss, sampling) comes from the data alone.
-MODEL_RULES = frozenset({"model.name", "model.options", "train.batch_size", "train.precision", "train.channels_last",
-                         "train.optimizer", "train.lr", "train.warmup_epochs", "train.weight_decay", "data.repeats"})
-
-
-def apply_plan(cfg: RunConfig, device: str, given: Iterable[str] = (), fp: Fingerprint | None = None
-               ) -> tuple[RunConfig, str | None]:
-    """``cfg`` with the plan for its data applied, and a note that says what was applied and what was kept.
-
-    What the user wrote always wins: keys in ``given`` (``section.key``: flags, ``--set``/``--vary`` items,
-    keys of a ``--config``/``--plan`` file) and values that differ from the built-in defaults (configs built in
-    Python) are kept. With ``model.name`` unset the whole plan applies (:data:`MODEL_RULES` included); with a
-    model named, only the data's rules. ``--model-opt`` values apply on top of the planned options. ``cfg`` is
-    not changed. ``device``: ``"cpu"`` or ``"cuda"`` (a ``torch.device.type``).
-    """
-    if not cfg.data.root:
-        return cfg, None
-    fp = fp or fingerprint(cfg.data.root, cfg.data.ignore_index)
-    chosen, given, default = cfg.model.name is None, set(given), RunConfig()
-    decisions = rules(fp, "cuda" if str(device).startswith("cuda") else "cpu")
-    updates: dict[str, dict[str, Any]] = {}
-    applied, kept = [], []
-    for key, value, _ in decisions:
-        section, name = key.split(".", 1)
-        if key in MODEL_RULES and not chosen:
-            continue
-        if key == "model.options":
-            value = {**value, **cfg.model.options}
-        elif key != "model.name" and (key in given or getattr(getattr(cfg, section), name) != getattr(
-                getattr(default, section), name)):
-            kept.append(key)
-            continue
-        updates.setdefault(section, {})[name] = value
-        applied.append((key, value))
-    channels = updates.get("data", {}).get("in_channels", cfg.data.in_channels)
-    if "mean" in updates.get("data", {}) and len(updates["data"]["mean"]) != channels:  # the user's own channels
-        del updates["data"]["mean"], updates["data"]["std"]
-        applied = [(k, v) for k, v in applied if k not in ("data.mean", "data.std")]
-    planned = config_from_dict(updates, copy.deepcopy(cfg))
-    settings = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in applied if k.startswith(("data.", "train.")))
-    yours = f"; your own {', '.join(sorted(kept))} kept" if kept else ""
-    if chosen:
-        options = ", ".join(f"{k}={v}" for k, v in planned.model.options.items())
-        return planned, (f"no --model given, so the plan for this data and {device}: {planned.model.name}"
-                         + (f" ({options})" if options else "") + (f", {settings}" if settings else "") + yours
-                         + ". `seglab plan DATA` gives each reason; pass --model to choose (`seglab models`).")
-    return planned, (f"the plan's rules for this data with your {cfg.model.name}: {settings or 'nothing to change'}"
-                     + yours + "; the plan's model settings (" + ", ".join(sorted(k for k in MODEL_RULES if k not in (
-                         "model.name", "model.options"))) + ") are left to you. `seglab plan DATA` gives each "
-                     "reason.")
-
-
-def given_keys(config: str | Path | None = None, updates: dict[str, dict[str, Any]] | None = None,
-               sets: Iterable[str] = ()) -> set[str]:
-    """``section.key`` of every value a user wrote: ``updates`` (flags), ``--set`` items, keys of a ``--config``,
-    ``--plan`` or ``--base`` file. The plan leaves them alone, even where they equal the built-in defaults."""
-    from seglab.config import section_of
-
-    keys = {f"{s}.{k}" for s, kv in (updates or {}).items() for k in kv}
-    for item in sets:
-        key = item.split("=", 1)[0].strip()
-        keys.add(key if "." in key else f"{section_of(key)}.{key}")
-    if config is not None and Path(config).is_file():
-        raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
-        keys |= {f"{s}.{k}" for s, kv in raw.items() if isinstance(kv, dict) for k in kv} if isinstance(raw, dict) \
-            else set()
-    return keys
-
-
-def resolve_run(cfg: RunConfig, given: Iterable[str] = ()) -> tuple[RunConfig, str | None]:
-    """The config a ``seglab train`` command trains, the plan applied for its device (``--print-config`` shows
-    exactly this); a resumed run trains its own ``config.yaml`` unchanged."""
-    if cfg.train.resume:
-        return cfg, None
-    from seglab.distributed import resolve_device
-
-    return apply_plan(cfg, resolve_device(cfg.train.device).type, given)
 
 
 def plan_yaml(cfg: RunConfig, decisions: list[tuple[str, Any, str]], notes: list[str]) -> str:
