@@ -55,6 +55,10 @@ def test_val_images_are_spread_evenly() -> None:
     assert val_images(5, 0.2) == [False, False, False, False, True]
     assert val_images(10, 0.3) == [False, False, False, True, False, False, True, False, False, True]
     assert not any(val_images(4, 0.0))
+    # a small set still gets a validation image (3 x 0.2 rounds down to none): training needs one
+    assert val_images(3, 0.2) == [False, False, True]
+    assert val_images(2, 0.1) == [False, True]
+    assert val_images(1, 0.2) == [False]  # one image stays in train
 
 
 def test_prompt_round_trip_into_the_doctor_and_the_dataset(tmp_path: Path, tiny_sam) -> None:

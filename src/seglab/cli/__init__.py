@@ -14,7 +14,7 @@ from seglab.cli.app import app, err_console
 from seglab.errors import SeglabError
 
 # Each module registers its commands on `app` / `data_app` when imported.
-_COMMAND_MODULES = ("seglab.cli.models_cmd", "seglab.cli.data_cmd", "seglab.cli.train_cmd",
+_COMMAND_MODULES = ("seglab.cli.models_cmd", "seglab.cli.data_cmd", "seglab.cli.data_split_cmd", "seglab.cli.train_cmd",
                     "seglab.cli.evaluate_cmd", "seglab.cli.predict_cmd", "seglab.cli.export_cmd",
                     "seglab.cli.ablate_cmd", "seglab.cli.inspect_cmd",
                     "seglab.cli.plan_cmd", "seglab.cli.panoptic_cmd", "seglab.cli.panoptic_data_cmd",

@@ -64,8 +64,13 @@ def check(
     else:
         problems, total = _check_semantic(root, splits, num_classes, ignore_index, max_pixels)
         scanned = f" ({total} files scanned)"
-    from seglab.data.checks import render_problems
+    from seglab.data.checks import render_problems, split_warnings
 
+    warnings = split_warnings(root, task.value) if splits is None else []
+    if warnings:  # clean files, yet training would stop: say so (issue 29: "data check says the data is clean")
+        console.print(f"[yellow]{len(warnings)} warning(s)[/] (the files are fine; training needs this):",
+                      highlight=False)
+        render_problems(warnings, console, root=root)
     if not problems:
         console.print(f"[green]ok[/]: {escape(str(root))} is clean{scanned}.", highlight=False, soft_wrap=True)
         return

@@ -102,7 +102,8 @@ def annotate(
     layout: str = typer.Option("instance", "--layout", help="instance (masks/ + JSON) | semantic (labels/)."),
     split: str = typer.Option("train", "--split", help="Split the images go to."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of the images put in val instead "
-                                       "(seglab train needs a val split; 0 = none)."),
+                                       "(seglab train needs a val split: at least one image when there are two or "
+                                       "more; 0 = none)."),
     score_threshold: float | None = typer.Option(None, "--score-threshold", help="--from-run / --classify with an "
                                                  "instance model: detections kept (default 0.5)."),
     review: bool = typer.Option(True, "--review/--no-review", help="Write review/<split>/<stem>.png pictures."),

@@ -131,6 +131,28 @@ def check_dataset(
     return scan.problems
 
 
+def split_warnings(root: str | os.PathLike, task: str = "semantic") -> list[Problem]:
+    """What ``seglab data check`` (all splits) says about the splits training needs: a dataset with images but no
+    ``val`` split, or an empty one, is clean file by file, yet ``seglab train`` stops on it (it validates on
+    ``val``). Warnings, not problems: each file is fine and other tools may not need val.
+    """
+    root = Path(root)
+    splits = split_folders(root, "images")
+    if not splits:
+        return []
+    if task == "semantic":
+        fix = (f"make one: `seglab data split {root} --val 0.2 --out {root}_split` (copies; the originals stay), or "
+               "move some images and their labels to images/val/ and labels/val/")
+    else:
+        fix = "move some images, with their masks or annotations, to a val split (images/val/ and its labels)"
+    if "val" not in splits:
+        return [Problem(root / "images" / "val", f"no val split (found {', '.join(splits)}): `seglab train` "
+                        "validates on val and stops without one", fix)]
+    if task != "semantic" and not list_split(root / "images" / "val"):  # the semantic doctor reports this itself
+        return [Problem(root / "images" / "val", "the val split is empty: `seglab train` validates on it", fix)]
+    return []
+
+
 def _check_layout_files(root: Path, num_classes: int | None, problems: list[Problem],
                         classes_from: str) -> list[str] | None:
     """Check ``classes.txt`` and ``palette.txt``; return the class names (None when absent or broken)."""

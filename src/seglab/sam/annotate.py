@@ -11,7 +11,7 @@ The output is a new folder in seglab's layouts, ready for ``seglab data check`` 
 
 The folder is built beside ``OUT`` under a hidden name and renamed at the end, so ``OUT`` is either
 complete or absent. ``val_fraction`` puts every ``1 / val_fraction``-th image into ``val`` (training needs
-a validation split).
+a validation split), and at least one image whenever there are two or more.
 """
 
 from __future__ import annotations
@@ -55,8 +55,13 @@ class AnnotateResult:
 
 
 def val_images(n: int, fraction: float) -> list[bool]:
-    """Which of ``n`` images go to ``val``: evenly spread, ``floor(n * fraction)`` of them."""
-    return [int((i + 1) * fraction) > int(i * fraction) for i in range(n)]
+    """Which of ``n`` images go to ``val``: evenly spread, ``floor(n * fraction)`` of them, and at least one
+    whenever ``fraction > 0`` and there are two or more images (3 images at 0.2 would give none, and training
+    needs a validation split); one image stays in train."""
+    chosen = [int((i + 1) * fraction) > int(i * fraction) for i in range(n)]
+    if fraction > 0 and n >= 2 and not any(chosen):
+        chosen[-1] = True
+    return chosen
 
 
 def plan_inputs(inputs: Sequence[str | Path], out: Path) -> list[Path]:
