@@ -311,7 +311,7 @@ _FORCE = typer.Option(False, "--force", help="Replace an existing output (never 
 def masks_to_coco_cmd(
     root: Path = _ROOT,
     split: str = _SPLIT,
-    out: Path | None = typer.Option(None, "--out", help="JSON to write [default: "
+    out: Path | None = typer.Option(None, "--out", help="JSON to write \\[default: "
                                     "ROOT/annotations/instances_<split>.json]."),
     force: bool = _FORCE,
 ) -> None:
@@ -329,7 +329,7 @@ def masks_to_coco_cmd(
 def coco_to_masks_cmd(
     root: Path = _ROOT,
     split: str = _SPLIT,
-    out: Path | None = typer.Option(None, "--out", help="Folder for <stem>.png + <stem>.json [default: "
+    out: Path | None = typer.Option(None, "--out", help="Folder for <stem>.png + <stem>.json \\[default: "
                                     "ROOT/masks/<split>]."),
     force: bool = _FORCE,
 ) -> None:

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from seglab.cli.app import app, console
+from seglab.cli.app import app, console, err_console
 from seglab.cli.progress import progress_bar
+from seglab.tasks import INSTANCE, PANOPTIC, SEMANTIC
 
 
 @app.command()
@@ -32,7 +34,7 @@ def evaluate(
                                            "scored detections as a COCO results JSON."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     refine: str | None = typer.Option(None, "--refine", help="sam: also score the predictions refined by Segment "
-                                      "Anything (before/after, boundary IoU); needs seglab[sam]."),
+                                      "Anything (before/after, boundary IoU); needs seglab\\[sam]."),
     sam_checkpoint: Path | None = typer.Option(None, "--sam-checkpoint", help="--refine sam: the SAM weight file."),
     sam_model: str = typer.Option("vit_b", "--sam-model", help="--refine sam: vit_b | vit_l | vit_h."),
 ) -> None:
@@ -52,6 +54,16 @@ def evaluate(
     _score_model(run, data, split, json_out, detections, tta, tile, overlap, device)
 
 
+def _planned_tta(tta: str | None, config: dict, say: bool) -> str | None:
+    """``--tta``, else the plan's advice the run recorded (data.tta), said in a note."""
+    from seglab.engine.plan import planned_tta
+
+    tta, note = planned_tta(tta, config)
+    if note and say:
+        err_console.print(escape(note), highlight=False, soft_wrap=True)
+    return tta
+
+
 def _score_model(run: Path, data: Path, split: str, json_out: Path | None, detections: Path | None,
                  tta: str | None, tile: int | None, overlap: float | None, device: str) -> None:
     """The checkpoint on the split, DDP-aware: the task's tables, then --json / --detections."""
@@ -63,6 +75,7 @@ def _score_model(run: Path, data: Path, split: str, json_out: Path | None, detec
     dist = distributed.setup(device)
     try:
         model, info = checkpoint.load_checkpoint(run, device=dist.device)
+        tta = _planned_tta(tta, info.config, dist.is_main)
         if detections is not None and info.task != "instance":
             raise ConfigError(f"--detections: {info.path} is a {info.task} checkpoint; COCO detections come "
                               "from instance checkpoints. Drop --detections.")
@@ -210,7 +223,7 @@ def _print_panoptic(metrics: dict[str, Any], info: Any, title: str) -> None:
 
 
 # How each task's metrics are shown; a new task adds its table here.
-RENDERERS = {"semantic": _print_semantic, "instance": _print_instance, "panoptic": _print_panoptic}
+RENDERERS = {SEMANTIC.name: _print_semantic, INSTANCE.name: _print_instance, PANOPTIC.name: _print_panoptic}
 
 
 def _at(values: Any, i: int) -> Any:

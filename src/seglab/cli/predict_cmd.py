@@ -35,7 +35,7 @@ def predict(
     batch_size: int = typer.Option(4, "--batch-size", help="Images (or tiles) per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     refine: str | None = typer.Option(None, "--refine", help="sam: redraw each region's / detection's boundary with "
-                                      "Segment Anything, prompted by its box (extra seglab[sam])."),
+                                      "Segment Anything, prompted by its box (extra seglab\\[sam])."),
     sam_checkpoint: Path | None = typer.Option(None, "--sam-checkpoint", help="--refine sam: the SAM weight file."),
     sam_model: str = typer.Option("vit_b", "--sam-model", help="--refine sam: vit_b | vit_l | vit_h."),
 ) -> None:
@@ -59,6 +59,7 @@ def predict(
 
     options = _options(save, format, given, alpha=alpha, batch_size=batch_size)
     model, info = load_checkpoint(checkpoint, device=resolve_device(device))
+    options = _planned_tta(options, info.config)
     check_options(info, options, given)
     options = _with_refiner(options, refine, sam_checkpoint, sam_model, info.task, device)
     with progress_bar("predict") as callback:
@@ -102,6 +103,18 @@ def _options(save: str | None, format: str | None, given: dict[str, Any], *, alp
     return PredictOptions(format=save or format or "index", tiles=TileOptions(batch_size=batch_size, **tiles),
                           tta=given["tta"], probs=bool(given["probs"]), features=given["features"],
                           score_threshold=given["score_threshold"], alpha=alpha)
+
+
+def _planned_tta(options, config: dict):
+    """``--tta``, else the plan's advice the run recorded (data.tta), said in a note."""
+    from rich.markup import escape
+
+    from seglab.engine.plan import planned_tta
+
+    tta, note = planned_tta(options.tta, config)
+    if note:
+        err_console.print(escape(note), highlight=False, soft_wrap=True)
+    return dataclasses.replace(options, tta=tta)
 
 
 def _with_refiner(options, refine: str | None, checkpoint: Path | None, model_type: str, task: str, device: str):

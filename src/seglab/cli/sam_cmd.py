@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from seglab.cli.app import app, console
 
-sam_app = typer.Typer(help="Segment Anything: prompted and automatic masks (extra: pip install 'seglab[sam]').",
+sam_app = typer.Typer(help="Segment Anything: prompted and automatic masks (extra: pip install 'seglab\\[sam]').",
                       no_args_is_help=True)
 app.add_typer(sam_app, name="sam")
 
