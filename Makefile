@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BASE := $(VENV)/.installed-base
 TORCH_INDEX ?=
-EXTRAS ?= dev,export
+EXTRAS ?= dev,export,runtime,serve
 comma := ,
 # One stamp per set of extras: asking for more (CI's sam) installs them, a rerun with the same set does nothing.
 FULL := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))

@@ -1,0 +1,119 @@
+"""One interface over a bundle (onnxruntime) and a run (torch) for ``seglab serve`` and ``seglab bench``.
+
+A predictor takes a decoded image (``(H, W, C)`` uint8, C = its ``image_channels``) and returns the
+prediction as the server sends it: a class map (semantic) or detections with RLE masks (instance).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seglab.errors import ConfigError
+
+
+@dataclass
+class Predictor:
+    """What the server needs: the model's description and a ``predict(image)`` that is safe across threads."""
+
+    task: str
+    model: str
+    classes: list[str]
+    in_channels: int
+    input_size: list[int] | None
+    backend: str
+    palette: np.ndarray
+    run: Any = field(repr=False, default=None)  # image -> class map (H, W) | detections dict
+
+    @property
+    def image_channels(self) -> int:
+        """Channels to decode uploads with: 1 for gray models, else 3."""
+        return 1 if self.in_channels == 1 else 3
+
+    def predict(self, image: np.ndarray) -> Any:
+        """The prediction of one decoded image."""
+        return self.run(image)
+
+    def info(self) -> dict[str, Any]:
+        """``GET /info``: classes, input size, model, backend, seglab version."""
+        from seglab import __version__
+
+        return {"model": self.model, "task": self.task, "classes": self.classes, "in_channels": self.in_channels,
+                "input_size": self.input_size, "backend": self.backend, "version": __version__}
+
+
+def load_predictor(path: str | os.PathLike, *, threads: int | None = None, score_threshold: float = 0.5) -> Predictor:
+    """A bundle (``.onnx``: onnxruntime, no torch) or a run / checkpoint (torch) as a :class:`Predictor`.
+
+    ``score_threshold``: instance runs answer the detections scoring at least this.
+
+    Raises:
+        ModelError / CheckpointError: the file cannot be loaded.
+        ConfigError: a panoptic model (the server answers semantic class maps and instance detections).
+    """
+    from seglab.runtime import is_bundle
+
+    if is_bundle(path):
+        return _bundle_predictor(Path(path), threads)
+    return _torch_predictor(Path(path), threads, score_threshold)
+
+
+def _bundle_predictor(path: Path, threads: int | None) -> Predictor:
+    from seglab.runtime import load_bundle, predict_image
+
+    bundle = load_bundle(path, threads=threads)
+    if bundle.task != "semantic":
+        raise ConfigError(f"{path}: a {bundle.task} bundle; serve its run instead (`seglab serve RUN`), the "
+                          "torch-free runtime predicts semantic bundles.")
+    palette = bundle.palette if bundle.palette is not None else _gray()
+    return Predictor("semantic", bundle.model, bundle.classes, bundle.in_channels, bundle.meta.get("seglab.input_size"),
+                     "onnxruntime", palette, lambda image: predict_image(bundle, image))
+
+
+def _torch_predictor(path: Path, threads: int | None, score_threshold: float) -> Predictor:
+    import torch
+
+    from seglab.checkpoint import load_checkpoint
+    from seglab.export import input_size
+    from seglab.inference import TileOptions, predict_tiled
+    from seglab.inference.writers import class_palette
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    model, info = load_checkpoint(path)
+    model.eval()
+    if info.task == "semantic":
+        def run(image: np.ndarray) -> np.ndarray:
+            labels = predict_tiled(model, image, TileOptions(), mean=info.mean, std=info.std)
+            return labels.numpy()  # type: ignore[union-attr]
+    elif info.task == "instance":
+        def run(image: np.ndarray) -> dict[str, Any]:
+            return _detections(model, info, image, score_threshold)
+    else:
+        raise ConfigError(f"{path}: a {info.task} checkpoint; `seglab serve` answers semantic class maps and "
+                          "instance detections.")
+    return Predictor(info.task, info.model, list(info.classes), info.in_channels, input_size(info), "torch",
+                     class_palette(info), run)
+
+
+def _detections(model, info, image: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Instance JSON: class, score, box and COCO RLE mask of each detection scoring at least ``threshold``."""
+    from seglab.data.rle import encode_mask
+    from seglab.inference import predict_instances
+
+    [(_, _, inst)] = list(predict_instances(model, [(0, image)], score_threshold=threshold, batch_size=1))
+    masks = inst["masks"].numpy()
+    labels = inst["labels"].tolist()
+    return {"height": int(image.shape[0]), "width": int(image.shape[1]),
+            "classes": [info.classes[c] for c in labels],
+            "scores": [round(float(s), 4) for s in inst["scores"]],
+            "boxes": [[round(float(v), 2) for v in b] for b in inst["boxes"]],
+            "masks": [encode_mask(m) for m in masks]}  # COCO compressed RLE, counts as text
+
+
+def _gray() -> np.ndarray:
+    return np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
