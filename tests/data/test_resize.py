@@ -192,3 +192,7 @@ def test_validation_scores_at_the_original_size_like_evaluate(tmp_path) -> None:
     data = [(one_hot(m), torch.from_numpy(m)) for m in maps]
     scored = evaluate(unet, data, num_classes=K, resize=48, mean=[0.0] * 3, std=[1.0] * 3)
     assert torch.equal(torch.as_tensor(val["confusion_matrix"]).cpu(), torch.as_tensor(scored["confusion_matrix"]))
+    one_size = torch.utils.data.DataLoader(task.val_set, batch_size=1, collate_fn=task.collate())  # unpadded path
+    assert all(len(batch) == 2 for batch in one_size)
+    alone, _ = task.evaluate(unet, one_size, task.criterion(), torch.device("cpu"), nullcontext)
+    assert torch.equal(torch.as_tensor(alone["confusion_matrix"]), torch.as_tensor(scored["confusion_matrix"]))

@@ -55,14 +55,15 @@ def pad_collate(ignore_index: int, with_sizes: bool = False):
     return collate
 
 
-def resized_logits(model: nn.Module, image: torch.Tensor, long_side: int, autocast: Autocast) -> torch.Tensor:
-    """Logits ``(1, K, H, W)`` of one normalized image ``(C, H, W)`` run at ``long_side`` (``data.resize``) and
-    scaled back bilinearly, as ``seglab evaluate`` scores it (upsampled scores, then the argmax)."""
+def resized_logits(model: nn.Module, images: torch.Tensor, long_side: int, autocast: Autocast) -> torch.Tensor:
+    """Logits ``(N, K, H, W)`` of normalized images ``(N, C, H, W)`` of one size run at ``long_side``
+    (``data.resize``) and scaled back bilinearly, as ``seglab evaluate`` scores them (upsampled scores, then the
+    argmax)."""
     from seglab.data.resize import resize_long_side, restore_size
 
     with autocast():
-        logits = model(resize_long_side(image, long_side)[None])
-    return restore_size(logits.float(), image.shape[-2:])
+        logits = model(resize_long_side(images, long_side))
+    return restore_size(logits.float(), images.shape[-2:])
 
 
 class SemanticTask:
@@ -234,10 +235,11 @@ class SemanticTask:
                 with autocast():
                     logits = model(images)
                 pairs = [(logits.float(), masks)]
-            else:  # each image alone at the training scale, scored at its own size (no padding)
-                pairs = [(resized_logits(model, images[i, :, :h, :w], self.resize, autocast), masks[i:i + 1, :h, :w])
-                         for i, (h, w) in enumerate(batch[2].tolist() if len(batch) > 2 else
-                                                    [list(images.shape[-2:])] * len(images))]
+            elif len(batch) == 2:  # images of one size: the batch at the training scale, scored at its size
+                pairs = [(resized_logits(model, images, self.resize, autocast), masks)]
+            else:  # padded: each image alone (without its padding) at the training scale, scored at its own size
+                pairs = [(resized_logits(model, images[i:i + 1, :, :h, :w], self.resize, autocast),
+                          masks[i:i + 1, :h, :w]) for i, (h, w) in enumerate(batch[2].tolist())]
             for logits, truth in pairs:
                 if (truth != self.ignore_index).any():
                     total += float(criterion(logits, truth))
@@ -259,7 +261,7 @@ class SemanticTask:
                 with autocast():
                     logits = model(image[None].to(device))
             else:
-                logits = resized_logits(model, image.to(device), self.resize, autocast)
+                logits = resized_logits(model, image[None].to(device), self.resize, autocast)
             pred = logits.float().argmax(1)[0].cpu().numpy()
             rows.append((viz.to_uint8_image(image, self.mean, self.std), mask.numpy(), pred))
         palette = self.palette if self.palette is not None else viz.default_palette(max(self.num_classes, 2))
