@@ -47,6 +47,7 @@ OUT_OF_RANGE = {
     "data.resize": [0, 8, -64], "data.scale": [[0.0, 1.0], [-1.0, 2.0]], "data.hflip": [7.0, -0.1], "data.rotate": [-5.0, 400.0],
     "data.vflip": [1.5, -0.2], "data.repeats": [0, -2], "data.elastic": [-1.0, 500.0],
     "data.color_jitter": [2.0], "data.std": [[0.0, 1.0, 1.0]], "data.workers": [-1], "data.max_pixels": [0],
+    "data.tta": ["bogus", "hflip,scales=0", "hflip,scales=abc"],
     "model.name": [""], "train.out": [""], "train.epochs": [0, -1], "train.batch_size": [0], "train.lr": [0.0, -1.0],
     "train.momentum": [1.0, -0.5], "train.weight_decay": [-1e-4], "train.warmup_epochs": [-1.0],
     "train.min_lr_ratio": [1.5], "train.poly_power": [0.0], "train.milestones": [[0], [-2]], "train.gamma": [0.0, 2.0],

@@ -310,3 +310,46 @@ def test_plan_refuses_labels_that_are_all_ignore(tmp_path: Path, capsys) -> None
     assert main(["plan", str(data), "--out", str(tmp_path / "p.yaml")]) == 2
     assert "every pixel of every label is the ignore value 255" in capsys.readouterr().err
     assert not (tmp_path / "p.yaml").exists()
+
+
+# --- the plan's evaluation advice reaches evaluate / predict (issue 25 item 5) ---------------------------------
+
+
+def test_the_tta_advice_is_a_planned_value() -> None:
+    gray = plan_config(_fp(channels=1, mean=[0.4], std=[0.1]))[0]
+    assert gray.data.tta == "hflip,vflip"  # recorded in config.yaml like every planned value
+    assert plan_config(_fp())[0].data.tta is None  # colour scenes: measured no gain
+
+
+def test_planned_tta_prefers_the_flag_then_the_run() -> None:
+    from seglab.engine.plan import planned_tta
+
+    run = {"data": {"tta": "hflip,vflip"}}
+    assert planned_tta("hflip", run) == ("hflip", None)  # the flag wins
+    assert planned_tta("none", run) == ("none", None)  # and turns it off (parse_tta reads none as no TTA)
+    tta, note = planned_tta(None, run)
+    assert tta == "hflip,vflip" and "the plan's advice" in note and "--tta none" in note
+    assert planned_tta("plan", run)[0] == "hflip,vflip"
+    assert planned_tta(None, {"data": {}}) == (None, None)  # older runs: as before
+    assert planned_tta("plan", {})[0] is None
+
+
+def test_evaluate_and_predict_apply_the_recorded_advice(semantic_run: dict, tmp_path: Path, capsys,
+                                                        monkeypatch) -> None:
+    import torch
+
+    import seglab.inference.evaluation as E
+    from seglab.checkpoint import save_checkpoint
+
+    state = torch.load(semantic_run["ckpt"], weights_only=True, map_location="cpu")
+    state["config"] = {**state["config"], "data": {**state["config"]["data"], "tta": "hflip,vflip"}}
+    save_checkpoint(tmp_path / "run" / "best.pt", state)
+    used, real = [], E.evaluate_checkpoint
+    monkeypatch.setattr(E, "evaluate_checkpoint", lambda *a, **kw: used.append(kw["tta"]) or real(*a, **kw))
+    for flags in ([], ["--tta", "hflip"], ["--tta", "none"], ["--tta", "plan"]):
+        assert main(["evaluate", str(tmp_path / "run"), "--data", str(semantic_run["data"]), *flags]) == 0
+        assert ("TTA hflip,vflip: the plan's advice" in capsys.readouterr().err) == (flags in ([], ["--tta", "plan"]))
+    assert used == ["hflip,vflip", "hflip", "none", "hflip,vflip"]
+    image = next((semantic_run["data"] / "images" / "val").iterdir())
+    assert main(["predict", str(tmp_path / "run"), str(image), "--out", str(tmp_path / "pred")]) == 0
+    assert "TTA hflip,vflip: the plan's advice" in capsys.readouterr().err

@@ -47,8 +47,8 @@ def plan(
         decisions.append(("train.epochs", fit.epochs, fit.why + (f". Warning: {fit.warning}" if fit.warning else "")))
     advice = evaluation_advice(fp)
     if advice:
-        notes.append(f"after training: seglab evaluate RUN --data {data}{' ' * bool(advice[0])}{advice[0]}  "
-                     f"({advice[1]})")
+        notes.append(f"after training: seglab evaluate RUN --data {data}"
+                     + (f" applies {advice[0]} by default (data.tta)" if advice[0] else "") + f"  ({advice[1]})")
     _print_fingerprint(fp)
     table = Table(title=escape(notes[0]), show_lines=False)
     for col in ("setting", "value", "why"):

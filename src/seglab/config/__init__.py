@@ -61,6 +61,7 @@ class DataConfig:
     sampler: Sampler = "random"
     repeats: int = 1  # each training image this many times per epoch: few images still make a real epoch
     max_pixels: int = 178_956_970
+    tta: str | None = None  # what `evaluate`/`predict` average by default (the plan's advice), e.g. hflip,vflip
 
 
 @dataclass

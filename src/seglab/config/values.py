@@ -46,6 +46,24 @@ def parse_duration(text: Any) -> float:
     return float(m.group(1)) * {"h": 3600, "hr": 3600, "m": 60, "min": 60}.get(m.group(2) or "s", 1)
 
 
+def _tta_words(spec: str) -> bool:
+    """Every item of a TTA spec is a flip, ``none`` or a positive scale (the words ``parse_tta`` reads)."""
+    items = [w.strip().lower() for w in spec.split(",")]
+    scales = False
+    for item in items:
+        if item.startswith("scales="):
+            scales, item = True, item[len("scales="):]
+        if scales and item:
+            try:
+                if not (0 < float(item) < math.inf):
+                    return False
+            except ValueError:
+                return False
+        elif item not in ("", "none", "flip", "hflip", "vflip"):
+            return False
+    return True
+
+
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 POSITIVE, NON_NEGATIVE, FRACTION = _within(0, lo_open=True), _within(0), _within(0, 1)
 # Value rules per key (types and choices come from the annotations). A list field's rule applies to each
@@ -57,6 +75,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.hflip": FRACTION, "data.rotate": _within(0, 180), "data.vflip": FRACTION, "data.color_jitter": FRACTION,
     "data.repeats": _within(1), "data.elastic": _within(0, 100),
     "data.std": POSITIVE, "data.workers": NON_NEGATIVE, "data.max_pixels": _within(1),
+    "data.tta": (lambda v: _tta_words(v), "flips and scales as --tta takes them, e.g. hflip, hflip,vflip or "
+                 "hflip,scales=0.75,1,1.25"),
     "model.name": (bool, "a registered model name (see `seglab models`)"),
     "train.out": (bool, "a folder path"), "train.epochs": _within(1), "train.batch_size": _within(1),
     "train.lr": POSITIVE, "train.momentum": _within(0, 1, hi_open=True), "train.weight_decay": NON_NEGATIVE,

@@ -173,7 +173,10 @@ def rules(fp: Fingerprint, device: str = "cpu") -> list[tuple[str, Any, str]]:
         out.append(("train.loss", "ce+dice", f"{why}: Dice weighs every class alike and rewards thin shapes"))
     if fp.rare and min(s for c, s in zip(fp.classes, fp.image_share, strict=True) if c in fp.rare) < 0.5:
         out.append(("data.sampler", "balanced", "rare classes appear in few images: repeat-factor sampling"))
-    return out + (_gray_rules(fp) if fp.channels == 1 else _colour_rules(fp))
+    advice = evaluation_advice(fp)
+    tta = [("data.tta", advice[0].removeprefix("--tta "), f"evaluate/predict average these flips by default "
+            f"(--tta none turns them off): {advice[1]}")] if advice and advice[0] else []
+    return out + (_gray_rules(fp) if fp.channels == 1 else _colour_rules(fp)) + tta
 
 
 def cpu_has_bf16() -> bool:
@@ -284,6 +287,19 @@ def evaluation_advice(fp: Fingerprint) -> tuple[str, str] | None:
                 "+0.005 val mIoU; -0.003 to +0.007 over six runs)")
     return ("", "no TTA: mirror TTA changed the plan's CamVid val mIoU by -0.0005 and -0.006 (two 15 min runs), at "
                 "twice the cost")
+
+
+def planned_tta(tta: str | None, config: dict | None) -> tuple[str | None, str | None]:
+    """The TTA an evaluation or prediction uses, and a note when it came from the run: ``--tta`` when given
+    (``none`` turns TTA off), else (or with ``--tta plan``) the plan's advice recorded in the run's config.yaml
+    (``data.tta``), so ``seglab train --data D`` users get it without reading the plan."""
+    recorded = ((config or {}).get("data") or {}).get("tta")
+    if tta is not None and tta.strip().lower() != "plan":
+        return tta, None
+    if not recorded:
+        return None, "--tta plan: this run records no TTA advice (data.tta); no TTA" if tta else None
+    return recorded, (f"TTA {recorded}: the plan's advice, recorded in the run's config.yaml (data.tta); "
+                      "--tta none turns it off")
 
 
 def plan_config(fp: Fingerprint, device: str = "cpu", base: RunConfig | None = None) -> tuple[RunConfig, list]:
