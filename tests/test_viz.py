@@ -28,10 +28,13 @@ VOC = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0), 4: (0, 0,
 
 
 def test_default_palette_matches_voc_and_marks_ignore() -> None:
+    # classes 0-19 get the perceptually distinct colours (tests/viz/test_palette_distance.py), class 0 black
+    # as in VOC; from class 20 on the VOC map
     pal = default_palette(256)
     assert pal.shape == (256, 3) and pal.dtype == np.uint8
     for i, rgb in VOC.items():
-        assert tuple(pal[i]) == rgb
+        assert tuple(pal[i]) == rgb or (i < 20 and i > 0)
+    assert tuple(pal[0]) == (0, 0, 0) and tuple(pal[20]) == VOC[20]
     assert tuple(pal[255]) == IGNORE_COLOR
     assert len({tuple(c) for c in pal[:255]}) == 255  # every class its own color
 
