@@ -275,6 +275,7 @@ def test_reasons_say_what_they_used(monkeypatch) -> None:
     why = _reasons(_fp())
     assert "constant" in why["train.batch_size"] and "fits" not in why["train.batch_size"]
     detector = _reasons(_fp(task="instance", size=(467, 378)))
+    assert "constant" in detector["train.batch_size"] and "fits" not in detector["train.batch_size"]
     assert "U-Net" not in detector["train.precision"] and "not measured for this model" in detector[
         "train.precision"]
     gray = _reasons(_fp(channels=1, gray_images=20, mean=[0.4], std=[0.1]))

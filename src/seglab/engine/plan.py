@@ -251,7 +251,8 @@ def _detector_rules(fp: Fingerprint, gpu: bool, short: int) -> list[tuple[str, A
              "0.5-2 reached mask AP 0.059 in 16 epochs, 384 px at 0.6-1.0 0.097 in 6)"),
             ("data.scale", [0.6, 1.0], "shrink only: enlarged crops cut objects the detector must see whole"),
             ("train.weight_decay", 0.05, "AdamW's decay of the measured detection recipes (demo, Penn-Fudan)"),
-            ("train.batch_size", 8 if gpu else 4, "what fits the device"),
+            ("train.batch_size", 8 if gpu else 4, f"a constant for {'a GPU' if gpu else 'a CPU'} (the batch the "
+             "detection recipes were measured with), not fitted to the device's memory"),
             ("train.optimizer", "adamw", "AdamW from scratch (measured better than SGD 0.02 on the demo)"),
             ("train.lr", 1e-3, "AdamW's usual rate for detection from scratch"),
             ("train.precision", *_precision(gpu, unet=False))]
