@@ -15,7 +15,7 @@ from torchvision import tv_tensors
 from seglab.checkpoint import CheckpointInfo
 from seglab.data.resize import LongSide, resize_long_side, resized_size
 from seglab.data.transforms import build_train_transforms
-from seglab.errors import CheckpointError, ConfigError
+from seglab.errors import CheckpointError
 from seglab.inference.semantic import evaluate, predict, predict_many
 
 K = 3
@@ -146,15 +146,66 @@ def test_checkpoint_info_reads_resize_from_the_config() -> None:
             CheckpointInfo.from_dict(_ckpt({"data": {"resize": bad}}), "x.pt")
 
 
-@pytest.mark.parametrize("task", ["instance", "panoptic"])
-def test_detector_tasks_refuse_resize_rather_than_ignore_it(task: str) -> None:
-    from seglab.config import RunConfig
-    from seglab.engine.build import TASK_BUILDERS
+class BlockDetector(nn.Module):
+    """A stub detector: one instance, the pixels brighter than 0.5 in the red channel (mask, tight box, score 0.9);
+    as a panoptic model also ``ids`` (1 on the instance, 2 elsewhere). What it finds is known at any scale."""
 
-    cfg = RunConfig()
-    cfg.data.root, cfg.data.resize = "nowhere", 128
-    with pytest.raises(ConfigError, match="data.resize"):
-        TASK_BUILDERS[task](cfg)
+    def __init__(self, panoptic: bool = False) -> None:
+        super().__init__()
+        self.panoptic = panoptic
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict]:
+        outputs = []
+        for image in images:
+            mask = image[0] > 0.5
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            inst = {"boxes": torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=torch.float32),
+                    "labels": torch.tensor([1]), "scores": torch.tensor([0.9]), "masks": mask[None, None].float()}
+            if self.panoptic:
+                ids = torch.where(mask, 1, 2).long()
+                segments = [{"id": 1, "category": 1, "iscrowd": 0, "isthing": True, "score": 0.9},
+                            {"id": 2, "category": 0, "iscrowd": 0, "isthing": False, "score": 1.0}]
+                outputs.append({"ids": ids, "segments": segments, "instances": inst})
+            else:
+                outputs.append(inst)
+        return outputs
+
+
+@pytest.mark.parametrize("panoptic", [False, True])
+@pytest.mark.parametrize(("h", "w", "long_side"), [(64, 96, 48), (48, 32, 96)])  # down by 2, up by 2
+def test_detector_outputs_come_back_at_the_input_size(panoptic: bool, h: int, w: int, long_side: int) -> None:
+    from seglab.inference.instance import predict_instances
+    from seglab.inference.panoptic import predict_panoptic
+
+    image = np.zeros((h, w, 3), np.uint8)
+    image[8:24, 16:30] = 255  # a block on even rows and columns: exact at half and double size
+    truth = BlockDetector()([torch.from_numpy(image).permute(2, 0, 1).float() / 255])[0]
+    if panoptic:
+        [(_, _, out)] = list(predict_panoptic(BlockDetector(True), [(0, image)], resize=long_side))
+        assert out["ids"].shape == (h, w)
+        assert torch.equal(out["ids"], torch.where(truth["masks"][0, 0] > 0, 1, 2))
+        inst = out["instances"]
+        assert inst["masks"].shape == (1, 1, h, w) and torch.equal(inst["masks"] > 0.5, truth["masks"] > 0.5)
+    else:
+        [(_, _, inst)] = list(predict_instances(BlockDetector(), [(0, image)], resize=long_side))
+        assert inst["masks"].shape == (1, h, w) and torch.equal(inst["masks"], truth["masks"][:, 0] > 0.5)
+    assert torch.equal(inst["boxes"], truth["boxes"])
+
+
+def test_detector_training_scales_boxes_and_masks() -> None:
+    from seglab.data.transforms import build_instance_train_transforms
+
+    masks = torch.zeros(1, 40, 48, dtype=torch.uint8)
+    masks[0, 8:24, 16:32] = 1
+    target = {"boxes": tv_tensors.BoundingBoxes(torch.tensor([[16.0, 8.0, 32.0, 24.0]]), format="XYXY",
+                                                canvas_size=(40, 48)),
+              "masks": tv_tensors.Mask(masks), "labels": torch.tensor([1])}
+    tf = build_instance_train_transforms(64, scale=(1.0, 1.0), hflip=0, color_jitter=0, resize=24)
+    image, out = tf(tv_tensors.Image(torch.zeros(3, 40, 48, dtype=torch.uint8)), target)
+    (x0, y0, x1, y1), = out["boxes"].tolist()  # the 64 px crop only pads (at a random offset)
+    assert (x1 - x0, y1 - y0) == (8.0, 8.0) and image.shape == (3, 64, 64)  # half of 16 x 16
+    ys, xs = torch.nonzero(out["masks"][0], as_tuple=True)
+    assert int(out["masks"].sum()) == 8 * 8 and (xs.min(), ys.min()) == (x0, y0)  # the mask moved with its box
 
 
 def _folder(root, maps: list[np.ndarray]):

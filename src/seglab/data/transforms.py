@@ -237,14 +237,16 @@ def build_instance_train_transforms(
     std: Sequence[float] | None = None,
     min_box_size: float = 1.0,
     vflip: float = 0.0,
+    resize: int | None = None,
 ) -> Callable:
     """Instance training pipeline: ``(Image, {"boxes", "masks", "labels"}) -> (float Image, same dict)``.
 
     Same rescale/crop/flips/jitter as the semantic pipeline; instance masks pad with 0 (background),
     boxes are clipped to the crop, and instances left with no mask pixels or a box side under
-    ``min_box_size`` are dropped together with their labels (``SanitizeBoundingBoxes``).
+    ``min_box_size`` are dropped together with their labels (``SanitizeBoundingBoxes``). ``resize``
+    (``data.resize``) first scales image, boxes and masks to that long side.
     """
-    steps: list[v2.Transform] = []
+    steps: list[v2.Transform] = [LongSide(resize)] if resize is not None else []
     if tuple(scale) != (1.0, 1.0):
         steps.append(RandomScale(scale))
     steps += [v2.RandomCrop(_pair(size, "size"), pad_if_needed=True, fill=0)]
@@ -264,15 +266,17 @@ def build_panoptic_train_transforms(
     std: Sequence[float] | None = None,
     void: int = 255,
     vflip: float = 0.0,
+    resize: int | None = None,
 ) -> Callable:
     """Panoptic training pipeline: ``(Image, {"boxes", "masks", "labels", "semantic", ...}) -> same``.
 
     The instance pipeline's rescale / crop to ``crop_size`` / flip / jitter, with the target's ``semantic``
     (a :class:`SemanticMask`, as :class:`seglab.data.panoptic.PanopticDataset` gives it) resized nearest
     and padded with ``void``, instance masks padded with 0; boxes are clamped to the crop and instances
-    cropped away are dropped with their boxes and labels (the dataset then re-derives tight boxes).
+    cropped away are dropped with their boxes and labels (the dataset then re-derives tight boxes). ``resize``
+    (``data.resize``) first scales everything to that long side (the semantic map nearest, void kept).
     """
-    steps: list[v2.Transform] = []
+    steps: list[v2.Transform] = [LongSide(resize)] if resize is not None else []
     if tuple(scale) != (1.0, 1.0):
         steps.append(RandomScale(scale))
     fill = {tv_tensors.Image: 0, tv_tensors.Mask: 0, SemanticMask: void}

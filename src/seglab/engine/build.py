@@ -23,7 +23,7 @@ from seglab.errors import ConfigError
 def _data_fields(cfg: RunConfig) -> dict[str, Any]:
     d = cfg.data
     return {"root": d.root, "train_split": d.train_split, "val_split": d.val_split, "num_classes": d.num_classes,
-            "in_channels": d.in_channels,
+            "in_channels": d.in_channels, "resize": d.resize,
             "augment": Augment(d.crop_size, tuple(d.scale), d.hflip, d.rotate, d.color_jitter, d.vflip, d.rot90,
                                d.elastic)}
 
@@ -34,30 +34,18 @@ def _semantic(cfg: RunConfig) -> Task:
     d, t = cfg.data, cfg.train
     return SemanticTask(**_data_fields(cfg), ignore_index=d.ignore_index, allow_ignore_class=d.allow_ignore_class,
                         max_pixels=d.max_pixels, mean=d.mean,
-                        std=d.std, loss=t.loss, class_weights=t.class_weights, weight_method=t.weight_method,
-                        resize=d.resize)
-
-
-def _no_resize(cfg: RunConfig, task: str) -> None:
-    """Detectors scale their input themselves (their own size options): ``data.resize`` is refused rather than
-    ignored."""
-    if cfg.data.resize is not None:
-        raise ConfigError(f"data.resize ({cfg.data.resize}) applies to semantic models; {task} models scale images "
-                          "themselves: use their size options instead (Mask R-CNN: min_size / max_size; "
-                          "`seglab models NAME` lists them), and leave data.resize unset.")
+                        std=d.std, loss=t.loss, class_weights=t.class_weights, weight_method=t.weight_method)
 
 
 def _instance(cfg: RunConfig) -> Task:
     from seglab.engine.instance import InstanceTask
 
-    _no_resize(cfg, "instance")
     return InstanceTask(**_data_fields(cfg))
 
 
 def _panoptic(cfg: RunConfig) -> Task:
     from seglab.engine.panoptic import PanopticTask
 
-    _no_resize(cfg, "panoptic")
     return PanopticTask(**_data_fields(cfg))
 
 

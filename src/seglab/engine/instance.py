@@ -73,7 +73,8 @@ class InstanceTask:
                         "loss_rpn_box_reg")
 
     def __init__(self, root: str, *, train_split: str = "train", val_split: str = "val",
-                 num_classes: int | None = None, in_channels: int = 3, augment: Augment = Augment()) -> None:
+                 num_classes: int | None = None, in_channels: int = 3, augment: Augment = Augment(),
+                 resize: int | None = None) -> None:
         from seglab.data.coco import open_instance_split
         from seglab.data.transforms import build_instance_train_transforms
 
@@ -84,7 +85,9 @@ class InstanceTask:
             raise ConfigError(f"data.in_channels={in_channels}: Mask R-CNN models read RGB images; use 3.")
         augment.detector_check(self.name)
         train_tf = build_instance_train_transforms(augment.crop_size, scale=tuple(augment.scale), hflip=augment.hflip,
-                                                   color_jitter=augment.color_jitter, vflip=augment.vflip)
+                                                   color_jitter=augment.color_jitter, vflip=augment.vflip,
+                                                   resize=resize)
+        self.resize = resize  # data.resize: validation and samples run at it, detections back at full size
         self.train_set = open_instance_split(root, train_split, train_tf)
         self.val_set = open_instance_split(root, val_split)
         if list(self.val_set.cat_ids) != list(self.train_set.cat_ids):
@@ -145,12 +148,13 @@ class InstanceTask:
                  autocast: Autocast) -> tuple[dict[str, Any], None]:
         """COCO mask and box AP on the validation split (``mask_AP``, ``box_AP50``, ...); no val loss."""
         from seglab.inference.instance import score_detections
+        from seglab.inference.scaled import detect_at_scale
         from seglab.metrics.coco import predictions_to_coco
 
         detections: list[dict] = []
         for images, targets in loader:
             with autocast():
-                outputs = model([im.to(device) for im in images])
+                outputs = detect_at_scale(model, [im.to(device) for im in images], self.resize)
             detections += predictions_to_coco(outputs, [t["image_id"] for t in targets],
                                               cat_ids=self.cat_ids)
         return score_detections(detections, self.ground_truth), None
@@ -167,11 +171,13 @@ class InstanceTask:
     def save_samples(self, model: nn.Module, indices: list[int], path: Path, device: torch.device,
                      autocast: Autocast) -> None:
         """truth | prediction overlays (one colour per instance, class name and score) for fixed images."""
+        from seglab.inference.scaled import detect_at_scale
+
         rows = []
         for i in indices:
             image, target = self.val_set[i]
             with autocast():
-                out = model([image.to(device)])[0]
+                out = detect_at_scale(model, [image.to(device)], self.resize)[0]
             keep = out["scores"] >= SAMPLE_SCORE
             pred = {"masks": out["masks"][keep, 0].float().cpu() > 0.5, "labels": out["labels"][keep].cpu(),
                     "boxes": out["boxes"][keep].float().cpu(), "scores": out["scores"][keep].float().cpu()}

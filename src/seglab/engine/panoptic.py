@@ -45,7 +45,8 @@ class PanopticTask:
                         "loss_rpn_box_reg) + the weighted semantic cross-entropy loss_semantic")
 
     def __init__(self, root: str, *, train_split: str = "train", val_split: str = "val",
-                 num_classes: int | None = None, in_channels: int = 3, augment: Augment = Augment()) -> None:
+                 num_classes: int | None = None, in_channels: int = 3, augment: Augment = Augment(),
+                 resize: int | None = None) -> None:
         from seglab.data.panoptic import PanopticDataset, open_panoptic_split
         from seglab.data.transforms import build_panoptic_train_transforms
         from seglab.inference.panoptic import PanopticEvalSet
@@ -68,7 +69,8 @@ class PanopticTask:
                               "Drop --num-classes.")
         augment.detector_check(self.name)
         tf = build_panoptic_train_transforms(augment.crop_size, scale=tuple(augment.scale), hflip=augment.hflip,
-                                             color_jitter=augment.color_jitter, vflip=augment.vflip)
+                                             color_jitter=augment.color_jitter, vflip=augment.vflip, resize=resize)
+        self.resize = resize  # data.resize: validation and samples run at it, scored at the labels' size
         from seglab.data.preflight import preflight_panoptic
 
         preflight_panoptic(val)  # the training split's runs in PanopticDataset: both splits pass the doctor
@@ -132,13 +134,14 @@ class PanopticTask:
         from seglab.inference.panoptic import PanopticScorer, score_batches
 
         scorer = PanopticScorer(self.classes, self.thing_classes, self.cat_ids)
-        return score_batches(model, loader, scorer, device, autocast), None
+        return score_batches(model, loader, scorer, device, autocast, resize=self.resize), None
 
     @torch.no_grad()
     def save_samples(self, model: nn.Module, indices: list[int], path: Path, device: torch.device,
                      autocast: Autocast) -> None:
         """input | truth | prediction, each segment a shade of its class colour, for fixed validation images."""
         from seglab.inference.panoptic import to_cpu
+        from seglab.inference.scaled import detect_at_scale
         from seglab.viz import default_palette, save_panoptic_panels
 
         rows = []
@@ -147,7 +150,7 @@ class PanopticTask:
         for i in indices:
             image, target = self.val_set[i]
             with autocast():
-                out = to_cpu(model([image.to(device)])[0])
+                out = to_cpu(detect_at_scale(model, [image.to(device)], self.resize)[0])
             rows.append((image, (target["ids"], target["segments"]), (out["ids"], out["segments"])))
         model.train(was_training)
         palette = default_palette(256)

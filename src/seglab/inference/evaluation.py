@@ -102,7 +102,8 @@ def _instance(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tt
         raise ConfigError(f"{data} ({split}): categories {have} differ from the checkpoint's {want}. Evaluate "
                           "on data with the categories the model was trained on.")
     shard = Shard(dataset, dist.rank, dist.world_size)
-    dets = gather_lists(detect_dataset(model, shard, cat_ids=info.cat_ids, device=dist.device, callback=callback))
+    dets = gather_lists(detect_dataset(model, shard, cat_ids=info.cat_ids, device=dist.device, callback=callback,
+                                       resize=info.resize))
     metrics = score_detections(dets, lambda: split_ground_truth(dataset), per_class=True, gathered=True)
     return Evaluation(info, data, split, len(dataset), metrics, dets)
 
@@ -124,7 +125,8 @@ def _panoptic(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tt
     shard = Shard(PanopticEvalSet(panoptic), dist.rank, dist.world_size)
     batches = torch.utils.data.DataLoader(shard, batch_size=1, collate_fn=collate_lists)
     scorer = PanopticScorer(info.classes, things, panoptic.cat_ids)
-    metrics = score_batches(model, batches, scorer, dist.device, callback=callback, total=len(shard))
+    metrics = score_batches(model, batches, scorer, dist.device, callback=callback, total=len(shard),
+                            resize=info.resize)
     return Evaluation(info, data, split, len(panoptic), metrics, scorer.detections)
 
 

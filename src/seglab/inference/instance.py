@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from seglab.errors import ConfigError
+from seglab.inference.scaled import detect_at_scale
 from seglab.inference.source import (
     ImageLike,
     check_batch_size,
@@ -35,6 +36,7 @@ def predict_instances(
     mask_threshold: float = 0.5,
     batch_size: int = 4,
     device: str | torch.device | None = None,
+    resize: int | None = None,
 ) -> Iterator[tuple[Any, ImageLike, dict[str, torch.Tensor]]]:
     """Stream Mask R-CNN detections for ``(key, image)`` pairs: yields ``(key, image, instances)``.
 
@@ -43,6 +45,8 @@ def predict_instances(
     least ``score_threshold``, best first, on the CPU: ``boxes`` (N, 4) XYXY pixels, ``labels`` (N,)
     contiguous class indices, ``scores`` (N,), ``masks`` (N, H, W) bool (probability > ``mask_threshold``)
     and ``mask_probs`` (N, H, W) float. Consecutive images of the same size are batched, up to ``batch_size``.
+    ``resize`` (the checkpoint's ``data.resize``): images run at that long side, detections come back at the
+    image's own size (:func:`seglab.inference.scaled.detect_at_scale`).
     """
     check_batch_size(batch_size)
     for name, v in (("score_threshold", score_threshold), ("mask_threshold", mask_threshold)):
@@ -51,7 +55,7 @@ def predict_instances(
     dev = model_device(model, device)
     for batch in same_size_batches(items, lambda image: prepare_image(image, in_channels=3), batch_size):
         with torch.inference_mode(), eval_mode(model):
-            outputs = model([x.to(dev) for _, _, x in batch])
+            outputs = detect_at_scale(model, [x.to(dev) for _, _, x in batch], resize)
         for (key, image, _), out in zip(batch, outputs, strict=True):
             yield key, image, _select(out, score_threshold, mask_threshold)
 
@@ -64,6 +68,7 @@ def detect_dataset(
     batch_size: int = 4,
     device: str | torch.device | None = None,
     callback: Callable[[int, int], None] | None = None,
+    resize: int | None = None,
 ) -> list[dict]:
     """COCO-results detections of ``model`` on an instance dataset (items ``(image, target)``).
 
@@ -79,7 +84,8 @@ def detect_dataset(
 
     detections: list[dict] = []
     for done, (image_id, _, inst) in enumerate(predict_instances(model, items(), score_threshold=0.0,
-                                                                 batch_size=batch_size, device=device), 1):
+                                                                 batch_size=batch_size, device=device,
+                                                                 resize=resize), 1):
         detections += instances_to_coco(inst, image_id, cat_ids=cat_ids)
         if callback is not None:
             callback(done, total)

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from seglab.inference.scaled import detect_at_scale
 from seglab.inference.source import (
     ImageLike,
     check_batch_size,
@@ -33,14 +34,15 @@ PANOPTIC_KEYS = ("PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", 
 
 
 def predict_panoptic(model: nn.Module, items: Iterable[tuple[Any, ImageLike]], *, batch_size: int = 4,
-                     device: str | torch.device | None = None) -> Iterator[tuple[Any, ImageLike, dict[str, Any]]]:
+                     device: str | torch.device | None = None,
+                     resize: int | None = None) -> Iterator[tuple[Any, ImageLike, dict[str, Any]]]:
     """Stream ``(key, image, result)`` for ``(key, image)`` pairs; ``result`` is the model's panoptic output
     (``ids``, ``segments``, ``instances``) on the CPU. Consecutive same-size images share a batch."""
     check_batch_size(batch_size)
     dev = model_device(model, device)
     for batch in same_size_batches(items, lambda image: prepare_image(image, in_channels=3), batch_size):
         with torch.inference_mode(), eval_mode(model):
-            outputs = model([x.to(dev) for _, _, x in batch])
+            outputs = detect_at_scale(model, [x.to(dev) for _, _, x in batch], resize)  # data.resize: at scale
         for (key, image, _), out in zip(batch, outputs, strict=True):
             yield key, image, to_cpu(out)
 
@@ -173,13 +175,14 @@ def collate_lists(batch: list[tuple[Any, Any]]) -> tuple[list, list]:
 @torch.no_grad()
 def score_batches(model: nn.Module, batches: Iterable[tuple[list, list]], scorer: PanopticScorer,
                   device: torch.device, autocast: Callable[[], AbstractContextManager] = nullcontext,
-                  callback: Callable[[int, int], None] | None = None, total: int = 0) -> dict[str, Any]:
+                  callback: Callable[[int, int], None] | None = None, total: int = 0,
+                  resize: int | None = None) -> dict[str, Any]:
     """Predict every batch of ``(images, targets)`` (from :class:`PanopticEvalSet`) and score it."""
     done = 0
     with eval_mode(model):
         for images, targets in batches:
             with autocast():
-                outputs = model([im.to(device) for im in images])
+                outputs = detect_at_scale(model, [im.to(device) for im in images], resize)
             for out, target in zip(outputs, targets, strict=True):
                 scorer.add(to_cpu(out), target["ids"], target["segments"], int(target["image_id"]))
             done += len(images)

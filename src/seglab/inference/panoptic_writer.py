@@ -80,7 +80,7 @@ class PanopticWriter:
         """``(path, image, result)`` per readable input (``result``: ``ids``, ``segments``, ``instances``)."""
         from seglab.inference.panoptic import predict_panoptic
 
-        return predict_panoptic(self.model, items, batch_size=self.options.tiles.batch_size)
+        return predict_panoptic(self.model, items, batch_size=self.options.tiles.batch_size, resize=self.info.resize)
 
     def write(self, path: Path, image: np.ndarray, result: dict[str, Any]) -> dict:
         from seglab.fileio import atomic_path

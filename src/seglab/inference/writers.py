@@ -188,7 +188,7 @@ class InstanceWriter:
 
         threshold = 0.5 if self.options.score_threshold is None else self.options.score_threshold
         return predict_instances(self.model, items, score_threshold=threshold,
-                                 batch_size=self.options.tiles.batch_size)
+                                 batch_size=self.options.tiles.batch_size, resize=self.info.resize)
 
     def write(self, path: Path, image: np.ndarray, inst: dict[str, Any]) -> dict[str, Any]:
         from seglab import viz

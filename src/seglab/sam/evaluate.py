@@ -105,7 +105,7 @@ def _instance(model: nn.Module, info: CheckpointInfo, data: Path, split: str, re
     detections: list[list[dict]] = [[], []]
     for i in range(len(dataset)):
         image, target = dataset[i]
-        det = next(predict_instances(model, [(0, image)], score_threshold=score_threshold))[2]
+        det = next(predict_instances(model, [(0, image)], score_threshold=score_threshold, resize=info.resize))[2]
         pixels = (image * 255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
         refined = refiner(pixels, (det,))[0]
         truth = torch.from_numpy(class_map(target["masks"], target["labels"]))

@@ -99,7 +99,8 @@ class ModelSource:
         """The instance model's detections scoring at least ``score_threshold`` (best first)."""
         from seglab.inference.instance import predict_instances
 
-        return next(predict_instances(self.model, [(0, image)], score_threshold=self.score_threshold))[2]
+        return next(predict_instances(self.model, [(0, image)], score_threshold=self.score_threshold,
+                                      resize=self.info.resize))[2]
 
     def semantic_labels(self, image: np.ndarray) -> np.ndarray:
         """The semantic model's ``(H, W)`` class map."""
