@@ -36,9 +36,10 @@ from torch import nn
 from seglab import __version__
 from seglab.errors import CheckpointError, ModelError
 from seglab.fileio import atomic_path
+from seglab.tasks import KINDS
 
 REQUIRED_KEYS = ("model", "model_state", "classes")
-TASKS = ("semantic", "instance", "panoptic")
+TASKS = tuple(KINDS)  # seglab/tasks.py names every task kind
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from seglab.config import RunConfig, config_from_dict
 from seglab.errors import ConfigError
+from seglab.tasks import INSTANCE, PANOPTIC, SEMANTIC
 
 # A base-16 U-Net on 96 px shapes: mIoU about 0.95 in 15 epochs (about 1.5 minutes on a 2-core CPU, bf16).
 SEMANTIC_DEMO: dict[str, Any] = {
@@ -44,8 +45,8 @@ PANOPTIC_DEMO: dict[str, Any] = {
               "schedule": "cosine", "warmup_epochs": 0.5, "precision": "bf16", "clip_grad": 10.0,
               "eval_every": 3, "num_samples": 4},
 }
-DEMOS = {"semantic": (SEMANTIC_DEMO, "run", 96), "instance": (INSTANCE_DEMO, "run_instance", 128),
-         "panoptic": (PANOPTIC_DEMO, "run_panoptic", 128)}
+DEMOS = {SEMANTIC.name: (SEMANTIC_DEMO, "run", 96), INSTANCE.name: (INSTANCE_DEMO, "run_instance", 128),
+         PANOPTIC.name: (PANOPTIC_DEMO, "run_panoptic", 128)}
 
 
 def demo_config(preset: dict[str, Any], data: Path, out: Path, epochs: int | None, seed: int) -> RunConfig:

@@ -14,8 +14,10 @@ import numpy as np
 from seglab.ablate.runner import RunResult
 from seglab.ablate.stats import mean_std, paired
 from seglab.fileio import atomic_write_text
+from seglab.tasks import KINDS, task_kind
 
-HEADLINES = {"semantic": ("mean_iou", "boundary_iou"), "instance": ("mask_AP", "box_AP")}
+# The metrics each task's ablation table shows, first = the per-seed column and the curves (seglab/tasks.py).
+HEADLINES: dict[str, tuple[str, ...]] = {name: kind.headline for name, kind in KINDS.items()}
 
 
 def _by_variant(results: Sequence[RunResult]) -> dict[str, list[RunResult]]:
@@ -50,7 +52,7 @@ def write_report(results: Sequence[RunResult], out: str | Path, task: str = "sem
                  classes: Sequence[str] | None = None) -> Path:
     """``report.md`` (+ ``curves.png``, ``predictions.png``) under ``out``; returns the report's path."""
     out = Path(out)
-    metrics = HEADLINES[task]
+    metrics = HEADLINES[task_kind(task).name]  # an unknown task: a clear error, not a KeyError
     rows = summary_rows(results, metrics)
     n_seeds = len(rows[0]["seeds"])
     lines = [f"# Ablation: {len(rows)} variants x {n_seeds} seed(s)", "",

@@ -18,6 +18,7 @@ from seglab import distributed as D
 from seglab.config import RunConfig
 from seglab.engine.task import Augment, Task
 from seglab.errors import ConfigError
+from seglab.tasks import INSTANCE, PANOPTIC, SEMANTIC
 
 
 def _data_fields(cfg: RunConfig) -> dict[str, Any]:
@@ -50,8 +51,8 @@ def _panoptic(cfg: RunConfig) -> Task:
 
 
 # registry task name (``register_model(..., task=...)``) -> the task built from a run config
-TASK_BUILDERS: dict[str, Callable[[RunConfig], Task]] = {"semantic": _semantic, "instance": _instance,
-                                                         "panoptic": _panoptic}
+TASK_BUILDERS: dict[str, Callable[[RunConfig], Task]] = {SEMANTIC.name: _semantic, INSTANCE.name: _instance,
+                                                         PANOPTIC.name: _panoptic}
 
 
 def resolve_model(cfg: RunConfig, device: torch.device, given: Iterable[str] = ()) -> tuple[RunConfig, str | None]:

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from seglab.export.common import DOCS, FORMATS, HALF_TOLERANCE, TOLERANCE, Expor
 from seglab.export.instance import export_instance
 from seglab.export.semantic import export_semantic
 from seglab.fileio import check_output_path, refuse_overwrite
+from seglab.tasks import INSTANCE, PANOPTIC, SEMANTIC
 
 
 def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "onnx", in_channels: int = 3,
@@ -71,19 +72,31 @@ def _export(model: nn.Module, path: str | os.PathLike, format: str, in_channels:
             tolerance: float | None, check_images: list[torch.Tensor] | None, opset: int | None,
             half: bool) -> ExportResult:
     name = model_name or type(model).__name__
-    if task == "instance":
-        return export_instance(model, Path(path), format=format, metadata=metadata or {}, name=name, check=check,
-                               tolerance=tolerance, check_images=check_images, opset=opset, half=half)
-    if task == "panoptic":
-        from seglab.export.panoptic import export_panoptic
-
-        return export_panoptic(model, Path(path), format=format, metadata=metadata or {}, name=name, check=check,
-                               tolerance=tolerance, check_images=check_images, opset=opset, half=half)
-    if task != "semantic":
+    if task not in EXPORTERS:
         raise ModelError(f"model {name!r} is a {task} model; seglab exports semantic, instance and panoptic "
                          f"models. See {DOCS}.")
-    return export_semantic(model, Path(path), format=format, in_channels=in_channels, metadata=metadata or {},
-                           name=name, check=check, tolerance=tolerance, opset=opset, half=half)
+    return EXPORTERS[task](model, Path(path), format=format, in_channels=in_channels, metadata=metadata or {},
+                           name=name, check=check, tolerance=tolerance, check_images=check_images, opset=opset,
+                           half=half)
+
+
+def _semantic(model: nn.Module, path: Path, *, check_images: Any, **kw: Any) -> ExportResult:
+    return export_semantic(model, path, **kw)  # checked on a random input of in_channels
+
+
+def _instance(model: nn.Module, path: Path, *, in_channels: int, **kw: Any) -> ExportResult:
+    return export_instance(model, path, **kw)  # RGB in, detections out
+
+
+def _panoptic(model: nn.Module, path: Path, *, in_channels: int, **kw: Any) -> ExportResult:
+    from seglab.export.panoptic import export_panoptic
+
+    return export_panoptic(model, path, **kw)
+
+
+# How each task's models are exported (seglab/tasks.py names the kinds).
+EXPORTERS: dict[str, Callable[..., ExportResult]] = {SEMANTIC.name: _semantic, INSTANCE.name: _instance,
+                                                     PANOPTIC.name: _panoptic}
 
 
 def _newest_opset() -> int | None:

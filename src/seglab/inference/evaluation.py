@@ -24,6 +24,7 @@ from seglab.errors import ConfigError
 from seglab.inference.outputs import semantic_only
 from seglab.inference.tiling import TileOptions
 from seglab.metrics.baselines import Baselines, split_baselines
+from seglab.tasks import INSTANCE, PANOPTIC, SEMANTIC
 
 Progress = Callable[[int, int], None]
 
@@ -138,8 +139,8 @@ def refuse_tiling(info: CheckpointInfo, tta: str | None, tiles: TileOptions | No
 
 
 # The evaluator of each task; a new task adds its function here.
-EVALUATORS: dict[str, Callable[..., Evaluation]] = {"semantic": _semantic, "instance": _instance,
-                                                   "panoptic": _panoptic}
+EVALUATORS: dict[str, Callable[..., Evaluation]] = {SEMANTIC.name: _semantic, INSTANCE.name: _instance,
+                                                   PANOPTIC.name: _panoptic}
 
 
 def jsonable(v: Any) -> Any:

@@ -34,6 +34,7 @@ from seglab.inference.writers import (
     class_palette,
     semantic_only,
 )
+from seglab.tasks import INSTANCE, PANOPTIC, SEMANTIC
 
 __all__ = ["FORMATS", "WRITERS", "InstanceWriter", "OutputNames", "PanopticWriter", "PredictOptions", "PredictResult",
            "SemanticWriter", "check_options", "class_palette", "parse_formats", "predict_files", "semantic_only"]
@@ -42,7 +43,8 @@ Progress = Callable[[int, int], None]
 
 # The writer of each task; a new task adds its writer here (same members: refuse, files, names, predict, write,
 # finish, columns, detections_path).
-WRITERS: dict[str, Any] = {"semantic": SemanticWriter, "instance": InstanceWriter, "panoptic": PanopticWriter}
+WRITERS: dict[str, Any] = {SEMANTIC.name: SemanticWriter, INSTANCE.name: InstanceWriter,
+                           PANOPTIC.name: PanopticWriter}
 
 
 @dataclass

@@ -26,6 +26,7 @@ import numpy as np
 from seglab.checkpoint import CheckpointInfo
 from seglab.errors import DataError
 from seglab.inference.evaluation import Evaluation
+from seglab.tasks import INSTANCE, PANOPTIC, SEMANTIC
 
 Progress = Callable[[int, int], None]
 
@@ -57,8 +58,7 @@ def score_predictions(predictions: str | Path, data: str | Path, split: str = "v
     """
     predictions, data = Path(predictions), Path(data)
     kind = prediction_kind(predictions)
-    return {"semantic": _semantic, "instance": _instance, "panoptic": _panoptic}[kind](
-        predictions, data, split, callback)
+    return SCORERS[kind](predictions, data, split, callback)
 
 
 def _info(path: Path, task: str, classes: list[str], cat_ids: list[int] | None = None,
@@ -172,6 +172,10 @@ def _panoptic(predictions: Path, data: Path, split: str, callback: Progress | No
     info = _info(predictions, "panoptic", list(truth.classes), [int(c) for c in truth.cat_ids],
                  thing_classes=list(truth.thing_classes))
     return Evaluation(info, data, split, len(truth), scorer.compute())
+
+
+# How each task's saved predictions are scored (``prediction_kind`` tells which).
+SCORERS: dict[str, Any] = {SEMANTIC.name: _semantic, INSTANCE.name: _instance, PANOPTIC.name: _panoptic}
 
 
 def _panoptic_record(json_path: Path, truth: Any) -> tuple[dict[str, dict], dict[int, int]]:
