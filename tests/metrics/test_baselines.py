@@ -79,3 +79,21 @@ def test_warning_words() -> None:
     assert b.warning(float("nan")) is None
     assert b.lines(["bg", "fg"])[0].startswith("every pixel 'bg'") and "gray >= 100" in b.lines()[1]
     assert b.record()["best_mean_iou"] == 0.65
+
+
+def test_evaluate_states_the_sanity_bar(semantic_run, tmp_path, capsys) -> None:
+    import json
+
+    from seglab.cli import main
+
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(semantic_run["run"]), "--data", str(semantic_run["data"]), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "sanity bar" in printed and "(the majority class)" in printed and "the model" in printed
+    bar = json.loads(out.read_text())["baselines"]
+    # by hand: 4 labels (row 0 ignored), class 1 a 10x10 square, class 2 four full rows; class 0 the rest:
+    # 3888 of 4928 counted pixels, IoU 0 for the two other classes
+    assert bar["majority_class"] == 0 and bar["majority_mean_iou"] == pytest.approx(3888 / 4928 / 3)
+    assert bar["threshold"] is None and bar["best_mean_iou"] == bar["majority_mean_iou"]
+    record_miou = json.loads(out.read_text())["mean_iou"]
+    assert (bar["warning"] is None) == (record_miou >= bar["best_mean_iou"] + 0.10)
