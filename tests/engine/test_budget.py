@@ -6,13 +6,15 @@ import csv
 import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from seglab.config import load_config
 from seglab.config.values import parse_duration
-from seglab.engine.budget import BudgetPlan
+from seglab.engine.budget import BudgetPlan, TimeBudget
+from seglab.engine.state import TrainState
 from seglab.engine.trainer import Trainer, train
 from seglab.errors import ConfigError
 
@@ -74,3 +76,45 @@ def test_a_short_plan_is_refitted_to_the_measured_epochs(tiny_data: Path, tmp_pa
     if summary["epochs"] == epochs:  # not cut short by a slow epoch: the schedule ran out with the run
         assert float(rows[-1]["lr"]) < 1e-3 * cfg.train.lr
     assert float(rows[2]["lr"]) > 0.5 * cfg.train.lr  # epoch 3 no longer ends the cosine
+
+
+def _loop(**state: int) -> SimpleNamespace:
+    logs: list[str] = []
+    loop = SimpleNamespace(state=TrainState(**state), stop=False, epochs=10, lr=0.01, logs=logs, log=logs.append,
+                           summary={})
+    loop.set_epochs = lambda n: setattr(loop, "epochs", n)
+    return loop
+
+
+def test_the_budget_ends_an_epoch_early_and_carries_its_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    import seglab.engine.budget as budget_module
+
+    clock = [150.0]
+    monkeypatch.setattr(budget_module.time, "perf_counter", lambda: clock[0])
+    budget = TimeBudget(60, started=100.0, finish_s=5.0, steps_per_epoch=10, samples_per_step=4, schedule="cosine")
+    loop = _loop(epoch=2, step=21, epoch_pos=4)  # epoch 3, after its first step
+    budget.after_step(loop)
+    assert not loop.stop  # 50 s spent + 5 s to close the run < 60 s
+    clock[0] = 156.0
+    budget.after_step(loop)
+    assert loop.stop and "stopping inside epoch 3 after step 1 of 10" in loop.logs[-1]
+    assert budget.cut == ("The --time 1.0 min budget ended the run inside epoch 3 of 10, after step 1 of 10; left out: "
+                          "the rest of epoch 3 and epochs 4-10; the cosine schedule had not reached its end (lr 0.01).")
+    budget.after_train(loop)
+    assert loop.summary["budget_cut"] == budget.cut
+    # a resume (another process, another clock) continues with the 56 s already spent
+    state = budget.state_dict()
+    assert state["spent"] == 56.0 and state["budget_s"] == 60
+    resumed = TimeBudget(60, started=1000.0, finish_s=0.0)
+    clock[0] = 1000.0
+    resumed.load_state_dict(state)
+    assert resumed.elapsed() == 56.0 and resumed.finish_s == 5.0 and resumed.spent_up()
+    resumed.restart(120)  # --resume --time 2m: a new budget from now
+    assert resumed.elapsed() == 0.0 and not resumed.spent_up() and resumed.cut is None
+
+
+def test_a_budget_cut_is_in_the_report(tmp_path: Path) -> None:
+    from seglab.engine.reporting import Report
+
+    text = Report(tmp_path, "t", "setup", [], ["a"]).markdown({"epochs": 1, "budget_cut": "The --time budget ended"})
+    assert "The --time budget ended" in text

@@ -231,9 +231,12 @@ def test_resume_may_extend_a_finished_run(finished_run: tuple[Path, Path], tiny_
     data, run = finished_run
     summary = train(tiny_config(data, run, epochs=2, num_samples=0, resume=True))
     assert summary["epochs"] == 2 and summary["out"] == str(run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     summary = train(tiny_config(data, run, epochs=2, num_samples=0, resume=True))
     assert summary["epochs"] == 2
     assert "already finished its 2 epochs" in capsys.readouterr().err
+    # a no-op resume leaves every file as it was (report.md kept its minutes, no "0.01 min"; issue 29.6)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_best_holds_weights_and_metadata_only_and_stale_temps_are_cleaned(tiny_data: Path, tmp_path: Path,
