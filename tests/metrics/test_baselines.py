@@ -97,3 +97,20 @@ def test_evaluate_states_the_sanity_bar(semantic_run, tmp_path, capsys) -> None:
     assert bar["threshold"] is None and bar["best_mean_iou"] == bar["majority_mean_iou"]
     record_miou = json.loads(out.read_text())["mean_iou"]
     assert (bar["warning"] is None) == (record_miou >= bar["best_mean_iou"] + 0.10)
+
+
+def test_saved_predictions_get_the_sanity_bar_too(semantic_run, tmp_path) -> None:
+    import shutil
+
+    from seglab.inference.scoring import score_predictions
+
+    preds = tmp_path / "preds"
+    shutil.copytree(semantic_run["data"] / "labels" / "val", preds)  # the truth itself: mIoU 1
+    for p in preds.glob("*.png"):  # ignored pixels must get a class in a prediction
+        image = np.array(Image.open(p))
+        image[image == 255] = 0
+        Image.fromarray(image).save(p)
+    result = score_predictions(preds, semantic_run["data"], "val")
+    assert result.metrics["mean_iou"] == pytest.approx(1.0)
+    assert result.baselines.majority_iou == pytest.approx(3888 / 4928 / 3) and result.baseline_warning() is None
+    assert result.record()["baselines"]["warning"] is None

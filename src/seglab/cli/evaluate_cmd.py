@@ -128,6 +128,7 @@ def _score_saved(run: Path | None, predictions: Path | None, data: Path, split: 
         result = score_predictions(predictions, data, split, callback=callback)
     RENDERERS[result.info.task](result.metrics, result.info,
                                 f"{predictions} on {data} ({split}, {result.num_images} images)")
+    _print_baselines(result)
     _write_outputs(result, json_out)
 
 

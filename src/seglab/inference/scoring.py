@@ -74,6 +74,7 @@ def _semantic(predictions: Path, data: Path, split: str, callback: Progress | No
     from seglab.data.folder import SegmentationFolder
     from seglab.data.io import read_label
     from seglab.metrics import BoundaryMetrics, SegMetrics
+    from seglab.metrics.baselines import split_baselines
 
     truth = SegmentationFolder(data, split)
     k = len(truth.classes) or truth.num_classes or 0
@@ -103,7 +104,8 @@ def _semantic(predictions: Path, data: Path, split: str, callback: Progress | No
         if callback is not None:
             callback(i + 1, len(truth.stems))
     info = _info(predictions, "semantic", list(truth.classes))
-    return Evaluation(info, data, split, len(truth.stems), {**seg.compute(), **boundary.compute()})
+    bar = split_baselines(data, split, k, truth.ignore_index)  # the sanity bar, as for a checkpoint
+    return Evaluation(info, data, split, len(truth.stems), {**seg.compute(), **boundary.compute()}, baselines=bar)
 
 
 def _read_prediction_png(path: Path, predictions: Path, data: Path) -> np.ndarray:
