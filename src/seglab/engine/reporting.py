@@ -330,6 +330,15 @@ class Report(Hook):
         if trainer.record.metrics is not None and trainer.record.improved:
             self.best_metrics, self.best_epoch = trainer.record.metrics, trainer.record.row["epoch"]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The best epoch's metrics, so a resumed run's report still shows them (plain values only)."""
+        plain = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in self.best_metrics.items()}
+        return {"best_epoch": self.best_epoch, "best_metrics": {
+            k: v for k, v in plain.items() if isinstance(v, (int, float, str, list)) and k != "confusion_matrix"}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_epoch, self.best_metrics = state.get("best_epoch"), dict(state.get("best_metrics") or {})
+
     def after_train(self, trainer: Loop) -> None:
         bar = getattr(getattr(trainer, "task", None), "sanity_bar", None)  # semantic: trivial baselines, in words
         self.sanity = bar(self.best_metrics.get("mean_iou", math.nan), self.classes) if callable(bar) else []
