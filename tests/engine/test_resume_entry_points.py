@@ -36,6 +36,10 @@ def _assert_same(a: Path, b: Path) -> None:
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     ca, cb = read_checkpoint(a / "last.pt"), read_checkpoint(b / "last.pt")
     assert (ca["epoch"], ca["step"]) == (cb["epoch"], cb["step"])
+    if (a / "report.md").is_file():  # the resumed run's report still has the best epoch's metrics
+        best = [(run / "report.md").read_text().split("## Best validation metrics")[1].split("## Pictures")[0]
+                for run in (a, b)]
+        assert best[0] == best[1] and "| mean_iou |" in best[0]
 
 
 def _interrupt_at(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
