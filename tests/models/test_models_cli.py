@@ -4,6 +4,7 @@ fresh counts and their sources, and the per-model detail with its options."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +33,9 @@ def test_models_table(capsys, monkeypatch, facts) -> None:
     for entry in list_models():
         assert entry.name in out
     unet = f"{count_parameters('unet', 21) / 1e6:.2f} M"  # a fresh count; CPU img/s from benchmarks/models.py
-    assert f" unet semantic {unet} 386 @512 0.18 ISBI mIoU 0.763 " in out
+    assert f" unet semantic {unet} 386 @512 0.18 ISBI mIoU 0.799, CamVid mIoU 0.281 " in out
     assert " lraspp_mobilenet_v3 semantic 3.22 M 3.95 @512 11 - " in out
-    assert " maskrcnn_resnet18_fpn instance 18.23 M 32.4 @320 - Penn-Fudan mask AP 0.102 " in out
+    assert " maskrcnn_resnet18_fpn instance 18.23 M 32.4 @320 - Penn-Fudan mask AP 0.232 " in out
     assert "start here" in out
     for hint in facts["start_here"]:
         model = f"{hint['model']} {hint['options']}".strip()
@@ -49,7 +50,7 @@ def test_model_detail_shows_options_and_sources(capsys, monkeypatch) -> None:
     out = " ".join(capsys.readouterr().out.split())
     assert "base_channels=64" in out and "upsample=transpose" in out and "pretrained=None" in out
     assert "386 for one 512x512 image" in out and "31.04 M (21 classes)" in out
-    assert "mIoU 0.763 on val (5 images)" in out and "docs/results.md" in out
+    assert "mIoU 0.799 on val (5 images)" in out and "docs/results.md" in out
     assert "start here small data, CPU" in out and "--model unet" in out
     assert main(["models", "unett"]) == 2
     assert "Did you mean 'unet'?" in capsys.readouterr().err
@@ -112,7 +113,7 @@ def test_speed_and_quality_come_from_their_sources(facts) -> None:
     assert facts["speed"]["date"] == bench["date"] and facts["speed"]["machine"] == bench["machine"]
     results = (ROOT / "docs" / "results.md").read_text()
     recorded = [(name, q) for name, row in facts["models"].items() for q in row["quality"]]
-    assert {name for name, _ in recorded} == {"unet", "maskrcnn_resnet18_fpn"}
+    assert {name for name, _ in recorded} == {"unet", "maskrcnn_resnet18_fpn", "panoptic_fpn_resnet18"}
     for _, q in recorded:
         assert str(q["value"]) in results and q["source"].startswith("docs/results.md#")
 
@@ -131,3 +132,29 @@ def test_meta_count_equals_real_count() -> None:
     model = build_model("unet", 21, base_channels=8, encoder="resnet18")
     assert sum(p.numel() for p in model.parameters()) == count_parameters("unet", 21, base_channels=8,
                                                                           encoder="resnet18")
+
+
+def _headline(text: str, pattern: str) -> float:
+    found = re.search(pattern, text)
+    assert found, f"docs/results.md no longer has {pattern!r}: update QUALITY in benchmarks/model_facts.py"
+    return float(found.group(1))
+
+
+def test_quality_is_the_newest_headline_of_results_md(facts) -> None:
+    """`seglab models` cites the numbers docs/results.md leads with now (they were older runs' numbers)."""
+    text = (ROOT / "docs" / "results.md").read_text()
+    plan_row = next(line for line in text.splitlines() if line.startswith("| **seglab plan** |")).split("|")
+    want = {
+        ("unet", "ISBI"): _headline(plan_row[2], r"^\s*([\d.]+) mIoU"),
+        ("unet", "CamVid"): _headline(plan_row[3], r"^\s*([\d.]+) mIoU"),
+        ("maskrcnn_resnet18_fpn", "Penn-Fudan"): _headline(plan_row[4], r"mask AP \**([\d.]+)"),
+        ("panoptic_fpn_resnet18", "demo"): _headline(text, r"fresh clone of the final commit gives PQ ([\d.]+)"),
+        ("panoptic_fpn_resnet18", "CamVid"): _headline(text, r"\| all \(11 classes\) \| ([\d.]+) \|"),
+    }
+    got = {(name, q["short"]): q["value"] for name, row in facts["models"].items() for q in row["quality"]}
+    assert got == want, REGENERATE
+    slugs = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+             for h in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+    for name, row in facts["models"].items():
+        for q in row["quality"]:
+            assert q["source"].split("#", 1)[1] in slugs, f"{name}: {q['source']} names no heading"
