@@ -34,6 +34,7 @@ def export(
     from seglab.checkpoint import load_checkpoint
     from seglab.cli.progress import status
     from seglab.export import export_checkpoint, read_metadata
+    from seglab.tasks import task_kind
 
     model, info = load_checkpoint(checkpoint)
     if int8:
@@ -43,7 +44,7 @@ def export(
                                    check_images=check_image, opset=opset, half=half)
     size_mb = result.path.stat().st_size / 1e6
     graph = f", opset {result.opset}" if result.opset else ""
-    if info.task != "semantic":  # detectors (instance, panoptic) export for one fixed-size image
+    if task_kind(info.task).detector:  # detectors (instance, panoptic) export for one fixed-size image
         h, w = read_metadata(result.path)["seglab.input_size"]
         console.print(f"exported {info.model} -> {result.path} ({format}{graph}, one {h}x{w} RGB image per call, "
                       f"{size_mb:.1f} MB)")

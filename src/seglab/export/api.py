@@ -24,7 +24,7 @@ from seglab.export.common import DOCS, FORMATS, HALF_TOLERANCE, TOLERANCE, Expor
 from seglab.export.instance import export_instance
 from seglab.export.semantic import export_semantic
 from seglab.fileio import check_output_path, refuse_overwrite
-from seglab.tasks import INSTANCE, PANOPTIC, SEMANTIC
+from seglab.tasks import INSTANCE, KINDS, PANOPTIC, SEMANTIC
 
 
 def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "onnx", in_channels: int = 3,
@@ -173,7 +173,7 @@ def checkpoint_metadata(info: CheckpointInfo) -> dict[str, Any]:
         "seglab.input_size": input_size(info),
         "seglab.input": "image (N, C, H, W) float32: pixels / 255, then (x - mean) / std",
         "seglab.output": "logits (N, K, H, W); softmax / argmax over dim 1",
-        **({"seglab.task": info.task, "seglab.cat_ids": list(info.cat_ids)} if info.task != "semantic" else {}),
+        **({"seglab.task": info.task, "seglab.cat_ids": list(info.cat_ids)} if KINDS[info.task].detector else {}),
     }
 
 
