@@ -77,8 +77,9 @@ def resolved_config(config: Path | None, flags: dict[str, Any], model_opts: list
     exactly this) and the keys you wrote; the plan's note goes to stderr."""
     from seglab.engine.plan_apply import resolve_run
 
+    cfg = build_config(config, flags, model_opts, sets)  # a bad file or value is refused here, clearly
     given = explicit_keys(config, flags, sets)
-    cfg, note = resolve_run(build_config(config, flags, model_opts, sets), given)
+    cfg, note = resolve_run(cfg, given)
     if note:
         err_console.print(escape(note), highlight=False, soft_wrap=True)
     return cfg, given
@@ -127,7 +128,9 @@ def train(
         "compile", "torch.compile the model."),
     grad_checkpointing: bool = _switch("grad_checkpointing", "Recompute activations to save memory."),
     skip_nonfinite: bool = _switch("skip_nonfinite", "Skip steps whose loss is NaN/Inf."),
-    tb: bool = _switch("tb", "Also log to TensorBoard (extra 'tb')."), sync_bn: bool = _switch("sync_bn", "DDP: "
+    tb: bool = _switch("tb", "Also log to TensorBoard (extra 'tb')."),
+    no_review: bool = _switch("no_review", "Do not write review/ (the error browser of best.pt on val, written at "
+                              "the end when val has <= 500 images)."), sync_bn: bool = _switch("sync_bn", "DDP: "
                                                                                            "SyncBatchNorm."),
     model_opt: list[str] = typer.Option([], "--model-opt", metavar="NAME=VALUE", help="Model option (repeatable; "
                                         "`seglab models` lists them)."),

@@ -87,7 +87,10 @@ def given_keys(config: str | Path | None = None, updates: dict[str, dict[str, An
         key = item.split("=", 1)[0].strip()
         keys.add(key if "." in key else f"{section_of(key)}.{key}")
     if config is not None and Path(config).is_file():
-        raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+        try:
+            raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return keys  # load_config refuses the file with the reason; nothing was read from it
         keys |= {f"{s}.{k}" for s, kv in raw.items() if isinstance(kv, dict) for k in kv} if isinstance(raw, dict) \
             else set()
     return keys
