@@ -111,6 +111,7 @@ class TrainConfig:
     skip_nonfinite: bool = False
     num_samples: int = 4
     tb: bool = False
+    no_review: bool = False  # True: no review/ of best.pt at the end (written when val has <= 500 images)
     device: str = "auto"
     time: str | None = None  # a budget such as "15m": epochs are fitted to it (overrides epochs)
     resume: bool = False

@@ -32,6 +32,7 @@ from seglab.engine import hooks as H
 from seglab.engine import reporting as R
 from seglab.engine.budget import TimeBudget, plan_epochs
 from seglab.engine.precision import resolve_precision
+from seglab.engine.review_hook import ReviewHook
 from seglab.engine.run_state import resume_run, run_state
 from seglab.engine.rundir import RunLock, fresh_run_dir, own_run_dir
 from seglab.engine.safety import (
@@ -176,7 +177,8 @@ class Trainer:
                                                   task.report_notes(), task.classes),
                      R.ConsoleLog(header, t.epochs, task.headline, self.monitor),
                      R.Plots(self.out, task.classes, self.monitor, t.warmup_epochs, task),
-                     R.Samples(self.out, task.save_samples, R.spread(len(task.val_set), t.num_samples), self.monitor)]
+                     R.Samples(self.out, task.save_samples, R.spread(len(task.val_set), t.num_samples), self.monitor),
+                     *([] if t.no_review else [ReviewHook(self.out, c.data.root, c.data.val_split, len(task.val_set))])]
         return [*hooks, H.EarlyStop(self.monitor, t.early_stop)]
 
     # --- what hooks use -----------------------------------------------------------------------------
