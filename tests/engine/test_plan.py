@@ -354,3 +354,13 @@ def test_evaluate_and_predict_apply_the_recorded_advice(semantic_run: dict, tmp_
     image = next((semantic_run["data"] / "images" / "val").iterdir())
     assert main(["predict", str(tmp_path / "run"), str(image), "--out", str(tmp_path / "pred")]) == 0
     assert "TTA hflip,vflip: the plan's advice" in capsys.readouterr().err
+
+
+def test_a_named_model_of_another_task_gets_no_plan(coco_root: Path) -> None:
+    """The detector's data rules (shrink-only scale, 352 px crops) are not for a semantic model."""
+    from seglab.config import config_from_dict
+    from seglab.engine.plan_apply import apply_plan
+
+    cfg = config_from_dict({"data": {"root": str(coco_root)}, "model": {"name": "unet"}})
+    planned, why = apply_plan(cfg, "cpu")
+    assert planned == cfg and "the plan is for instance data and your unet is a semantic model" in why

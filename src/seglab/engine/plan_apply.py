@@ -43,6 +43,13 @@ def apply_plan(cfg: RunConfig, device: str, given: Iterable[str] = (), fp: Finge
         return cfg, None
     fp = fp or fingerprint(*fingerprint_args(cfg))
     chosen, given, default = cfg.model.name is None, set(given), RunConfig()
+    if not chosen:
+        from seglab.models.registry import get_entry
+
+        kind = get_entry(cfg.model.name).task
+        if kind != fp.task:  # e.g. a semantic model on panoptic data: the detector's data rules do not apply
+            return cfg, (f"the plan is for {fp.task} data and your {cfg.model.name} is a {kind} model: none of the "
+                         "plan's rules applied (`seglab plan DATA` shows them).")
     decisions = rules(fp, "cuda" if str(device).startswith("cuda") else "cpu")
     updates: dict[str, dict[str, Any]] = {}
     applied, kept = [], []
