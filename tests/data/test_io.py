@@ -66,3 +66,19 @@ def test_data_check_names_the_webp_format(make_dataset: Callable[..., Path], cap
     assert rc == 2
     assert "format .webp is not supported" in out
     assert "has no image" not in out and "empty split" not in out and "no label files" not in out
+
+
+def test_instance_and_panoptic_doctors_name_a_webp_image(mask_root: Path, tmp_path: Path) -> None:
+    from seglab.data.instance_checks import check_instance_dataset
+    from seglab.data.panoptic_checks import check_panoptic_dataset
+    from seglab.data.synthetic_panoptic import make_panoptic
+
+    (mask_root / "images/train/a.png").rename(mask_root / "images/train/a.webp")
+    problems = check_instance_dataset(mask_root)
+    assert [(Path(p.path).name, "format .webp is not supported" in p.problem) for p in problems] == [("a.webp", True)]
+
+    pan = make_panoptic(tmp_path / "pan", n_train=2, n_val=1, size=32, seed=0)
+    image = sorted((pan / "images" / "val").iterdir())[0]
+    image.rename(image.with_suffix(".webp"))
+    errors = check_panoptic_dataset(pan, ["val"]).errors
+    assert [Path(p.path).suffix for p in errors] == [".webp"] and "not supported" in errors[0].problem

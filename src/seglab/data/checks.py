@@ -131,6 +131,13 @@ def check_dataset(
     return scan.problems
 
 
+def unsupported_problems(folder: Path, kind: str = "images") -> list[Problem]:
+    """One problem per file in ``folder`` of an image format seglab does not read (a ``.webp``): named as such,
+    not as "label has no image" (:func:`seglab.data.io.unsupported_files`)."""
+    exts = IMAGE_EXTS if kind == "images" else LABEL_EXTS
+    return [Problem(p, *unsupported_finding(p, exts, kind)) for p in unsupported_files(folder, IMAGE_EXTS)]
+
+
 def split_warnings(root: str | os.PathLike, task: str = "semantic") -> list[Problem]:
     """What ``seglab data check`` (all splits) says about the splits training needs: a dataset with images but no
     ``val`` split, or an empty one, is clean file by file, yet ``seglab train`` stops on it (it validates on
@@ -199,10 +206,9 @@ def _check_split(scan: _Scan, split: str, images: list[Path], labels: list[Path]
                      f"create it with one file per sample, or drop --split {split}")
     if not image_dir.is_dir() or not label_dir.is_dir():
         return
-    unsupported = unsupported_files(image_dir, IMAGE_EXTS) + unsupported_files(label_dir, IMAGE_EXTS)
-    for path in unsupported:
-        exts, kind = (IMAGE_EXTS, "images") if path.parent == image_dir else (LABEL_EXTS, "labels")
-        scan.add(path, *unsupported_finding(path, exts, kind))
+    odd = unsupported_problems(image_dir) + unsupported_problems(label_dir, "labels")
+    scan.problems.extend(odd)
+    unsupported = [Path(p.path) for p in odd]
     if not images and unsupported:
         return
     if not images:

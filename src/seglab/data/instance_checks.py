@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seglab.data.checks import Problem
+from seglab.data.checks import Problem, unsupported_problems
 from seglab.data.file_checks import FileReport, inspect_image
 from seglab.data.io import (
     DEFAULT_MAX_PIXELS,
@@ -307,10 +307,11 @@ def _check_mask_folder(root: Path, split: str, max_pixels: int, decode: bool) ->
     except DataError as e:
         out.append(Problem(root / CLASSES_FILE, str(e).split(": ", 1)[-1], "one class name a line"))
         names = None
-    out += [Problem(p, "image has no instance mask", f"add masks/{split}/{p.stem}.png or remove the image")
-            for p in found.unlabelled]
+    odd = unsupported_problems(root / "images" / split)  # a .webp: its mask is not "a mask without an image"
+    out += odd + [Problem(p, "image has no instance mask", f"add masks/{split}/{p.stem}.png or remove the image")
+                  for p in found.unlabelled]
     out += [Problem(m, "mask has no image", f"add images/{split}/{m.stem}.<ext> or remove the mask")
-            for m in found.orphans]
+            for m in found.orphans if m.stem not in {Path(p.path).stem for p in odd}]
     for image, m in found.pairs:
         report = inspect_image(image, decode, max_pixels)
         out += [Problem(image, problem, fix) for problem, fix in report.findings]

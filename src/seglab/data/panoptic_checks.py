@@ -22,7 +22,16 @@ import numpy as np
 
 from seglab.data.checks import Problem
 from seglab.data.file_checks import inspect_image
-from seglab.data.io import DEFAULT_MAX_PIXELS, IMAGE_EXTS, LABEL_EXTS, pil_pixel_limit, read_json, read_label
+from seglab.data.io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTS,
+    LABEL_EXTS,
+    pil_pixel_limit,
+    read_json,
+    read_label,
+    unsupported_files,
+    unsupported_finding,
+)
 from seglab.data.layout import (
     CLASSES_FILE,
     PANOPTIC_FILE,
@@ -145,8 +154,12 @@ def _check_simple_split(scan: _Scan, split: str, classes: tuple[list[str], list[
     if missing:
         return
     images = list_split(dirs["images"])
+    odd = unsupported_files(dirs["images"], IMAGE_EXTS)
+    for path in odd:
+        scan.error(path, *unsupported_finding(path, IMAGE_EXTS))
     if not images:
-        scan.error(dirs["images"], "empty split: no image files", "add images or remove the split")
+        if not odd:
+            scan.error(dirs["images"], "empty split: no image files", "add images or remove the split")
         return
     pngs = {d: list_split(dirs[d], LABEL_EXTS) for d in ("labels", "instances")}
     paired = {d: pair_by_stem(images, pngs[d]) for d in pngs}
@@ -156,7 +169,7 @@ def _check_simple_split(scan: _Scan, split: str, classes: tuple[list[str], list[
                        "keep one file per stem")
         for image in found.unlabelled:
             scan.error(image, f"image has no {d} PNG", f"add {d}/{split}/{image.stem}.png or remove the image")
-        for orphan in found.orphans:
+        for orphan in (p for p in found.orphans if p.stem not in {o.stem for o in odd}):
             scan.error(orphan, f"{d} PNG has no image", f"add images/{split}/{orphan.stem}.<ext> or remove it")
     with_instances = {image for image, _ in paired["instances"].pairs}
     seen = np.zeros((len(classes[0]) if classes else 0, 2), np.int64)  # instances, crowd segments per class
