@@ -244,6 +244,20 @@ def semantic_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def semantic_bundle(semantic_run: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``semantic_run``'s checkpoint exported as an ONNX bundle (``export_checkpoint``); read only. Skips without
+    onnxruntime. Used by tests/runtime (the torch-free runtime) and tests/deploy (serve, bench)."""
+    pytest.importorskip("onnxruntime")
+    from seglab.checkpoint import load_checkpoint
+    from seglab.export import export_checkpoint
+
+    model, info = load_checkpoint(semantic_run["ckpt"])
+    out = tmp_path_factory.mktemp("bundle") / "model.onnx"
+    export_checkpoint(model, info, out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def instance_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Shapes data (COCO file + mask folders, 2 train / 5 val images of 64 px) and a tiny Mask R-CNN checkpoint.
 

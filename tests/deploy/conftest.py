@@ -31,15 +31,8 @@ def get(port: int, path: str) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="session")
-def bundle_file(semantic_run: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("onnxruntime")
-    from seglab.checkpoint import load_checkpoint
-    from seglab.export import export_checkpoint
-
-    model, info = load_checkpoint(semantic_run["ckpt"])
-    out = tmp_path_factory.mktemp("serve") / "model.onnx"
-    export_checkpoint(model, info, out)
-    return out
+def bundle_file(semantic_bundle: Path) -> Path:
+    return semantic_bundle
 
 
 @pytest.fixture

@@ -1,0 +1,53 @@
+"""`seglab bench`: the timing rule (warm-up excluded, percentiles), its parsers, and one real ONNX row."""
+
+from __future__ import annotations
+
+import pytest
+
+from seglab.deploy.bench import BenchOptions, bench, parse_input, parse_options, timings
+from seglab.errors import ConfigError
+
+
+def test_timings_exclude_warmup_and_take_percentiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls take 100, 1, 2, ..., 10 ms (the first is warm-up): p50 of 1..10 is 5.5 ms, mean 5.5 -> 181.8 img/s."""
+    import seglab.deploy.bench as b
+
+    ticks = [100, *range(1, 11)]
+    now = [0.0]
+    calls = []
+
+    def call() -> None:
+        now[0] += ticks[len(calls)] / 1000
+        calls.append(1)
+
+    monkeypatch.setattr(b.time, "perf_counter", lambda: now[0])
+    row = timings(call, BenchOptions(warmup=1, iters=10, min_iters=10, seconds=1e9))
+    assert len(calls) == 11 and row["calls"] == 10
+    assert row["p50_ms"] == pytest.approx(5.5) and row["img_s"] == pytest.approx(1000 / 5.5)
+    assert row["p95_ms"] == pytest.approx(9.55)  # numpy's linear percentile of 1..10
+
+
+def test_parsers() -> None:
+    assert parse_input("3x512x256") == (3, 512, 256)
+    assert parse_options(["base_channels=16", "encoder=resnet18"]) == {"base_channels": 16, "encoder": "resnet18"}
+    for bad in ("3x512", "3xAx5", "0x4x4"):
+        with pytest.raises(ConfigError, match="--input"):
+            parse_input(bad)
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_options(["base_channels"])
+    with pytest.raises(ConfigError, match="unknown backend"):
+        bench("unet", BenchOptions(backends=("tensorrt",)))
+
+
+def test_onnx_row_of_a_bundle(bundle_file) -> None:
+    """``measure`` (what each spawned process runs) on a real bundle; torch rows of a bundle are n/a."""
+    from seglab.deploy.bench import measure
+
+    options = BenchOptions(input=(3, 32, 32), threads=1, warmup=1, iters=3, min_iters=3)
+    row = measure("onnx-fp32", {"onnx-fp32": str(bundle_file)}, options)
+    assert row["backend"] == "onnx-fp32" and row["calls"] == 3 and row["p95_ms"] >= row["p50_ms"] > 0
+    assert row["img_s"] > 0 and row["peak_rss_mib"] > 0
+    report = bench(str(bundle_file), BenchOptions(input=(3, 32, 32), backends=("torch-fp32", "onnx-int8")))
+    assert [r["note"] for r in report.rows] == ["n/a: a bundle holds no torch model",
+                                                "n/a: give the run to compare FP32 and INT8"]
+    assert report.threads >= 1 and report.cpu
