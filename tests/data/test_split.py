@@ -158,3 +158,11 @@ def test_cli_check_warns_about_a_missing_val_split(tmp_path: Path, capsys: pytes
     assert main(["data", "check", str(root)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "no val split" in out and "is clean" in out
+
+
+def test_split_warnings_for_an_empty_instance_val_split(mask_root: Path) -> None:
+    (mask_root / "images" / "val").mkdir()
+    warned = split_warnings(mask_root, "instance")
+    assert len(warned) == 1 and "the val split is empty" in warned[0].problem
+    (mask_root / "images" / "val").rmdir()
+    assert "no val split (found train)" in split_warnings(mask_root, "instance")[0].problem

@@ -61,6 +61,19 @@ def test_val_images_are_spread_evenly() -> None:
     assert val_images(1, 0.2) == [False]  # one image stays in train
 
 
+def test_three_images_at_a_fifth_still_give_a_trainable_dataset(tmp_path: Path, tiny_sam) -> None:
+    """Issue 29: `seglab annotate` on 3 images with --val-fraction 0.2 put none in val, and training stopped."""
+    from seglab.data.checks import split_warnings
+
+    images = _images(tmp_path / "in", n=3)
+    path = tmp_path / "prompts.csv"
+    path.write_text("".join(line + "\n" for line in PROMPTS.splitlines() if not line.startswith("im3")))
+    source = PromptSource(match_images(read_prompts(path), sorted(images.iterdir()), str(path)), str(path))
+    result = annotate([images], tmp_path / "ds", SamSession(tiny_sam), source, val_fraction=0.2, review=False)
+    assert result.images == {"train": 2, "val": 1}
+    assert check_instance_dataset(tmp_path / "ds") == [] and split_warnings(tmp_path / "ds", "instance") == []
+
+
 def test_prompt_round_trip_into_the_doctor_and_the_dataset(tmp_path: Path, tiny_sam) -> None:
     images = _images(tmp_path / "in")
     source = _prompt_source(tmp_path, images)
