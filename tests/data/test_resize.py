@@ -247,3 +247,17 @@ def test_validation_scores_at_the_original_size_like_evaluate(tmp_path) -> None:
     assert all(len(batch) == 2 for batch in one_size)
     alone, _ = task.evaluate(unet, one_size, task.criterion(), torch.device("cpu"), nullcontext)
     assert torch.equal(torch.as_tensor(alone["confusion_matrix"]), torch.as_tensor(scored["confusion_matrix"]))
+
+
+def test_inspect_looks_at_the_scale_the_model_saw(tmp_path) -> None:
+    from seglab.inference.inspect import inspect_image
+    from seglab.models import build_model
+
+    torch.manual_seed(0)
+    unet = build_model("unet", K, base_channels=4, depth=2).eval()
+    seen: list[tuple] = []
+    unet.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+    written = inspect_image(unet, torch.rand(3, 64, 96), tmp_path, layers=["head"], class_names=list("abc"),
+                            resize=48)
+    assert [p.name for p in written] == ["features_head.png", "cam.png"] and all(p.is_file() for p in written)
+    assert seen and set(seen) == {(32, 48)}  # every forward pass (features, Grad-CAM) at the training scale
