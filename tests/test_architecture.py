@@ -20,7 +20,7 @@ FLOORS = {
     "seglab.config": 1,
     "seglab.data": 2,
     "seglab.models": 3, "seglab.losses": 3, "seglab.metrics": 3, "seglab.viz": 3, "seglab.runtime": 3,
-    "seglab.checkpoint": 4, "seglab.distributed": 4,
+    "seglab.checkpoint": 4, "seglab.distributed": 4, "seglab.plan": 4,
     "seglab.inference": 5, "seglab.review": 5,
     "seglab.engine": 6,
     "seglab.export": 7, "seglab.sam": 7,

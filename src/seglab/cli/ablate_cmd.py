@@ -27,7 +27,7 @@ def ablate(
     and predictions.png."""
     from seglab.ablate import parse_vary, run_ablation, write_report
     from seglab.config import RunConfig, apply_overrides, config_from_dict, load_config
-    from seglab.engine.plan_apply import given_keys
+    from seglab.plan.apply import given_keys
 
     cfg = config_from_dict({"data": {"root": data}}, load_config(base) if base else RunConfig())
     cfg = apply_overrides(cfg, set_)

@@ -56,7 +56,7 @@ def evaluate(
 
 def _planned_tta(tta: str | None, config: dict, say: bool) -> str | None:
     """``--tta``, else the plan's advice the run recorded (data.tta), said in a note."""
-    from seglab.engine.plan import planned_tta
+    from seglab.plan.recipe import planned_tta
 
     tta, note = planned_tta(tta, config)
     if note and say:

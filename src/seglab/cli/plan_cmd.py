@@ -25,7 +25,7 @@ def plan(
     import dataclasses
 
     from seglab.distributed import resolve_device
-    from seglab.engine.plan import evaluation_advice, fingerprint, plan_config, plan_yaml, refuse_existing_plan
+    from seglab.plan.recipe import evaluation_advice, fingerprint, plan_config, plan_yaml, refuse_existing_plan
     from seglab.fileio import atomic_write_text, check_output_path, refuse_overwrite
 
     check_output_path(out)
@@ -65,7 +65,7 @@ def plan(
 
 def _print_fingerprint(fp: object) -> None:
     """The fingerprint's facts and its object scale (issue 25.1), before the decisions they lead to."""
-    from seglab.engine.plan import fingerprint_lines, scale_table
+    from seglab.plan.recipe import fingerprint_lines, scale_table
 
     for line in fingerprint_lines(fp):
         console.print(escape(line), highlight=False, soft_wrap=True)

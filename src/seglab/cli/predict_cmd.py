@@ -109,7 +109,7 @@ def _planned_tta(options, config: dict):
     """``--tta``, else the plan's advice the run recorded (data.tta), said in a note."""
     from rich.markup import escape
 
-    from seglab.engine.plan import planned_tta
+    from seglab.plan.recipe import planned_tta
 
     tta, note = planned_tta(options.tta, config)
     if note:

@@ -66,7 +66,7 @@ def build_config(config: Path | None, flags: dict[str, Any], model_opts: list[st
 def explicit_keys(config: Path | None, flags: dict[str, Any], sets: list[str]) -> set[str]:
     """``section.key`` of every value the user wrote: flags, ``--set`` items, keys of the ``--config`` file (the
     plan that fills a missing ``--model`` leaves them alone, even where they equal the defaults)."""
-    from seglab.engine.plan_apply import given_keys
+    from seglab.plan.apply import given_keys
 
     return given_keys(config, flag_updates(flags), sets)
 
@@ -75,7 +75,7 @@ def resolved_config(config: Path | None, flags: dict[str, Any], model_opts: list
                     ) -> tuple[RunConfig, set[str]]:
     """The config this command trains (what you wrote wins, the plan fills the rest: `--print-config` shows
     exactly this) and the keys you wrote; the plan's note goes to stderr."""
-    from seglab.engine.plan_apply import resolve_run
+    from seglab.plan.apply import resolve_run
 
     cfg = build_config(config, flags, model_opts, sets)  # a bad file or value is refused here, clearly
     given = explicit_keys(config, flags, sets)

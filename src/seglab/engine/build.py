@@ -59,14 +59,14 @@ def resolve_model(cfg: RunConfig, device: torch.device, given: Iterable[str] = (
     """``cfg`` with the plan for the data and the device applied when ``model.name`` is unset, and the reason.
 
     A forgotten ``--model`` must not mean the 31 M-parameter classic U-Net on a laptop CPU: it means what
-    ``seglab plan`` would choose (:mod:`seglab.engine.plan`). Planned values are applied except where the
+    ``seglab plan`` would choose (:mod:`seglab.plan.recipe`). Planned values are applied except where the
     user chose: keys in ``given`` (``section.key``: the flags, ``--set`` items and config-file keys they
     wrote) and values that differ from the defaults (configs built in Python) are kept; ``--model-opt``
     values apply on top of the planned options. The choice is written to config.yaml like any other value.
     """
     if cfg.model.name is not None or not cfg.data.root:
         return cfg, None
-    from seglab.engine.plan_apply import apply_plan
+    from seglab.plan.apply import apply_plan
 
     return apply_plan(cfg, device.type, given)
 

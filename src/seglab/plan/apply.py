@@ -2,7 +2,7 @@
 
 ``seglab train``, ``seglab ablate`` and a run without ``--model`` all resolve a config here, so ``--print-config``
 shows exactly what trains and an ablation never compares a config with itself (issue 29). The rules themselves
-are in :mod:`seglab.engine.plan`.
+are in :mod:`seglab.plan.recipe`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from seglab.config import RunConfig, config_from_dict
-from seglab.engine.plan import Fingerprint, fingerprint, rules
+from seglab.plan.recipe import Fingerprint, fingerprint, rules
 
 # Rules that depend on the model the plan chooses (its width, its measured step, its learning rate) and on how
 # an epoch is counted; a run that names its own model keeps its registry defaults for these. Every other rule

@@ -9,7 +9,7 @@ from PIL import Image
 
 from seglab.cli import main
 from seglab.config import load_config
-from seglab.engine.plan import Fingerprint, evaluation_advice, fingerprint, plan_config, rules
+from seglab.plan.recipe import Fingerprint, evaluation_advice, fingerprint, plan_config, rules
 
 
 def _fp(**kw: object) -> Fingerprint:
@@ -61,7 +61,7 @@ def test_rare_and_thin_classes_get_dice_and_balanced_sampling() -> None:
 
 
 def test_precision_follows_the_cpu(monkeypatch) -> None:
-    import seglab.engine.plan as plan
+    import seglab.plan.recipe as plan
 
     monkeypatch.setattr(plan, "cpu_has_bf16", lambda: False)
     assert _plan(_fp())["train.precision"] == "fp32"  # emulated bf16 is slower than fp32
@@ -158,7 +158,7 @@ def _gray_thin_data(root: Path, n: int = 3) -> Path:
 def test_what_the_user_wrote_wins_even_when_it_equals_a_default(tmp_path: Path) -> None:
     """Issue 29 item 2: train.loss=ce (the default) was replaced by the plan's ce+dice unless marked given."""
     from seglab.config import config_from_dict
-    from seglab.engine.plan_apply import apply_plan
+    from seglab.plan.apply import apply_plan
 
     data = _gray_thin_data(tmp_path / "d")
     cfg = config_from_dict({"data": {"root": str(data)}, "train": {"loss": "ce", "lr": 0.001}})
@@ -173,7 +173,7 @@ def test_what_the_user_wrote_wins_even_when_it_equals_a_default(tmp_path: Path) 
 def test_a_named_model_keeps_the_data_rules(tmp_path: Path) -> None:
     """Issue 29 item 3: --model used to drop the whole plan (3 channels on gray data, rescale, plain CE)."""
     from seglab.config import config_from_dict
-    from seglab.engine.plan_apply import apply_plan
+    from seglab.plan.apply import apply_plan
 
     data = _gray_thin_data(tmp_path / "d")
     cfg = config_from_dict({"data": {"root": str(data)}, "model": {"name": "fcn8s"}})
@@ -187,7 +187,7 @@ def test_a_named_model_keeps_the_data_rules(tmp_path: Path) -> None:
 
 def test_print_config_and_training_resolve_alike(tmp_path: Path) -> None:
     from seglab.config import config_from_dict
-    from seglab.engine.plan_apply import apply_plan, resolve_run
+    from seglab.plan.apply import apply_plan, resolve_run
 
     data = _gray_thin_data(tmp_path / "d")
     cfg = config_from_dict({"data": {"root": str(data)}, "train": {"device": "cpu"}})
@@ -257,7 +257,7 @@ def test_objects_wider_than_the_receptive_field_get_a_deeper_unet() -> None:
 
 
 def test_the_receptive_field_table_is_the_layer_tables() -> None:
-    from seglab.engine.plan_scale import UNET_RF
+    from seglab.plan.scale import UNET_RF
     from seglab.models.layers import layer_table
     from seglab.models.registry import build_model
 
@@ -269,7 +269,7 @@ def test_the_receptive_field_table_is_the_layer_tables() -> None:
 def test_reasons_say_what_they_used(monkeypatch) -> None:
     """Issue 29 item 6: batch size is a constant; Mask R-CNN's precision cites no U-Net measurement; one channel
     names the headers it read, not microscopy as a fact."""
-    import seglab.engine.plan as plan
+    import seglab.plan.recipe as plan
 
     monkeypatch.setattr(plan, "cpu_has_bf16", lambda: True)
     why = _reasons(_fp())
@@ -323,7 +323,7 @@ def test_the_tta_advice_is_a_planned_value() -> None:
 
 
 def test_planned_tta_prefers_the_flag_then_the_run() -> None:
-    from seglab.engine.plan import planned_tta
+    from seglab.plan.recipe import planned_tta
 
     run = {"data": {"tta": "hflip,vflip"}}
     assert planned_tta("hflip", run) == ("hflip", None)  # the flag wins
@@ -359,7 +359,7 @@ def test_evaluate_and_predict_apply_the_recorded_advice(semantic_run: dict, tmp_
 def test_a_named_model_of_another_task_gets_no_plan(coco_root: Path) -> None:
     """The detector's data rules (shrink-only scale, 352 px crops) are not for a semantic model."""
     from seglab.config import config_from_dict
-    from seglab.engine.plan_apply import apply_plan
+    from seglab.plan.apply import apply_plan
 
     cfg = config_from_dict({"data": {"root": str(coco_root)}, "model": {"name": "unet"}})
     planned, why = apply_plan(cfg, "cpu")
