@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 
 from seglab.review import review
-from seglab.review.api import write_review
 from seglab.review.rows import Sample
 from seglab.review.sources import Source
 
@@ -125,21 +124,28 @@ def test_clicking_a_row_opens_its_panel(browser, page: Path, tmp_path: Path) -> 
 def test_a_thousand_images_load_only_thumbnails(browser, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
+    from seglab.review.api import finish_review, image_row
+    from seglab.review.render import Painter
+    from seglab.review.stats import DatasetStats
+
     rng = np.random.default_rng(0)
-
-    def samples() -> Iterator[Sample]:
-        for i in range(1000):
-            truth = rng.integers(0, 3, (8, 8))
-            pred = np.where(rng.random((8, 8)) < 0.3, rng.integers(0, 3, (8, 8)), truth)
-            image = rng.integers(0, 255, (8, 8, 3)).astype(np.uint8)
-            from seglab.review.rows import semantic_metrics
-
-            yield Sample(f"im{i:04d}", image, truth, pred, rng.random((8, 8)).astype(np.float32),
-                         semantic_metrics(pred, truth, 3, 255))
-
     palette = np.array([[0, 0, 0], [200, 0, 0], [0, 200, 0]], np.uint8)
-    source = Source("semantic", ["a", "b", "c"], palette, 255, "synthetic", tmp_path, "val", 1000, samples)
-    out = write_review(source, tmp_path / "review").out
+    out = tmp_path / "review"
+    painter, stats, rows = Painter(out, palette, 255), DatasetStats(3), []
+    for i in range(1000):  # the page is what is tested: one image's pictures serve every row
+        truth = rng.integers(0, 3, (8, 8))
+        pred = np.where(rng.random((8, 8)) < 0.3, rng.integers(0, 3, (8, 8)), truth)
+        metrics = {"mean_iou": rng.random(), "pixel_accuracy": rng.random(), "boundary_iou": rng.random(),
+                   "per_class_iou": rng.random(3).tolist()}  # made up: the page is what is tested
+        sample = Sample(f"im{i:04d}", rng.integers(0, 255, (8, 8, 3)).astype(np.uint8), truth, pred,
+                        rng.random((8, 8)).astype(np.float32), metrics)
+        files = painter.write(0, sample) if i == 0 else rows[0]["files"]
+        if i == 0:
+            stats.add(truth, pred, sample.confidence)
+        rows.append(image_row(i, sample, files, 255, 3))
+    painter.close()
+    source = Source("semantic", ["a", "b", "c"], palette, 255, "synthetic", tmp_path, "val", 1000, lambda: iter(()))
+    finish_review(source, out, rows, stats)
     browser.get((out / "index.html").as_uri())
     assert len(browser.find_elements(By.CSS_SELECTOR, "#table tbody tr")) == 1000
     assert browser.execute_script("return [...document.querySelectorAll('#table img')].every(i => i.loading === "

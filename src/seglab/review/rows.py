@@ -9,7 +9,7 @@ instance background is class 0, panoptic void is no class), so every task gets t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,6 @@ class Sample:
     confidence: np.ndarray | None
     metrics: dict[str, Any]
     kinds: dict[str, int] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def semantic_metrics(pred: np.ndarray, truth: np.ndarray, num_classes: int, ignore_index: int) -> dict[str, Any]:

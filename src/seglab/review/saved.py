@@ -56,14 +56,16 @@ def _instance(predictions: Path, data: Path, split: str) -> Source:
 
     dataset = open_instance_split(data, split)
     gt = split_ground_truth(dataset)
-    detections = read_json(predictions)
+    by_image: dict[int, list[dict]] = {}
+    for d in read_json(predictions):
+        by_image.setdefault(int(d["image_id"]), []).append(d)
     label_of = {int(c): i for i, c in enumerate(dataset.cat_ids)}
 
     def samples() -> Iterator[Sample]:
         for i in range(len(dataset)):
             image, target = dataset[i]
             image_id, (h, w) = int(target["image_id"]), image.shape[-2:]
-            dets = [dict(d) for d in detections if int(d["image_id"]) == image_id]
+            dets = [dict(d) for d in by_image.get(image_id, [])]
             for d in dets:
                 if d.get("segmentation") is not None:
                     d["segmentation"] = segmentation_to_rle(d["segmentation"], h, w)
