@@ -257,9 +257,9 @@ def test_objects_wider_than_the_receptive_field_get_a_deeper_unet() -> None:
 
 
 def test_the_receptive_field_table_is_the_layer_tables() -> None:
-    from seglab.plan.scale import UNET_RF
     from seglab.models.layers import layer_table
     from seglab.models.registry import build_model
+    from seglab.plan.scale import UNET_RF
 
     for depth, rf in UNET_RF.items():
         rows = layer_table(build_model("unet", 2, in_channels=1, base_channels=4, depth=depth), (1, 64, 64))

@@ -133,8 +133,8 @@ def resolve_variants(base: RunConfig, plan: list[dict[str, Any]], given: Iterabl
     ``--set`` items and the base file's keys always win), every one checked as training would check it, and
     refused when two variants would train the same config (the comparison would be a config with itself)."""
     from seglab.distributed import resolve_device
-    from seglab.plan.recipe import fingerprint
     from seglab.plan.apply import apply_plan, fingerprint_args
+    from seglab.plan.recipe import fingerprint
 
     fingerprints: dict[tuple, Any] = {}  # the data is read once, not once per variant
     configs, notes = [], set()

@@ -25,8 +25,8 @@ def plan(
     import dataclasses
 
     from seglab.distributed import resolve_device
-    from seglab.plan.recipe import evaluation_advice, fingerprint, plan_config, plan_yaml, refuse_existing_plan
     from seglab.fileio import atomic_write_text, check_output_path, refuse_overwrite
+    from seglab.plan.recipe import evaluation_advice, fingerprint, plan_config, plan_yaml, refuse_existing_plan
 
     check_output_path(out)
     refuse_overwrite([out], [data])

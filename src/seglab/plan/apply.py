@@ -70,17 +70,21 @@ def apply_plan(cfg: RunConfig, device: str, given: Iterable[str] = (), fp: Finge
         del updates["data"]["mean"], updates["data"]["std"]
         applied = [(k, v) for k, v in applied if k not in ("data.mean", "data.std")]
     planned = config_from_dict(updates, copy.deepcopy(cfg))
+    return planned, plan_note(planned, device, applied, kept, chosen)
+
+
+def plan_note(planned: RunConfig, device: str, applied: list[tuple[str, Any]], kept: list[str], chosen: bool) -> str:
+    """The one line a run prints about its plan: what was applied, what of the user's was kept, where to look."""
     settings = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in applied if k.startswith(("data.", "train.")))
     yours = f"; your own {', '.join(sorted(kept))} kept" if kept else ""
     if chosen:
         options = ", ".join(f"{k}={v}" for k, v in planned.model.options.items())
-        return planned, (f"no --model given, so the plan for this data and {device}: {planned.model.name}"
-                         + (f" ({options})" if options else "") + (f", {settings}" if settings else "") + yours
-                         + ". `seglab plan DATA` gives each reason; pass --model to choose (`seglab models`).")
-    return planned, (f"the plan's rules for this data with your {cfg.model.name}: {settings or 'nothing to change'}"
-                     + yours + "; the plan's model settings (" + ", ".join(sorted(k for k in MODEL_RULES if k not in (
-                         "model.name", "model.options"))) + ") are left to you. `seglab plan DATA` gives each "
-                     "reason.")
+        return (f"no --model given, so the plan for this data and {device}: {planned.model.name}"
+                + (f" ({options})" if options else "") + (f", {settings}" if settings else "") + yours
+                + ". `seglab plan DATA` gives each reason; pass --model to choose (`seglab models`).")
+    return (f"the plan's rules for this data with your {planned.model.name}: {settings or 'nothing to change'}"
+            + yours + "; the plan's model settings (" + ", ".join(sorted(k for k in MODEL_RULES if k not in (
+                "model.name", "model.options"))) + ") are left to you. `seglab plan DATA` gives each reason.")
 
 
 def given_keys(config: str | Path | None = None, updates: dict[str, dict[str, Any]] | None = None,

@@ -23,8 +23,8 @@ from seglab.config import RunConfig, config_from_dict
 from seglab.data.io import DEFAULT_MAX_PIXELS
 from seglab.data.label_geometry import ClassScale, Geometry, geometry_table, label_geometry, spread
 from seglab.data.layout import detect_task, list_split, pair_by_stem
-from seglab.plan.scale import DEPTH, scale_rules
 from seglab.errors import OutputError
+from seglab.plan.scale import DEPTH, scale_rules
 
 RARE = 0.01  # a class below 1 % of the labelled pixels is rare
 THIN = 0.25  # a class with more than this share of its pixels on a border is thin (ISBI membranes: 0.26)

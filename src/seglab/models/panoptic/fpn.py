@@ -93,7 +93,8 @@ class PanopticFPN(nn.Module):
     x cross-entropy of the head, 255 ignored). Targets: ``boxes`` (N, 4) XYXY, ``labels`` (N,) thing position
     + 1, ``masks`` (N, H, W), ``semantic`` (H, W) class indices with 255 = void.
     Eval mode: ``model(images)`` -> per image ``{"ids" (H, W), "segments", "instances"}`` at the input size
-    (instances: ``boxes, labels`` (class indices), ``scores, masks (N, 1, H, W)``), see :func:`.merge_heuristics.combine`.
+    (instances: ``boxes, labels`` (class indices), ``scores, masks (N, 1, H, W)``); see
+    :func:`.merge_heuristics.combine`.
     """
 
     task = "panoptic"
