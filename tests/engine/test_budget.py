@@ -58,7 +58,7 @@ def test_a_short_plan_is_refitted_to_the_measured_epochs(tiny_data: Path, tmp_pa
     import seglab.engine.trainer as trainer_module
 
     monkeypatch.setattr(trainer_module, "plan_epochs",
-                        lambda trainer, budget: BudgetPlan(3, 1.0, 0.1, "planned 3 epochs"))
+                        lambda trainer, budget: BudgetPlan(3, 1.0, 1.0, "planned 3 epochs"))
     budget = 12.0
     cfg = tiny_config(tiny_data, tmp_path / "refit", time=f"{budget}s", epochs=1000, num_samples=0)
     start = time.perf_counter()
@@ -91,10 +91,10 @@ def test_the_budget_ends_an_epoch_early_and_carries_its_state(monkeypatch: pytes
 
     clock = [150.0]
     monkeypatch.setattr(budget_module.time, "perf_counter", lambda: clock[0])
-    budget = TimeBudget(60, started=100.0, finish_s=5.0, steps_per_epoch=10, samples_per_step=4, schedule="cosine")
+    budget = TimeBudget(60, started=100.0, finish_s=4.0, steps_per_epoch=10, samples_per_step=4, schedule="cosine")
     loop = _loop(epoch=2, step=21, epoch_pos=4)  # epoch 3, after its first step
     budget.after_step(loop)
-    assert not loop.stop  # 50 s spent + 5 s to close the run < 60 s
+    assert not loop.stop  # 50 s spent + 1.25 x 4 s to close the run < 60 s
     clock[0] = 156.0
     budget.after_step(loop)
     assert loop.stop and "stopping inside epoch 3 after step 1 of 10" in loop.logs[-1]
@@ -108,7 +108,7 @@ def test_the_budget_ends_an_epoch_early_and_carries_its_state(monkeypatch: pytes
     resumed = TimeBudget(60, started=1000.0, finish_s=0.0)
     clock[0] = 1000.0
     resumed.load_state_dict(state)
-    assert resumed.elapsed() == 56.0 and resumed.finish_s == 5.0 and resumed.spent_up()
+    assert resumed.elapsed() == 56.0 and resumed.finish_s == 4.0 and resumed.spent_up()
     resumed.restart(120)  # --resume --time 2m: a new budget from now
     assert resumed.elapsed() == 0.0 and not resumed.spent_up() and resumed.cut is None
 

@@ -105,3 +105,17 @@ def test_thing_classes_that_contradict_the_data_are_refused(panoptic_run: dict) 
     assert merge_model_options({"thing_classes": [3, 4, 5]}, {"thing_classes": [3, 4, 5]})["thing_classes"] == [3, 4, 5]
     with pytest.raises(ConfigError, match="the data fixes thing_classes"):
         merge_model_options({"thing_classes": [0]}, {"thing_classes": [3, 4, 5]})
+
+
+def test_a_panoptic_ablation_report_leads_with_pq(panoptic_run: dict, tmp_path: Path) -> None:
+    """Issue 26: the ablation report had no panoptic headline, so a panoptic ablation trained every run and then
+    ended in a bare KeyError."""
+    from seglab.ablate.report import write_report
+    from seglab.ablate.runner import RunResult
+
+    run = str(panoptic_run["run"])
+    results = [RunResult(name, {"train.lr": lr}, 0, run, {"PQ": pq, "PQ_th": pq / 2, "PQ_st": pq}, 0.1, 5.0, 1)
+               for name, lr, pq in (("lr=0.001", 0.001, 0.30), ("lr=0.002", 0.002, 0.35))]
+    report = write_report(results, tmp_path / "abl", "panoptic").read_text()
+    assert "| variant | PQ | PQ_th | PQ_st |" in report and "| lr=0.002 | PQ | +0.0500 |" in report
+    assert (tmp_path / "abl" / "curves.png").is_file()

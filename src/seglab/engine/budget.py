@@ -178,7 +178,8 @@ class TimeBudget(Hook):
     ``CheckpointHook``, so the epoch's ``last.pt`` already holds a re-fit.
 
     The budget is checked every ``check_every`` optimizer steps too: when what is left would not cover the
-    closing evaluation and save (``finish_s``, measured by the plan), the epoch ends after this step; the
+    closing evaluation and save (``finish_s``: measured by the plan, then the last epoch's closing from its last
+    step to the next epoch), the epoch ends after this step; the
     loop then evaluates it and writes a consistent ``last.pt`` as after any epoch. After an epoch it stops
     when the next one would end past the budget. ``report.md`` says when and what was left out.
 
@@ -192,7 +193,8 @@ class TimeBudget(Hook):
                  check_every: int = 1, refit: bool = True) -> None:
         self.budget_s, self.started, self.epoch_started = budget_s, started, started
         self.spent = 0.0  # seconds of this budget used by earlier sessions of the run (a resume continues them)
-        self.finish_s, self.warmup_epochs = finish_s, warmup_epochs
+        self.finish_s, self.planned_finish_s, self.warmup_epochs = finish_s, finish_s, warmup_epochs
+        self.last_step: float | None = None
         self.eval_every, self.schedule = eval_every, schedule
         self.steps_per_epoch, self.samples_per_step, self.check_every = steps_per_epoch, samples_per_step, check_every
         self.times: list[float] = []
@@ -205,8 +207,9 @@ class TimeBudget(Hook):
         return self.spent + ((time.perf_counter() if now is None else now) - self.started)
 
     def spent_up(self) -> bool:
-        """Whether nothing of the budget is left for another step and the closing evaluation."""
-        return self.elapsed() + self.finish_s >= self.budget_s
+        """Whether nothing of the budget is left for another step and the closing evaluation (1.25 x its
+        measured time: the run's last files, a busy machine)."""
+        return self.elapsed() + 1.25 * self.finish_s >= self.budget_s
 
     def restart(self, budget_s: float) -> None:
         """A new budget, counted from this session's start (``--resume --time T``); epoch times are kept."""
@@ -217,13 +220,19 @@ class TimeBudget(Hook):
                 "times": list(self.times), "cut": self.cut}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The budget as :meth:`state_dict` saved it, its clock going on from now (a resume, or an epoch's end
+        rolled back by Ctrl-C)."""
         self.spent, self.finish_s = float(state.get("spent", 0.0)), float(state.get("finish_s", self.finish_s))
         self.times, self.cut = [float(x) for x in state.get("times", [])], state.get("cut")
+        self.started, self.last_call, self.last_step = time.perf_counter(), None, None
 
     def before_epoch(self, trainer: Loop) -> None:
         self.epoch_started = time.perf_counter()
+        if self.last_step is not None:  # the last epoch's closing (evaluation, checkpoints, files), as measured
+            self.finish_s = max(self.planned_finish_s, self.epoch_started - self.last_step)
 
     def after_step(self, trainer: Loop) -> None:
+        self.last_step = time.perf_counter()
         if trainer.stop or trainer.state.step % self.check_every:
             return
         if on_main_then_share(self.spent_up):

@@ -47,11 +47,16 @@ def restore_run(trainer: Any, ck: dict[str, Any]) -> None:
     if t.state.epoch_pos and "epoch_record" in ck:  # saved mid-epoch: its losses so far count too
         t.record = EpochRecord.resumed(ck["epoch_record"])
     # older files kept the best value only in the trainer's counters
-    states = ck.get("hooks") or {"BestTracker": {"best": t.state.best, "bad_epochs": t.state.bad_epochs}}
-    for key, hook in hook_keys(t.hooks).items():
+    load_hook_states(t.hooks, ck.get("hooks") or {"BestTracker": {"best": t.state.best,
+                                                                   "bad_epochs": t.state.bad_epochs}})
+    set_rng_state(ck["rng"])
+
+
+def load_hook_states(hooks: list[Any], states: dict[str, Any]) -> None:
+    """Give each hook its saved state (:func:`hook_states`); hooks without one keep theirs."""
+    for key, hook in hook_keys(hooks).items():
         if isinstance(states.get(key), dict):
             hook.load_state_dict(states[key])
-    set_rng_state(ck["rng"])
 
 
 def hook_keys(hooks: list[Any]) -> dict[str, Any]:
@@ -89,6 +94,8 @@ def resume_run(trainer: Any, given: Iterable[str] = ()) -> bool:
     ck = read_resume_checkpoint(path, t.cfg.to_dict(), t.model_spec)
     restore_run(t, ck)
     budget = next((h for h in t.hooks if isinstance(h, TimeBudget)), None)
+    if budget is not None:
+        budget.started = t.created  # this session's clock counts from its start, data scan and build included
     saved, given = (ck.get("config") or {}).get("train") or {}, set(given)
     asked = {k for k in ("epochs", "time") if (f"train.{k}" in given or not given) and saved.get(k) != getattr(t.t, k)}
     if budget is not None and "time" in asked:

@@ -33,7 +33,7 @@ from seglab.engine import reporting as R
 from seglab.engine.budget import TimeBudget, plan_epochs
 from seglab.engine.precision import resolve_precision
 from seglab.engine.review_hook import ReviewHook
-from seglab.engine.run_state import resume_run, run_state
+from seglab.engine.run_state import hook_states, load_hook_states, resume_run, run_state
 from seglab.engine.rundir import RunLock, fresh_run_dir, own_run_dir
 from seglab.engine.safety import (
     NonFiniteWeightsError,
@@ -358,7 +358,7 @@ class Trainer:
                    **{f"train_{k}": D.all_reduce_mean(v / n, self.device) for k, v in sorted(rec.parts.items())},
                    "lr": self.lr, "epoch_time_s": round(rec.seconds, 2),
                    "images_per_s": round(rec.images / max(1e-9, rec.seconds), 2)}
-        before = copy.deepcopy(s)
+        before, hooks_before = copy.deepcopy(s), hook_states(self.hooks)
         s.epoch, s.epoch_pos = s.epoch + 1, 0
         s.history.append(rec.row)
         try:
@@ -367,5 +367,6 @@ class Trainer:
             # Interrupted during evaluation or saving: the Ctrl-C checkpoint keeps the epoch open, so a resume
             # redoes this epoch's end (evaluation, best tracking, best.pt) instead of skipping it.
             self.state = before
+            load_hook_states(self.hooks, hooks_before)
             raise
 
