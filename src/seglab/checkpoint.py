@@ -19,7 +19,8 @@ Layout of a checkpoint file (every key always present unless noted)::
     config: dict                   the full run config (re-runnable)
     epoch, step: int
     metrics: dict[str, float]      last validation metrics (may be empty)
-    optional: optimizer, scheduler, scaler, ema, rng, trainer ... (resume state)
+    optional: optimizer, scheduler, scaler, ema, rng, trainer ... (resume state); hooks: {name: state}
+                                   (each training hook's own resume state, Hook.state_dict)
 """
 
 from __future__ import annotations
