@@ -70,3 +70,37 @@ def test_bundle_metadata_holds_what_prediction_needs(bundle_path: Path, semantic
     assert b.palette.shape == (256, 3) and b.palette[1].tolist() == [250, 10, 10]  # the checkpoint's palette
     assert b.tile == {"tile": None, "overlap": 0.25, "blend": "gaussian"} and b.resize is None
     assert b.meta["seglab.stride"] == 4  # depth-2 U-Net: two 2x poolings
+
+
+@pytest.fixture(scope="module")
+def resized_run(semantic_run: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The shared tiny U-Net saved with ``data.resize: 24`` (val images of 32-44 px are predicted at 24 px long
+    side and scored back at their size), and its bundle."""
+    import torch
+
+    from seglab.checkpoint import load_checkpoint, save_checkpoint
+    from seglab.export import export_checkpoint
+
+    state = torch.load(semantic_run["ckpt"], weights_only=True)
+    state["config"] = {**state["config"], "data": {**state["config"]["data"], "resize": 24}}
+    root = tmp_path_factory.mktemp("resized")
+    save_checkpoint(root / "run" / "best.pt", state)
+    model, info = load_checkpoint(root / "run" / "best.pt")
+    assert info.resize == 24
+    export_checkpoint(model, info, root / "model.onnx")
+    return root / "run", root / "model.onnx"
+
+
+@pytest.mark.parametrize("tiles", [{}, {"tile": 16}, {"tta": "flip"}], ids=["whole", "tiled", "flip"])
+def test_resize_class_maps_equal_torch_predict(resized_run: tuple[Path, Path], semantic_run: dict, tmp_path: Path,
+                                               tiles: dict) -> None:
+    run, bundle_file = resized_run
+    from seglab.runtime import load_bundle
+
+    assert load_bundle(bundle_file).resize == 24
+    ref = _torch_outputs({**semantic_run, "ckpt": run}, tmp_path / "torch", **dict(tiles))
+    got = _bundle_outputs(bundle_file, semantic_run, tmp_path / "onnx", **dict(tiles))
+    for p in sorted(ref.glob("*.png")):
+        a, b = np.asarray(Image.open(p)), np.asarray(Image.open(got / p.name))
+        assert a.shape == b.shape == np.asarray(Image.open(semantic_run["data"] / "images" / "val" / p.name)).shape[:2]
+        assert np.array_equal(a, b), p.name

@@ -15,8 +15,9 @@ from torch import nn
 from seglab.checkpoint import CheckpointInfo
 
 # How the runtime applies `seglab.resize`; written into the file so another runtime can repeat it.
-RESIZE_NOTE = ("with seglab.resize = L: scale the image (Pillow bilinear) so its long side is L pixels, predict, "
-               "scale the class map back to the image's size (nearest)")
+RESIZE_NOTE = ("with seglab.resize = L: normalize, scale the image (bilinear, antialiased) so its long side is L "
+               "pixels (each side round-half-up of side * L / long side), predict, scale the log-probabilities back "
+               "to the image's size (bilinear, align_corners=False), then argmax")
 
 
 def bundle_metadata(model: nn.Module, info: CheckpointInfo) -> dict[str, Any]:
@@ -25,8 +26,7 @@ def bundle_metadata(model: nn.Module, info: CheckpointInfo) -> dict[str, Any]:
     from seglab.inference.writers import class_palette
 
     tiles = TileOptions()
-    data = (info.config or {}).get("data") or {}
-    resize = data.get("resize") if isinstance(data, dict) else None
+    resize = getattr(info, "resize", None)  # the run's data.resize, read and checked by checkpoint.py
     return {
         "seglab.task": info.task,
         "seglab.stride": int(getattr(model, "stride", 1) or 1),

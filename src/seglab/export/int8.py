@@ -73,7 +73,7 @@ def calibration_reader(bundle, paths: list[Path]):
     from onnxruntime.quantization import CalibrationDataReader
 
     from seglab.data.io import read_image
-    from seglab.runtime.semantic import normalize, resize_image, resized_size
+    from seglab.runtime.semantic import normalize, resize_planes, resized_size
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -83,11 +83,10 @@ def calibration_reader(bundle, paths: list[Path]):
             path = next(self.items, None)
             if path is None:
                 return None
-            a = read_image(path, channels=bundle.image_channels)
-            size = resized_size(a.shape[0], a.shape[1], bundle.resize)
-            if size != a.shape[:2]:
-                a = resize_image(a, size)
-            return {bundle.input_name: normalize(a, bundle.in_channels, bundle.mean, bundle.std)[None]}
+            x = normalize(read_image(path, channels=bundle.image_channels), bundle.in_channels, bundle.mean,
+                          bundle.std)
+            size = resized_size(x.shape[1], x.shape[2], bundle.resize)
+            return {bundle.input_name: (resize_planes(x, size) if size != x.shape[1:] else x)[None]}
 
     return Reader()
 

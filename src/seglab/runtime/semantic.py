@@ -203,41 +203,42 @@ def sliding_window(run, x: np.ndarray, tile: int | None, overlap: float, blend: 
 
 
 def resized_size(height: int, width: int, long_side: int | None) -> tuple[int, int]:
-    """The ``(h, w)`` an image is scaled to so its long side is ``long_side`` (aspect kept)."""
+    """The ``(h, w)`` an image is scaled to so its long side is ``long_side`` (``seglab.data.resize``'s rule:
+    aspect kept, each side rounded half up in integers)."""
     if not long_side:
         return height, width
-    scale = long_side / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
+    m = max(height, width)
+    return max(1, (2 * height * long_side + m) // (2 * m)), max(1, (2 * width * long_side + m) // (2 * m))
+
+
+def resize_planes(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Float ``(C, H, W)`` scaled to ``size`` with an antialiased bilinear filter, plane by plane (Pillow's
+    float mode: the filter torchvision's ``antialias=True`` reproduces, which ``seglab.inference`` uses)."""
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(p, dtype=np.float32), mode="F")
+                         .resize((size[1], size[0]), Image.BILINEAR), dtype=np.float32) for p in x]
+    return np.stack(planes)
 
 
 def predict_image(bundle, image: np.ndarray, options: RuntimeOptions | None = None,
                   return_probs: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The class map ``(H, W)`` int64 of one image (``(H, W[, C])`` uint8) with a semantic bundle.
 
-    With the bundle's ``resize`` the image is scaled (Pillow bilinear) so its long side has that many pixels,
-    predicted there, and the class map is scaled back to the input's size (nearest). ``return_probs`` also
-    returns the probabilities ``(K, h, w)`` at the size the model saw.
+    With the bundle's ``resize`` (``data.resize``) the normalized image is scaled so its long side has that many
+    pixels (:func:`resize_planes`), predicted there, and the log-probabilities are scaled back to the input's
+    size (bilinear) before the argmax, as ``seglab.inference`` does. ``return_probs`` also returns the
+    probabilities ``(K, h, w)`` at the size the model saw.
     """
     options = options or RuntimeOptions()
     tile, overlap, blend = options.resolved(bundle.tile)
     tta = parse_tta(options.tta)
-    a = image[..., None] if image.ndim == 2 else image
-    height, width = a.shape[:2]
+    x = normalize(image, bundle.in_channels, bundle.mean, bundle.std)
+    height, width = x.shape[-2:]
     size = resized_size(height, width, bundle.resize)
     if size != (height, width):
-        a = resize_image(a, size)
-    x = normalize(a, bundle.in_channels, bundle.mean, bundle.std)
+        x = resize_planes(x, size)
     probs = sliding_window(bundle.run, x, tile, overlap, blend, tta, options.batch_size)
-    labels = probs.argmax(0)
-    if labels.shape != (height, width):
-        labels = np.asarray(Image.fromarray(labels.astype(np.int32)).resize((width, height), Image.NEAREST),
-                            dtype=np.int64)
+    if probs.shape[-2:] != (height, width):
+        labels = bilinear(np.log(np.maximum(probs, np.float32(1e-30))), (height, width)).argmax(0)
+    else:
+        labels = probs.argmax(0)
     return (labels, probs) if return_probs else labels
-
-
-def resize_image(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """An ``(H, W, C)`` uint8 image scaled to ``size`` (h, w) with Pillow's bilinear filter, per channel."""
-    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(a[..., c])).resize((size[1], size[0]),
-                                                                                  Image.BILINEAR))
-              for c in range(a.shape[2])]
-    return np.stack(planes, axis=-1)
