@@ -68,21 +68,21 @@ def test_bundle_metadata_holds_what_prediction_needs(bundle_path: Path, semantic
     assert b.task == "semantic" and b.classes == semantic_run["classes"] and b.in_channels == 3
     assert b.mean == semantic_run["mean"] and b.std == semantic_run["std"] and b.ignore_index == 255
     assert b.palette.shape == (256, 3) and b.palette[1].tolist() == [250, 10, 10]  # the checkpoint's palette
-    assert b.tile == {"tile": None, "overlap": 0.25, "blend": "gaussian"} and b.resize is None
+    assert b.tile == {"tile": None, "overlap": 0.25, "blend": "gaussian", "tta": None} and b.resize is None
     assert b.meta["seglab.stride"] == 4  # depth-2 U-Net: two 2x poolings
 
 
 @pytest.fixture(scope="module")
 def resized_run(semantic_run: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The shared tiny U-Net saved with ``data.resize: 24`` (val images of 32-44 px are predicted at 24 px long
-    side and scored back at their size), and its bundle."""
+    side and scored back at their size) and the plan's TTA advice ``data.tta: hflip``, and its bundle."""
     import torch
 
     from seglab.checkpoint import load_checkpoint, save_checkpoint
     from seglab.export import export_checkpoint
 
     state = torch.load(semantic_run["ckpt"], weights_only=True)
-    state["config"] = {**state["config"], "data": {**state["config"]["data"], "resize": 24}}
+    state["config"] = {**state["config"], "data": {**state["config"]["data"], "resize": 24, "tta": "hflip"}}
     root = tmp_path_factory.mktemp("resized")
     save_checkpoint(root / "run" / "best.pt", state)
     model, info = load_checkpoint(root / "run" / "best.pt")
@@ -91,16 +91,22 @@ def resized_run(semantic_run: dict, tmp_path_factory: pytest.TempPathFactory) ->
     return root / "run", root / "model.onnx"
 
 
-@pytest.mark.parametrize("tiles", [{}, {"tile": 16}, {"tta": "flip"}], ids=["whole", "tiled", "flip"])
-def test_resize_class_maps_equal_torch_predict(resized_run: tuple[Path, Path], semantic_run: dict, tmp_path: Path,
-                                               tiles: dict) -> None:
-    run, bundle_file = resized_run
+@pytest.mark.parametrize("flags", [[], ["--tile", "16"], ["--tta", "none"], ["--tta", "vflip"]],
+                         ids=["planned-tta", "tiled", "no-tta", "vflip"])
+def test_resize_and_planned_tta_equal_seglab_predict_run(resized_run: tuple[Path, Path], semantic_run: dict,
+                                                         tmp_path: Path, flags: list[str]) -> None:
+    """Both through the CLI, as a user runs them: `seglab predict RUN` and `seglab predict model.onnx`."""
+    from seglab.cli import main
     from seglab.runtime import load_bundle
 
-    assert load_bundle(bundle_file).resize == 24
-    ref = _torch_outputs({**semantic_run, "ckpt": run}, tmp_path / "torch", **dict(tiles))
-    got = _bundle_outputs(bundle_file, semantic_run, tmp_path / "onnx", **dict(tiles))
-    for p in sorted(ref.glob("*.png")):
-        a, b = np.asarray(Image.open(p)), np.asarray(Image.open(got / p.name))
-        assert a.shape == b.shape == np.asarray(Image.open(semantic_run["data"] / "images" / "val" / p.name)).shape[:2]
-        assert np.array_equal(a, b), p.name
+    run, bundle_file = resized_run
+    assert load_bundle(bundle_file).resize == 24 and load_bundle(bundle_file).tile["tta"] == "hflip"
+    images = str(semantic_run["data"] / "images" / "val")
+    assert main(["predict", str(run), images, "--out", str(tmp_path / "torch"), *flags]) == 0
+    assert main(["predict", str(bundle_file), images, "--out", str(tmp_path / "onnx"), *flags]) == 0
+    names = sorted(p.name for p in (tmp_path / "torch").glob("*.png"))
+    assert len(names) == 4
+    for name in names:
+        a, b = np.asarray(Image.open(tmp_path / "torch" / name)), np.asarray(Image.open(tmp_path / "onnx" / name))
+        assert a.shape == b.shape == np.asarray(Image.open(Path(images) / name)).shape[:2]
+        assert np.array_equal(a, b), name

@@ -85,6 +85,9 @@ def _predict_bundle(path: Path, inputs: list[str], out: Path, save: str, given: 
     options = RuntimeOptions(tile=given["tile"], overlap=given["overlap"], blend=given["blend"], tta=given["tta"],
                              batch_size=batch_size)
     bundle = load_bundle(path)
+    if given["tta"] is None and bundle.tile.get("tta"):
+        err_console.print(f"TTA {bundle.tile['tta']}: the run's recorded advice, stored in the bundle; --tta none "
+                          "turns it off", highlight=False, soft_wrap=True)
     # the bar on a terminal only: the plain-line logger lives in the engine, which imports torch
     with progress_bar("predict", enabled=err_console.is_terminal) as callback:
         result = predict_bundle_files(bundle, inputs, out, format=save, options=options, exist_ok=exist_ok,

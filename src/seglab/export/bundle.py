@@ -31,7 +31,9 @@ def bundle_metadata(model: nn.Module, info: CheckpointInfo) -> dict[str, Any]:
         "seglab.task": info.task,
         "seglab.stride": int(getattr(model, "stride", 1) or 1),
         "seglab.palette256": class_palette(info).tolist(),
-        "seglab.tiling": {"tile": tiles.tile, "overlap": tiles.overlap, "blend": tiles.blend},
+        # tta: the plan's advice the run recorded (data.tta), which `seglab predict RUN` applies unless --tta says
+        "seglab.tiling": {"tile": tiles.tile, "overlap": tiles.overlap, "blend": tiles.blend,
+                          "tta": ((info.config or {}).get("data") or {}).get("tta") or None},
         "seglab.resize": int(resize) if isinstance(resize, int) and resize > 0 else None,
         "seglab.resize_rule": RESIZE_NOTE,
     }

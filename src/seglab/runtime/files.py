@@ -17,7 +17,7 @@ import numpy as np
 
 from seglab.errors import ConfigError, DataError, ModelError, OutputError, SeglabError
 from seglab.runtime.bundle import DOCS, Bundle
-from seglab.runtime.semantic import RuntimeOptions, parse_tta, predict_image
+from seglab.runtime.semantic import RuntimeOptions, effective_tta, parse_tta, predict_image
 
 FORMATS = ("index", "color")
 IGNORE_COLOR = (255, 0, 255)  # seglab.viz.IGNORE_COLOR (magenta)
@@ -93,7 +93,7 @@ def predict_bundle_files(bundle: Bundle, inputs: Sequence[str | Path], out: str 
                           "overlay and panel pictures need the run: `seglab predict RUN`.")
     options = options or RuntimeOptions()
     options.resolved(bundle.tile)  # bad tiling or TTA: refused before anything is written
-    parse_tta(options.tta)
+    parse_tta(effective_tta(options.tta, bundle.tile))
     out = check_output_path(out, directory=True)
     paths, failures = find_inputs(inputs)
     if not paths and not failures:

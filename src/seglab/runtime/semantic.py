@@ -79,6 +79,14 @@ def parse_tta(spec: str | None) -> tuple[bool, bool, tuple[float, ...]] | None:
     return hflip, vflip, tuple(scales) or (1.0,)
 
 
+def effective_tta(given: str | None, stored: dict) -> str | None:
+    """``--tta`` when given (``none``: off), else (or with ``plan``) the run's recorded advice stored in the bundle,
+    as ``seglab predict RUN`` chooses (``seglab.plan.recipe.planned_tta``)."""
+    if given is not None and given.strip().lower() != "plan":
+        return given
+    return stored.get("tta") or None
+
+
 def normalize(image: np.ndarray, in_channels: int, mean: Sequence[float] | None,
               std: Sequence[float] | None) -> np.ndarray:
     """``(H, W[, C])`` uint8 (or float in [0, 1]) -> the normalized float32 ``(C, H, W)`` the model sees."""
@@ -230,7 +238,7 @@ def predict_image(bundle, image: np.ndarray, options: RuntimeOptions | None = No
     """
     options = options or RuntimeOptions()
     tile, overlap, blend = options.resolved(bundle.tile)
-    tta = parse_tta(options.tta)
+    tta = parse_tta(effective_tta(options.tta, bundle.tile))
     x = normalize(image, bundle.in_channels, bundle.mean, bundle.std)
     height, width = x.shape[-2:]
     size = resized_size(height, width, bundle.resize)
