@@ -30,14 +30,14 @@ def _check_cut_run(run: Path, monitor: str) -> dict:
 
 def test_semantic_time_budget_shorter_than_an_epoch(tiny_data: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    # 80 steps per epoch (repeats 20): more than 4 s allows, so the budget ends epoch 1 early
+    # 1600 steps per epoch (repeats 400): more than 4 s allow on any machine, so the budget ends epoch 1 early
     assert main(["train", "--data", str(tiny_data), "--time", "4s", "--out", str(run), "--model-opt",
-                 "base_channels=4", "--model-opt", "depth=2", "--set", "data.repeats=20", "--set",
+                 "base_channels=4", "--model-opt", "depth=2", "--set", "data.repeats=400", "--set",
                  "train.num_samples=0", "--precision", "fp32"]) == 0
     err = capsys.readouterr().err
     assert "stopping inside epoch 1" in err and "is longer than what is left" in err  # warned at planning
     ck = _check_cut_run(run, "mean_iou")
-    assert 0 < ck["step"] < 80
+    assert 0 < ck["step"] < 1600
     report = (run / "report.md").read_text()
     assert "budget ended the run inside epoch 1" in report and "left out: the rest of epoch 1" in report
     # a plain --resume of a spent budget changes nothing (report.md included)
@@ -69,15 +69,16 @@ def test_instance_time_budget(tmp_path: Path) -> None:
     assert ck["task"] == "instance"
 
 
-def test_panoptic_plan_time_and_train_time(tmp_path: Path) -> None:
+def test_panoptic_plan_time_and_train_data_time(tmp_path: Path) -> None:
     """The issue's blocker: timed validation of a panoptic batch (no boxes in validation targets)."""
     from seglab.data.synthetic_panoptic import make_panoptic
 
     data = make_panoptic(tmp_path / "pan", n_train=4, n_val=2, size=64, seed=0)
     plan = tmp_path / "plan.yaml"
     assert main(["plan", str(data), "--time", "8s", "--out", str(plan)]) == 0
-    run = tmp_path / "run"
-    assert main(["train", "--plan", str(plan), "--out", str(run), "--set", "train.num_samples=0",
+    assert "  time: 8s\n" in plan.read_text() and "s/epoch (measured)" in plan.read_text()
+    run = tmp_path / "run"  # the README tour's command: --data alone with --time
+    assert main(["train", "--data", str(data), "--time", "8s", "--out", str(run), "--set", "train.num_samples=0",
                  "--precision", "fp32"]) == 0
     ck = _check_cut_run(run, "PQ")
     assert ck["task"] == "panoptic" and torch.isfinite(torch.tensor(ck["metrics"]["PQ"]))
