@@ -3,9 +3,9 @@
 The trainer (``trainer.py``) and its hooks (``hooks.py``, ``reporting.py``) know nothing about pixels,
 boxes or segments: everything task-specific comes through :class:`Task`. ``SemanticTask``
 (``engine/semantic.py``), ``InstanceTask`` (``engine/instance.py``) and ``PanopticTask``
-(``engine/panoptic.py``) implement it; a new task is a new class with these members plus one entry in
-:data:`seglab.engine.build.TASK_BUILDERS` (where ``build_task`` picks the task from the model's registry
-entry), and the trainer stays as it is.
+(``engine/panoptic.py``) implement it; a new task is a kind in :mod:`seglab.tasks`, a new class with these
+members and one entry in :data:`seglab.engine.build.TASK_BUILDERS` (where ``build_task`` picks the task from the
+model's registry entry), and the trainer stays as it is (docs/architecture.md, "Adding a task").
 """
 
 from __future__ import annotations
