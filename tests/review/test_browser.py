@@ -101,8 +101,11 @@ def test_clicking_a_row_opens_its_panel(browser, page: Path, tmp_path: Path) -> 
                                                                 "confidence"]
     browser.execute_script("const s = document.getElementById('opacity'); s.value = 25;"
                            "s.dispatchEvent(new Event('input'));")
-    assert {o.value_of_css_property("opacity") for o in browser.find_elements(By.CSS_SELECTOR, "#tiles img.over")} \
-        == {"0.25"}
+    assert {o.value_of_css_property("opacity") for o in browser.find_elements(By.CSS_SELECTOR, "#tiles .over")} \
+        == {"0.25", "1"}  # the confidence layer stays opaque
+    record = {r["stem"]: r for r in json.loads((page / "images.json").read_text())["images"]}
+    strip = browser.find_element(By.CSS_SELECTOR, '#tiles figure[data-layer="truth"] .over')
+    assert record[stem]["files"]["layers"] in strip.value_of_css_property("background-image")
     assert browser.execute_script("return [...document.querySelectorAll('#tiles img')].every(i => i.complete && "
                                   "i.naturalWidth > 0)")
     assert not _errors(browser)

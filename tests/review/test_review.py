@@ -58,12 +58,12 @@ def test_files_csv_order_is_worst_first(semantic_run: dict, tmp_path: Path) -> N
     html = (out / "index.html").read_text()
     assert "http" not in html and "<script src" not in html and "stylesheet" not in html  # nothing to fetch
     for r in record["images"]:
-        assert all((out / f).is_file() for f in r["files"].values())
+        assert all((out / r["files"][k]).is_file() for k in ("thumb", "image", "layers")) and r["files"]["count"] == 4
     assert record["dataset"]["reliability"] is not None and len(record["dataset"]["reliability"]) == 15
 
 
 def test_instance_rows_equal_evaluate_on_one_image(instance_run: dict, tmp_path: Path, helpers) -> None:
-    from seglab.data.coco import open_instance_split
+    from seglab.data.instance.coco import open_instance_split
 
     dataset = open_instance_split(instance_run["data"], "val")
     model = helpers.InstanceOracle(dataset)
@@ -121,7 +121,7 @@ def test_saved_semantic_predictions_equal_evaluate_predictions(semantic_run: dic
 
 
 def test_saved_instance_results(instance_run: dict, tmp_path: Path, helpers) -> None:
-    from seglab.data.coco import open_instance_split
+    from seglab.data.instance.coco import open_instance_split
     from seglab.inference import detect_dataset
 
     data = instance_run["data"]

@@ -1,10 +1,13 @@
-"""The pictures of a review page: a small thumbnail per image (always loaded) and the five layers of its panel
-(loaded only when the panel opens), so a 1,000-image page stays light.
+"""The pictures of a review page: a small thumbnail per image (always loaded) and its panel (loaded only when
+the panel opens), so a 1,000-image page stays light.
 
-Label maps are written as palette PNGs (one byte per pixel, the run's palette, ignore in magenta) at zlib
-level 1: they are large flat areas, so this is fast and small; the photo is a JPEG. The error map holds four
-codes: correct (transparent), wrong (red), wrong at confidence >= 0.9 (yellow: a suspected label error or a
-confident model mistake) and ignored (magenta).
+An image's panel is two files: the photo (JPEG) and one palette PNG holding its label layers side by side
+(truth | prediction | error map | confidence), one byte per pixel: flat label areas compress fast and small at
+zlib level 1, and fewer files matter (creating a file costs milliseconds on a busy disk). The page shows each
+layer as a background crop of that strip. The shared 256-colour palette: the classes' colours from index 0
+(the first :data:`MAX_CLASSES`), the error codes, :data:`CONF_LEVELS` viridis steps of confidence, and magenta
+(255) for ignored pixels and for no class. Error codes: correct (transparent), wrong (red), wrong at confidence
+>= 0.9 (yellow: a suspected label error or a confident model mistake), ignored (magenta).
 """
 
 from __future__ import annotations
@@ -27,48 +30,59 @@ from seglab.viz.colors import ERROR_COLORS, IGNORE_COLOR
 
 THUMB_SIDE = 160
 PANEL_SIDE = 640
-CORRECT, WRONG, CONFIDENT_WRONG, IGNORED = 0, 1, 2, 3
-ERROR_PALETTE = [(0, 0, 0), ERROR_COLORS["wrong"], (255, 220, 0), IGNORE_COLOR]
+MAX_CLASSES = 200  # classes past this show white (out of range) in the pictures; the numbers are unaffected
+CORRECT, WRONG, CONFIDENT_WRONG = MAX_CLASSES, MAX_CLASSES + 1, MAX_CLASSES + 2  # palette indices
+CONF_BASE, CONF_LEVELS = MAX_CLASSES + 4, 48
+MAGENTA = 255
+CONFIDENT_COLOR = (255, 220, 0)
 
 
-def error_codes(sample: Sample, ignore_index: int) -> np.ndarray:
-    """``(H, W)`` uint8 of :data:`CORRECT` / :data:`WRONG` / :data:`CONFIDENT_WRONG` / :data:`IGNORED`."""
-    codes = (sample.pred != sample.truth).astype(np.uint8)
-    if sample.confidence is not None:
-        codes[(codes == WRONG) & (sample.confidence >= CONFIDENT)] = CONFIDENT_WRONG
-    codes[sample.truth == ignore_index] = IGNORED
-    return codes
+def strip_palette(palette: np.ndarray) -> list[int]:
+    """The 256 colours of the panel strips (see the module docstring)."""
+    from matplotlib import colormaps
 
-
-def _label_palette(palette: np.ndarray) -> list[int]:
-    lut = np.zeros((256, 3), dtype=np.uint8)
-    lut[:] = (255, 255, 255)  # values outside the classes show white, as elsewhere
-    lut[: min(len(palette), 255)] = palette[:255]
-    lut[255] = IGNORE_COLOR
+    lut = np.full((256, 3), 255, dtype=np.uint8)  # white: a value outside the classes, as elsewhere
+    n = min(len(palette), MAX_CLASSES)
+    lut[:n] = palette[:n]
+    lut[CORRECT], lut[WRONG], lut[CONFIDENT_WRONG] = (0, 0, 0), ERROR_COLORS["wrong"], CONFIDENT_COLOR
+    viridis = colormaps["viridis"](np.linspace(0, 1, CONF_LEVELS))[:, :3]
+    lut[CONF_BASE:CONF_BASE + CONF_LEVELS] = (viridis * 255).round().astype(np.uint8)
+    lut[MAGENTA] = IGNORE_COLOR
     return lut.ravel().tolist()
 
 
-def _confidence_palette() -> list[int]:
-    from matplotlib import colormaps
+def label_bytes(labels: np.ndarray, ignore_index: int) -> np.ndarray:
+    """Class indices as strip bytes: ignored / no class magenta, classes past :data:`MAX_CLASSES` white."""
+    out = np.where(labels < MAX_CLASSES, labels, CONF_BASE + CONF_LEVELS).astype(np.uint8)  # past: white
+    out[labels == ignore_index] = MAGENTA
+    return out
 
-    return (colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8).ravel().tolist()
+
+def error_bytes(truth: np.ndarray, pred: np.ndarray, confidence: np.ndarray | None,
+                ignore_index: int) -> np.ndarray:
+    """The error layer: :data:`CORRECT`, :data:`WRONG`, :data:`CONFIDENT_WRONG` or magenta (ignored)."""
+    wrong = pred != truth
+    codes = np.where(wrong, WRONG, CORRECT).astype(np.uint8)
+    if confidence is not None:
+        codes[wrong & (confidence >= CONFIDENT)] = CONFIDENT_WRONG
+    codes[truth == ignore_index] = MAGENTA
+    return codes
 
 
 class Painter:
     """Writes the pictures of each reviewed image into ``out`` (``thumbs/``, ``panels/``).
 
-    ``panel_side`` caps the panel layers' long side (nearest-neighbour for label maps: no blended classes; a
-    panel tile is shown at a fifth of the screen's width, so 640 px is sharp). Encoding runs on a few threads
-    (Pillow's encoders release the GIL); :meth:`close` waits for the last files and raises any write error.
+    ``panel_side`` caps the panel's long side (nearest-neighbour sampling: no blended classes; a panel tile is
+    a fifth of the screen wide, so 640 px is sharp). Encoding runs on a few threads (Pillow's encoders release
+    the GIL); :meth:`close` waits for the last files and raises any write error.
     """
 
     def __init__(self, out: Path, palette: np.ndarray, ignore_index: int, panel_side: int = PANEL_SIDE) -> None:
         self.out, self.ignore_index, self.panel_side = out, ignore_index, panel_side
         (out / "thumbs").mkdir(parents=True, exist_ok=True)
         (out / "panels").mkdir(parents=True, exist_ok=True)
-        self.labels = _label_palette(palette)
-        self.errors = np.array(ERROR_PALETTE + [(0, 0, 0)] * 252, dtype=np.uint8).ravel().tolist()
-        self.confidence = _confidence_palette()
+        self.palette = strip_palette(palette)
+        self.transparency = bytes(0 if v == CORRECT else 255 for v in range(256))
         self.workers = min(4, os.cpu_count() or 1)
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="review-png")
         self.pending: deque[Future] = deque()
@@ -93,47 +107,38 @@ class Painter:
             self._wait_one()
         self.pending.append(self.pool.submit(fn, *args))
 
-    def write(self, index: int, sample: Sample) -> dict[str, str]:
-        """Write image ``index``'s thumbnail and panel layers; returns their paths relative to ``out``."""
-        codes = error_codes(sample, self.ignore_index)
+    def write(self, index: int, sample: Sample) -> dict[str, str | int]:
+        """Write image ``index``'s thumbnail, photo and layer strip; returns their paths (relative to ``out``)
+        and the strip's number of layers."""
         h, w = sample.truth.shape
-        name = f"{index:05d}"
-        files = {"thumb": f"thumbs/{name}.jpg", "image": f"panels/{name}.jpg", "truth": f"panels/{name}_truth.png",
-                 "pred": f"panels/{name}_pred.png", "error": f"panels/{name}_error.png"}
-        self._submit(self._thumb, sample.image, codes, files["thumb"])
         rows, cols = _grid(h, w, self.panel_side)
-        self._submit(self._jpeg, sample.image, files["image"])
-        self._submit(self._palette_png, _pick(sample.truth, rows, cols), self.labels, files["truth"])
-        self._submit(self._palette_png, _pick(sample.pred, rows, cols), self.labels, files["pred"])
-        self._submit(self._palette_png, _pick(codes, rows, cols), self.errors, files["error"], CORRECT)
-        if sample.confidence is not None:
-            files["conf"] = f"panels/{name}_conf.png"
-            conf = np.clip(_pick(sample.confidence, rows, cols) * 255 + 0.5, 0, 255).astype(np.uint8)
-            self._submit(self._palette_png, conf, self.confidence, files["conf"])
+        truth, pred = _pick(sample.truth, rows, cols), _pick(sample.pred, rows, cols)
+        conf = None if sample.confidence is None else _pick(sample.confidence, rows, cols)
+        layers = [label_bytes(truth, self.ignore_index), label_bytes(pred, self.ignore_index),
+                  error_bytes(truth, pred, conf, self.ignore_index)]
+        if conf is not None:
+            layers.append((CONF_BASE + np.clip(conf * CONF_LEVELS, 0, CONF_LEVELS - 1)).astype(np.uint8))
+        name = f"{index:05d}"
+        files: dict[str, str | int] = {"thumb": f"thumbs/{name}.jpg", "image": f"panels/{name}.jpg",
+                                       "layers": f"panels/{name}.png", "count": len(layers)}
+        photo = _shrink(sample.image, len(rows), len(cols))
+        self._submit(self._thumb, photo, layers[2], files["thumb"])
+        self._submit(self._save, Image.fromarray(np.ascontiguousarray(photo)), files["image"], {"quality": 85})
+        strip = Image.fromarray(np.concatenate(layers, axis=1), "P")
+        strip.putpalette(self.palette)
+        self._submit(self._save, strip, files["layers"], {"compress_level": 1, "transparency": self.transparency})
         return files
 
-    def _jpeg(self, image: np.ndarray, rel: str) -> None:
-        pic = Image.fromarray(image)
-        rows, cols = _grid(*image.shape[:2], self.panel_side)
-        if len(rows) != image.shape[0]:
-            pic = pic.resize((len(cols), len(rows)), Image.BILINEAR)
-        pic.save(self.out / rel, quality=85)
+    def _save(self, image: Image.Image, rel: str, options: dict) -> None:
+        image.save(self.out / rel, **options)
 
-    def _palette_png(self, values: np.ndarray, palette: list[int], rel: str, transparent: int | None = None) -> None:
-        im = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "P")
-        im.putpalette(palette)
-        extra = {"transparency": bytes(0 if v == transparent else 255 for v in range(256))} \
-            if transparent is not None else {}
-        im.save(self.out / rel, compress_level=1, **extra)
-
-    def _thumb(self, image: np.ndarray, codes: np.ndarray, rel: str) -> None:
+    def _thumb(self, photo: np.ndarray, codes: np.ndarray, rel: str) -> None:
         """The photo, dimmed, with wrong pixels red and confidently wrong ones yellow."""
-        h, w = codes.shape
-        rows, cols = _grid(h, w, THUMB_SIDE)
-        small = _pick(image, rows, cols).astype(np.float32) * 0.6
+        rows, cols = _grid(*codes.shape, THUMB_SIDE)
+        small = _shrink(photo, len(rows), len(cols)).astype(np.float32) * 0.6
         c = _pick(codes, rows, cols)
-        for code in (WRONG, CONFIDENT_WRONG):
-            small[c == code] = ERROR_PALETTE[code]
+        small[c == WRONG] = ERROR_COLORS["wrong"]
+        small[c == CONFIDENT_WRONG] = CONFIDENT_COLOR
         Image.fromarray(small.astype(np.uint8)).save(self.out / rel, quality=80)
 
 
@@ -144,7 +149,16 @@ def _grid(h: int, w: int, side: int) -> tuple[np.ndarray, np.ndarray]:
     return ((np.arange(nh) + 0.5) * h / nh).astype(np.int64), ((np.arange(nw) + 0.5) * w / nw).astype(np.int64)
 
 
+def _shrink(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 photo at ``h`` x ``w`` (Pillow's nearest: many times faster than its filters or a
+    numpy gather here, and a review tile needs no smoothing)."""
+    if image.shape[:2] == (h, w):
+        return image
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((w, h), Image.NEAREST))
+
+
 def _pick(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour sampling (rows first: a row gather is a copy of whole rows)."""
     if len(rows) == values.shape[0] and len(cols) == values.shape[1]:
         return values
-    return values[rows[:, None], cols[None, :]]
+    return values[rows][:, cols]
