@@ -51,5 +51,8 @@ def test_training_writes_the_review_of_best(tiny_data: Path, tmp_path: Path, cap
     record = json.loads((tmp_path / "run" / "review" / "images.json").read_text())
     assert record["num_images"] == 4 and record["origin"].endswith("best.pt")
     assert str(tmp_path / "run" / "review" / "index.html") in capsys.readouterr().err
-    train(_config(tiny_data, tmp_path / "quiet", no_review=True))
-    assert not (tmp_path / "quiet" / "review").exists()
+    from seglab.engine.review_hook import ReviewHook
+    from seglab.engine.trainer import Trainer
+
+    quiet = Trainer(_config(tiny_data, tmp_path / "quiet", no_review=True))  # --no-review: no hook, no review/
+    assert not any(isinstance(h, ReviewHook) for h in quiet.default_hooks())
