@@ -240,7 +240,8 @@ class TimeBudget(Hook):
             step = trainer.state.epoch_pos // max(1, self.samples_per_step)
             if step >= self.steps_per_epoch:  # the epoch's last step: it ends anyway, after it the epoch check
                 return
-            lost = f"the rest of epoch {done + 1}" + (f" and epochs {done + 2}-{epochs}" if epochs > done + 1 else "")
+            later = f"epoch {epochs}" if epochs == done + 2 else f"epochs {done + 2}-{epochs}"
+            lost = f"the rest of epoch {done + 1}" + (f" and {later}" if epochs > done + 1 else "")
             self.cut = (f"The --time {self.budget_s / 60:.1f} min budget ended the run inside epoch {done + 1} of "
                         f"{epochs}, after step {step} of {self.steps_per_epoch}; left out: {lost}"
                         + self._schedule_note(trainer, done + 1, epochs))

@@ -107,7 +107,9 @@ def resume_run(trainer: Any, given: Iterable[str] = ()) -> bool:
         t.cfg = dataclasses.replace(t.cfg, train=dataclasses.replace(t.t, time=None))
         t.t, budget = t.cfg.train, None
     if budget is not None and budget.spent_up():
-        t.log(f"{t.out} already used its --time {budget.budget_s / 60:.1f} min budget ({t.state.epoch} of "
+        t.log(f"--time {t.t.time} leaves no time for a step and the closing evaluation ({budget.finish_s:.0f} s "
+              f"measured) after the start; give more time." if "time" in asked else
+              f"{t.out} already used its --time {budget.budget_s / 60:.1f} min budget ({t.state.epoch} of "
               f"{t.t.epochs} epochs); pass --time T (a new budget) or --epochs N with --resume to train longer.")
         return True
     if t.state.epoch >= t.t.epochs:
