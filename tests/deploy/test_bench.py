@@ -51,3 +51,17 @@ def test_onnx_row_of_a_bundle(bundle_file) -> None:
     assert [r["note"] for r in report.rows] == ["n/a: a bundle holds no torch model",
                                                 "n/a: give the run to compare FP32 and INT8"]
     assert report.threads >= 1 and report.cpu
+
+
+def test_cli_bench_prints_the_table(bundle_file, capsys) -> None:
+    from seglab.cli import main
+
+    assert main(["bench", str(bundle_file), "--input", "3x32x32", "--threads", "1", "--iters", "3",
+                 "--warmup", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "thread(s)" in printed and "CPU" in printed
+    rows = {line.split()[0]: line for line in printed.splitlines() if line.split() and line.split()[0] in
+            ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")}
+    assert set(rows) == {"torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8"}
+    assert "3 timed calls" in rows["onnx-fp32"] and "n/a" in rows["torch-fp32"]
+    assert main(["bench", "unet", "--input", "3x512"]) == 2
