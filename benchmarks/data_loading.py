@@ -32,7 +32,7 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def seglab_pipeline(root: Path) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
     """SegmentationFolder + build_train_transforms (what `seglab train` uses)."""
-    from seglab.data.folder import SegmentationFolder
+    from seglab.data.semantic.dataset import SegmentationFolder
 
     tf = build_train_transforms(SIZE, scale=(0.5, 2.0), hflip=0.5, color_jitter=0.2, mean=MEAN, std=STD)
     ds = SegmentationFolder(root, "train", transforms=tf)

@@ -150,7 +150,7 @@ def mask_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def coco_root(mask_root: Path) -> Path:
     """``mask_root`` plus its COCO JSON ``annotations/instances_train.json`` (written by masks_to_coco)."""
-    from seglab.data.instance_convert import masks_to_coco
+    from seglab.data.instance.convert import masks_to_coco
 
     masks_to_coco(mask_root, "train", mask_root / "annotations" / "instances_train.json")
     return mask_root

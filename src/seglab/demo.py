@@ -66,7 +66,7 @@ def run_demo(task: str, out: Path, epochs: int | None = None, seed: int = 0, con
     preset, run_name, size = DEMOS[task]
     run = Path(out) / run_name
     if task == "panoptic":
-        from seglab.data.synthetic_panoptic import make_panoptic
+        from seglab.data.panoptic.synthetic import make_panoptic
 
         data = Path(out) / "data_panoptic"
         console.print(f"[bold]1/3[/] generating the panoptic shapes dataset in {data}")

@@ -6,7 +6,7 @@ Multi-class terms take logits ``(N, C, H, W)`` and integer targets ``(N, H, W)``
 
 - ``ce``: cross-entropy.
 - ``wce``: cross-entropy with per-class weights (``class_weights`` is required; the trainer computes it with
-  ``seglab.data.stats.class_weights``).
+  ``seglab.data.semantic.stats.class_weights``).
 - ``dice`` / ``dice_fg``: soft Dice on softmax probabilities, averaged over all classes / over classes
   ``1..C-1`` (background 0 excluded). ``smooth`` keeps empty classes finite.
 - ``focal``: multi-class focal loss (Lin et al., 2017), ``focal_alpha`` a float or one value per class,
@@ -320,7 +320,7 @@ def build_loss(spec: str, num_classes: int, class_weights: Sequence[float] | Ten
                           "for one-channel binary models use bce / binary_dice / binary_focal")
     if "wce" in names and class_weights is None:
         raise ConfigError(f"loss spec {spec!r}: 'wce' needs class_weights (one per class); pass them, e.g. "
-                          "from seglab.data.stats.class_weights (the trainer does), or use 'ce'")
+                          "from seglab.data.semantic.stats.class_weights (the trainer does), or use 'ce'")
     weights = None if class_weights is None else _per_class(class_weights, num_classes, "class_weights")
     alpha = _per_class(focal_alpha, num_classes, "focal_alpha")
     return SegLoss(terms, num_classes, weights, ignore_index, smooth, alpha, focal_gamma,

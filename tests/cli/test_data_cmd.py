@@ -1,8 +1,8 @@
 """`seglab data check|stats|synth|convert ...` end to end: one case per command, flags, exit 2 on user errors.
 
-What the library finds, computes and writes is checked in tests/data/ (test_checks, test_stats, test_synthetic,
-test_convert, test_instance_convert); here: each command runs, its flags reach the library, it prints or
-writes what the library returns, and user errors exit 2 with a clear message and no traceback.
+What the library finds, computes and writes is checked in tests/data/ (semantic/, instance/, test_synthetic);
+here: each command runs, its flags reach the library, it prints or writes what the library returns, and user
+errors exit 2 with a clear message and no traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from seglab.cli import main
-from seglab.data.checks import Problem
+from seglab.data.problems import Problem
 
 PALETTE = np.array([[0, 0, 0], [128, 64, 128], [220, 20, 60], [0, 0, 142]], np.uint8)
 
@@ -71,7 +71,7 @@ def test_check_semantic_problems_exit_2_with_the_table(make_dataset, capsys) -> 
 
 
 def test_check_flags_reach_the_doctor(make_dataset, capsys, monkeypatch) -> None:
-    import seglab.data.checks as checks
+    import seglab.data.semantic.checks as checks
 
     seen = {}
 
@@ -108,7 +108,7 @@ def test_check_instance_flags_reach_the_coco_checker(tmp_path, capsys, monkeypat
         return [Problem(root / "annotations/instances_train.json", "bad polygon", "fix it")]
 
     fake = types.SimpleNamespace(check_instance_dataset=fake_check)
-    monkeypatch.setitem(sys.modules, "seglab.data.instance_checks", fake)
+    monkeypatch.setitem(sys.modules, "seglab.data.instance.checks", fake)
     rc, out = _run(capsys, "check", str(tmp_path), "--task", "instance", "--split", "train", "--max-pixels", "99")
     assert rc == 2 and "instances_train.json" in out
     assert seen == {"root": tmp_path, "splits": ["train"], "max_pixels": 99}
@@ -124,7 +124,7 @@ def test_check_missing_root_exits_2(tmp_path, capsys) -> None:
 
 @pytest.fixture
 def tiny_stats(tmp_path: Path) -> Path:
-    """Two 2x3 train pairs with hand-countable labels (as tests/data/test_stats.py); class 'bike' absent."""
+    """Two 2x3 train pairs with hand-countable labels (as tests/data/semantic/test_stats.py); class 'bike' absent."""
     root = tmp_path / "stats"
     pairs = (("a", (255, 0, 51), [[0, 0, 1], [0, 255, 2]]), ("b", (0, 0, 153), [[1, 1, 1], [0, 1, 255]]))
     for stem, rgb, label in pairs:
@@ -137,7 +137,7 @@ def tiny_stats(tmp_path: Path) -> Path:
 
 
 def test_stats_table_weights_and_json(tiny_stats: Path, tmp_path: Path, capsys) -> None:
-    from seglab.data.stats import compute_stats
+    from seglab.data.semantic.stats import compute_stats
 
     out = tmp_path / "stats.json"
     rc, text = _run(capsys, "stats", str(tiny_stats), "--json", str(out))
@@ -196,7 +196,7 @@ def test_convert_index_to_rgb(index_labels: Path, palette_file: Path, tmp_path: 
 
 
 def test_convert_rgb_to_index(index_labels: Path, palette_file: Path, tmp_path: Path, capsys) -> None:
-    from seglab.data.convert import index_to_rgb
+    from seglab.data.semantic.convert import index_to_rgb
 
     rgb, back = tmp_path / "rgb", tmp_path / "back"
     index_to_rgb(index_labels, rgb, PALETTE, ignore_color=(255, 255, 255))
@@ -230,7 +230,7 @@ def test_convert_palette_to_l(tmp_path: Path, capsys) -> None:
 
 
 def test_convert_masks_to_coco(mask_root: Path, tmp_path: Path, capsys) -> None:
-    from seglab.data.instance_convert import masks_to_coco
+    from seglab.data.instance.convert import masks_to_coco
 
     out = tmp_path / "out.json"
     rc, text = _run(capsys, "convert", "masks-to-coco", str(mask_root), "--split", "train", "--out", str(out))
@@ -270,7 +270,7 @@ def test_convert_coco_to_masks(coco_root: Path, tmp_path: Path, capsys) -> None:
         "ignore-color-300", "unknown-colors", "no-palette-file", "no-input", "coco-exists", "masks-exist"])
 def test_convert_user_errors_exit_2_and_touch_nothing(index_labels: Path, palette_file: Path, coco_root: Path,
                                                       tmp_path: Path, capsys, args: list[str], message: str) -> None:
-    from seglab.data.convert import index_to_rgb
+    from seglab.data.semantic.convert import index_to_rgb
 
     rgb = tmp_path / "rgb_in"
     index_to_rgb(index_labels, rgb, PALETTE, ignore_color=(255, 255, 255))  # white: not a palette color

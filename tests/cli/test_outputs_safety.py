@@ -171,7 +171,7 @@ def test_instance_converters_never_replace_images(coco_root, capsys) -> None:
 
 
 def test_the_python_converters_protect_their_inputs_too(coco_root) -> None:
-    from seglab.data.instance_convert import coco_to_masks, masks_to_coco
+    from seglab.data.instance.convert import coco_to_masks, masks_to_coco
     from seglab.errors import OutputError
 
     before = _snapshot(coco_root)

@@ -1,5 +1,5 @@
 """`seglab data check|synth|convert` on panoptic data end to end: each command runs, reaches the library and
-exits 2 with the file named on bad input. What the library finds and writes: tests/data/test_panoptic*.py."""
+exits 2 with the file named on bad input. What the library finds and writes: tests/data/panoptic/."""
 
 from __future__ import annotations
 

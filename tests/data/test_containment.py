@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.data.coco import CocoInstances, open_instance_split
-from seglab.data.instance_checks import check_instance_dataset, load_coco
-from seglab.data.instance_convert import coco_to_masks
+from seglab.data.instance.checks import check_instance_dataset, load_coco
+from seglab.data.instance.coco import CocoInstances, open_instance_split
+from seglab.data.instance.convert import coco_to_masks
 from seglab.data.layout import contained, containment_problem
 from seglab.errors import DataError
 

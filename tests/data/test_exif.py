@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.data.checks import check_dataset
 from seglab.data.file_checks import inspect_image
-from seglab.data.instance_checks import check_instance_dataset
+from seglab.data.instance.checks import check_instance_dataset
 from seglab.data.io import image_size, read_image
+from seglab.data.semantic.checks import check_dataset
 from seglab.errors import DataError
 
 ORIENTATION = 0x0112
@@ -99,7 +99,7 @@ def test_semantic_doctor_reports_the_tag_and_training_refuses(make_dataset, tag:
         assert "seglab reads pixels as stored and ignores the EXIF orientation" in problem.problem
         assert "rotate the image file itself" in problem.fix and "exif_transpose" in problem.fix
         assert f"exiftran -ai {root / 'images/train/a.jpg'}" in problem.fix
-    from seglab.data.folder import SegmentationFolder
+    from seglab.data.semantic.dataset import SegmentationFolder
 
     with pytest.raises(DataError, match="EXIF orientation tag"):
         SegmentationFolder(root, "train")
@@ -141,7 +141,7 @@ def test_coco_size_of_the_turned_view_gets_the_rotate_fix(coco_root: Path, insta
     data = json.loads(ann.read_text())
     next(im for im in data["images"] if im["file_name"] == "a.png")["file_name"] = "a.jpg"
     ann.write_text(json.dumps(data))
-    from seglab.data.instance_checks import check_coco_split
+    from seglab.data.instance.checks import check_coco_split
 
     problems = check_coco_split(coco_root, "train", 10**6)
     assert [p.problem.split(" ")[0] for p in problems] == ["EXIF", "JSON"]

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from seglab.cli import main
-from seglab.data.checks import check_dataset
 from seglab.data.io import read_image
+from seglab.data.semantic.checks import check_dataset
 
 
 def test_a_float_tiff_with_one_nan_is_scaled_by_its_finite_range(tmp_path: Path) -> None:
@@ -69,9 +69,9 @@ def test_data_check_names_the_webp_format(make_dataset: Callable[..., Path], cap
 
 
 def test_instance_and_panoptic_doctors_name_a_webp_image(mask_root: Path, tmp_path: Path) -> None:
-    from seglab.data.instance_checks import check_instance_dataset
-    from seglab.data.panoptic_checks import check_panoptic_dataset
-    from seglab.data.synthetic_panoptic import make_panoptic
+    from seglab.data.instance.checks import check_instance_dataset
+    from seglab.data.panoptic.checks import check_panoptic_dataset
+    from seglab.data.panoptic.synthetic import make_panoptic
 
     (mask_root / "images/train/a.png").rename(mask_root / "images/train/a.webp")
     problems = check_instance_dataset(mask_root)

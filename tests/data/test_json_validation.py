@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from pycocotools import mask as pycoco_mask
 
-from seglab.data.coco import CocoInstances
-from seglab.data.instance_checks import check_instance_dataset, load_coco
-from seglab.data.instance_convert import coco_to_masks, masks_to_coco
+from seglab.data.instance.checks import check_instance_dataset, load_coco
+from seglab.data.instance.coco import CocoInstances
+from seglab.data.instance.convert import coco_to_masks, masks_to_coco
+from seglab.data.instance.masks import InstanceMaskFolder
 from seglab.data.io import read_json
 from seglab.data.layout import read_instance_labels
-from seglab.data.masks import InstanceMaskFolder
 from seglab.data.rle import segmentation_to_rle, string_counts
 from seglab.errors import DataError
 

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.data.checks import check_dataset
-from seglab.data.folder import SegmentationFolder
 from seglab.data.layout import (
     category_names,
     list_split,
@@ -20,7 +18,9 @@ from seglab.data.layout import (
     read_palette,
     split_folders,
 )
-from seglab.data.stats import compute_stats
+from seglab.data.semantic.checks import check_dataset
+from seglab.data.semantic.dataset import SegmentationFolder
+from seglab.data.semantic.stats import compute_stats
 from seglab.errors import DataError
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from seglab.data import preflight as P
-from seglab.data.folder import SegmentationFolder
+from seglab.data.semantic.dataset import SegmentationFolder
 from seglab.errors import DataError
 
 
@@ -59,7 +59,7 @@ def test_the_cache_never_touches_the_dataset(tiny_data: Path, tmp_path: Path, mo
 @pytest.mark.parametrize("layout", ["coco", "masks"])
 def test_instance_training_decodes_every_image_first(layout: str, request: pytest.FixtureRequest,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from seglab.data.coco import open_instance_split
+    from seglab.data.instance.coco import open_instance_split
 
     root = request.getfixturevalue("coco_root" if layout == "coco" else "mask_root")
     assert (root / "annotations").exists() == (layout == "coco")

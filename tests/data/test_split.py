@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from seglab.cli import main
-from seglab.data.checks import check_dataset, split_warnings
+from seglab.data.problems import split_warnings
+from seglab.data.semantic.checks import check_dataset
 from seglab.data.split import split_dataset, val_count
 from seglab.errors import ConfigError, DataError
 

@@ -98,12 +98,12 @@ def test_digits_layouts_agree(digits: Path) -> None:
 
 
 def test_passes_the_doctor(shapes: Path, digits: Path) -> None:
-    checks = pytest.importorskip("seglab.data.checks")
+    checks = pytest.importorskip("seglab.data.semantic.checks")
     if not hasattr(checks, "check_dataset"):
-        pytest.skip("seglab.data.checks.check_dataset not written yet")
+        pytest.skip("seglab.data.semantic.checks.check_dataset not written yet")
     assert checks.check_dataset(shapes) == []
     assert checks.check_dataset(digits) == []
-    instance_checks = pytest.importorskip("seglab.data.instance_checks")
+    instance_checks = pytest.importorskip("seglab.data.instance.checks")
     assert instance_checks.check_instance_dataset(shapes, None, 10**8) == []
     assert instance_checks.check_instance_dataset(digits, None, 10**8) == []
 

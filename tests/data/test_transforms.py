@@ -185,7 +185,7 @@ def test_eval_resize_keeps_label_and_restores_size() -> None:
 
 
 def test_works_inside_segmentation_folder(tmp_path) -> None:
-    folder = pytest.importorskip("seglab.data.folder")
+    folder = pytest.importorskip("seglab.data.semantic.dataset")
     from PIL import Image
 
     for split in ("train",):

@@ -17,7 +17,7 @@ from torch import nn
 
 from seglab.checkpoint import load_checkpoint, read_checkpoint
 from seglab.config import RunConfig, config_from_dict
-from seglab.data.coco import collate_instances
+from seglab.data.instance.coco import collate_instances
 from seglab.data.sampling import repeat_factors
 from seglab.data.synthetic import make_shapes
 from seglab.distributed import EpochSampler

@@ -16,7 +16,7 @@ from seglab.cli import main
 def panoptic_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import torch
 
-    from seglab.data.synthetic_panoptic import make_panoptic
+    from seglab.data.panoptic.synthetic import make_panoptic
     from seglab.engine.trainer import train
 
     threads = torch.get_num_threads()

@@ -71,7 +71,7 @@ def test_instance_time_budget(tmp_path: Path) -> None:
 
 def test_panoptic_plan_time_and_train_data_time(tmp_path: Path) -> None:
     """The issue's blocker: timed validation of a panoptic batch (no boxes in validation targets)."""
-    from seglab.data.synthetic_panoptic import make_panoptic
+    from seglab.data.panoptic.synthetic import make_panoptic
 
     data = make_panoptic(tmp_path / "pan", n_train=4, n_val=2, size=64, seed=0)
     plan = tmp_path / "plan.yaml"

@@ -140,7 +140,7 @@ def test_instance_evaluation_names_a_missing_split(instance_run) -> None:
 
 def test_no_detections_and_empty_images(instance_run, blind, tmp_path: Path) -> None:
     """A model that finds nothing scores 0 (not a crash); an image without instances is scored and written."""
-    from seglab.data.coco import InstanceMaskFolder
+    from seglab.data.instance.coco import InstanceMaskFolder
 
     data = tmp_path / "d"
     shutil.copytree(instance_run["data"], data, ignore=shutil.ignore_patterns("annotations"))

@@ -269,7 +269,7 @@ def test_instance_ids_json_and_coco_results(instance_run, instance, tmp_path: Pa
 
 
 def test_predicted_masks_read_back_as_an_instance_folder(instance_run, instance, tmp_path: Path) -> None:
-    from seglab.data.coco import InstanceMaskFolder
+    from seglab.data.instance.coco import InstanceMaskFolder
 
     data = instance_run["data"]
     out = tmp_path / "ds" / "masks" / "val"

@@ -99,8 +99,8 @@ def test_box_only_results_get_box_ap(coco_root: Path, tmp_path: Path, capsys: py
 
 
 def _panoptic(tmp_path: Path) -> tuple[Path, Path, dict]:
-    from seglab.data.panoptic import open_panoptic_split
-    from seglab.data.synthetic_panoptic import make_panoptic
+    from seglab.data.panoptic.dataset import open_panoptic_split
+    from seglab.data.panoptic.synthetic import make_panoptic
     from seglab.inference.panoptic_writer import encode_ids
 
     data = make_panoptic(tmp_path / "pan", n_train=1, n_val=1, size=32, seed=1)

@@ -130,8 +130,8 @@ def test_cli_scores_semantic_predictions(tmp_path: Path) -> None:
 
 def _panoptic_truth_as_prediction(tmp_path: Path, cat_offset: int = 0) -> tuple[Path, Path]:
     """A tiny synthetic panoptic dataset and its own val annotations written as a prediction folder."""
-    from seglab.data.panoptic import open_panoptic_split
-    from seglab.data.synthetic_panoptic import make_panoptic
+    from seglab.data.panoptic.dataset import open_panoptic_split
+    from seglab.data.panoptic.synthetic import make_panoptic
     from seglab.inference.panoptic_writer import encode_ids
 
     data = make_panoptic(tmp_path / "pan", n_train=1, n_val=2, size=32, seed=1)

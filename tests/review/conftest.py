@@ -94,8 +94,8 @@ class PanopticOracle(nn.Module):
 @pytest.fixture(scope="session")
 def panoptic_case(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A 3-image synthetic panoptic val split, its oracle and the info of a checkpoint of its classes."""
-    from seglab.data.panoptic import open_panoptic_split
-    from seglab.data.synthetic_panoptic import make_panoptic
+    from seglab.data.panoptic.dataset import open_panoptic_split
+    from seglab.data.panoptic.synthetic import make_panoptic
 
     data = make_panoptic(tmp_path_factory.mktemp("pan") / "data", n_train=1, n_val=3, size=48, seed=2)
     split = open_panoptic_split(data, "val")
@@ -117,7 +117,7 @@ def one_image_semantic(data: Path, stem: str, out: Path) -> Path:
 
 def one_image_instance(data: Path, image_id: int, out: Path) -> Path:
     """A COCO dataset whose split ``one`` is image ``image_id`` of ``data``'s val (its own annotations)."""
-    from seglab.data.coco import open_instance_split
+    from seglab.data.instance.coco import open_instance_split
     from seglab.inference import split_ground_truth
 
     gt = split_ground_truth(open_instance_split(data, "val"))

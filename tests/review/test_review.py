@@ -63,7 +63,7 @@ def test_files_csv_order_is_worst_first(semantic_run: dict, tmp_path: Path) -> N
 
 
 def test_instance_rows_equal_evaluate_on_one_image(instance_run: dict, tmp_path: Path, helpers) -> None:
-    from seglab.data.coco import open_instance_split
+    from seglab.data.instance.coco import open_instance_split
 
     dataset = open_instance_split(instance_run["data"], "val")
     model = helpers.InstanceOracle(dataset)
@@ -121,7 +121,7 @@ def test_saved_semantic_predictions_equal_evaluate_predictions(semantic_run: dic
 
 
 def test_saved_instance_results(instance_run: dict, tmp_path: Path, helpers) -> None:
-    from seglab.data.coco import open_instance_split
+    from seglab.data.instance.coco import open_instance_split
     from seglab.inference import detect_dataset
 
     data = instance_run["data"]

@@ -18,9 +18,9 @@ from PIL import Image
 pytest.importorskip("segment_anything")
 
 from seglab.cli import main  # noqa: E402
-from seglab.data.checks import check_dataset  # noqa: E402
-from seglab.data.instance_checks import check_instance_dataset  # noqa: E402
-from seglab.data.masks import InstanceMaskFolder  # noqa: E402
+from seglab.data.instance.checks import check_instance_dataset  # noqa: E402
+from seglab.data.instance.masks import InstanceMaskFolder  # noqa: E402
+from seglab.data.semantic.checks import check_dataset  # noqa: E402
 from seglab.errors import ConfigError, DataError, OutputError  # noqa: E402
 from seglab.sam import AutoMaskOptions, AutoSource, ModelSource, PromptSource, SamSession, annotate  # noqa: E402
 from seglab.sam.annotate import val_images  # noqa: E402
@@ -63,7 +63,7 @@ def test_val_images_are_spread_evenly() -> None:
 
 def test_three_images_at_a_fifth_still_give_a_trainable_dataset(tmp_path: Path, tiny_sam) -> None:
     """Issue 29: `seglab annotate` on 3 images with --val-fraction 0.2 put none in val, and training stopped."""
-    from seglab.data.checks import split_warnings
+    from seglab.data.problems import split_warnings
 
     images = _images(tmp_path / "in", n=3)
     path = tmp_path / "prompts.csv"

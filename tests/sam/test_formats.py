@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as pycoco
 
-from seglab.data.instance_checks import load_coco
+from seglab.data.instance.checks import load_coco
 from seglab.data.io import read_label
 from seglab.data.layout import read_instance_labels
 from seglab.sam.formats import CocoDocument, Objects, label_map, save_review, write_instances, write_label_map

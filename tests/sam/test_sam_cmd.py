@@ -59,7 +59,7 @@ def test_annotate_from_runs_and_auto(tiny_file: Path, semantic_run: dict, tmp_pa
 
 
 def test_sam_prompt_and_auto_write_every_format(tiny_file: Path, image_dir: Path, tmp_path: Path, capsys) -> None:
-    from seglab.data.instance_checks import load_coco
+    from seglab.data.instance.checks import load_coco
 
     (tmp_path / "p.csv").write_text(PROMPTS)
     out = tmp_path / "o"

@@ -49,13 +49,13 @@ class _InstanceTrainSplit:
         return {"task": "instance", "classes": self.classes, "ignore_index": 255, "palette": None}
 
     def collate(self):
-        from seglab.data.coco import collate_instances
+        from seglab.data.instance.coco import collate_instances
 
         return collate_instances
 
 
 def test_instance_batch_picture_and_both_data_pictures(mask_root, tmp_path) -> None:
-    from seglab.data.coco import open_instance_split
+    from seglab.data.instance.coco import open_instance_split
     from seglab.data.transforms import build_instance_train_transforms
 
     augment = build_instance_train_transforms(48, scale=(1.0, 1.0), hflip=0.5, color_jitter=0.0)

@@ -57,7 +57,7 @@ def test_semantic_stats_count_pixels_objects_and_ignore() -> None:
 
 
 def test_dataset_stats_reads_at_most_limit_labels(tiny_data, tmp_path) -> None:
-    from seglab.data.folder import SegmentationFolder
+    from seglab.data.semantic.dataset import SegmentationFolder
 
     folder = SegmentationFolder(tiny_data, "train")
     stats = dataset_stats(folder, 3, 255, limit=5)
@@ -78,7 +78,7 @@ def test_label_picture_grows_with_the_classes(n: int, tmp_path) -> None:
 
 
 def test_instance_stats_count_instances(mask_root, instance_spec) -> None:
-    from seglab.data.coco import open_instance_split
+    from seglab.data.instance.coco import open_instance_split
 
     stats = dataset_stats(open_instance_split(mask_root, "train"), 4, None)
     area = instance_spec.H * instance_spec.W

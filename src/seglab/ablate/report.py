@@ -119,7 +119,7 @@ def plot_predictions(results: Sequence[RunResult], path: Path, images: int = 3) 
 
     from seglab import viz
     from seglab.checkpoint import load_checkpoint, read_info
-    from seglab.data.folder import SegmentationFolder
+    from seglab.data.semantic.dataset import SegmentationFolder
     from seglab.inference.semantic import predict
     from seglab.viz.panels import save_figure
 

@@ -54,7 +54,7 @@ def check(
     splits = list(split) if split else None
     task = task or _detected(root)
     if task is Task.instance:
-        from seglab.data.instance_checks import check_instance_dataset
+        from seglab.data.instance.checks import check_instance_dataset
 
         problems, scanned = check_instance_dataset(root, splits, max_pixels), ""
     elif task is Task.panoptic:
@@ -64,7 +64,7 @@ def check(
     else:
         problems, total = _check_semantic(root, splits, num_classes, ignore_index, max_pixels)
         scanned = f" ({total} files scanned)"
-    from seglab.data.checks import render_problems, split_warnings
+    from seglab.data.problems import render_problems, split_warnings
 
     warnings = split_warnings(root, task.value) if splits is None else []
     if warnings:  # clean files, yet training would stop: say so (issue 29: "data check says the data is clean")
@@ -95,7 +95,7 @@ def _detected(root: Path) -> Task:
 def _check_semantic(root: Path, splits: list[str] | None, num_classes: int | None, ignore_index: int,
                     max_pixels: int) -> tuple[list, int]:
     """The full semantic doctor under a progress bar; returns the problems and the number of files scanned."""
-    from seglab.data.checks import check_dataset
+    from seglab.data.semantic.checks import check_dataset
 
     seen = {"total": 0}
     with _progress("checking") as callback:
@@ -121,7 +121,7 @@ def stats(
     """Per-class pixel counts, frequencies and class weights, plus per-channel mean/std for Normalize
     (instance data: objects and images per class, object sizes)."""
     from seglab.data.layout import DATASET_PARTS
-    from seglab.data.stats import compute_stats
+    from seglab.data.semantic.stats import compute_stats
 
     if json_out is not None:  # a bad path fails now, not after the scan
         check_output_path(json_out, flag="--json")
@@ -175,7 +175,7 @@ def _print_geometry(s: dict) -> None:
 
 
 def _instance_stats(root: Path, split: str, json_out: Path | None) -> None:
-    from seglab.data.instance_stats import instance_stats
+    from seglab.data.instance.stats import instance_stats
 
     s = instance_stats(root, split)
     per_image = s["objects_per_image"]
@@ -213,8 +213,8 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Same seed, same dataset."),
 ) -> None:
     """Write a procedural demo dataset (semantic labels, instance masks and COCO JSON)."""
+    from seglab.data.panoptic.synthetic import make_panoptic
     from seglab.data.synthetic import make_digits, make_shapes
-    from seglab.data.synthetic_panoptic import make_panoptic
 
     make = {SynthKind.shapes: make_shapes, SynthKind.digits: make_digits, SynthKind.panoptic: make_panoptic}[kind]
     given = {k: v for k, v in {"n_train": n_train, "n_val": n_val, "size": size}.items() if v is not None}
@@ -259,7 +259,7 @@ def rgb_to_index(
     ignore_color: str | None = typer.Option(None, "--ignore-color", help="R,G,B color meaning 'ignore'."),
 ) -> None:
     """Color-coded RGB labels -> single-channel class-index PNGs."""
-    from seglab.data import convert as conv
+    from seglab.data.semantic import convert as conv
 
     color = _rgb(ignore_color)
     _convert("rgb -> index", lambda cb: conv.rgb_to_index(src, out, palette, unknown_to_ignore, ignore_index,
@@ -275,7 +275,7 @@ def index_to_rgb(
     ignore_color: str | None = typer.Option(None, "--ignore-color", help="R,G,B to paint ignored pixels."),
 ) -> None:
     """Class-index PNGs -> color-coded RGB PNGs (for viewing or tools that want colors)."""
-    from seglab.data import convert as conv
+    from seglab.data.semantic import convert as conv
 
     color = _rgb(ignore_color)
     _convert("index -> rgb", lambda cb: conv.index_to_rgb(src, out, palette, ignore_index, color, callback=cb),
@@ -289,7 +289,7 @@ def binary(
     threshold: int = typer.Option(128, "--threshold", help="Pixels >= threshold become 1."),
 ) -> None:
     """0/255 masks -> 0/1 class-index labels."""
-    from seglab.data import convert as conv
+    from seglab.data.semantic import convert as conv
 
     _convert("binary -> index", lambda cb: conv.binary_to_index(src, out, threshold, callback=cb), out)
 
@@ -297,7 +297,7 @@ def binary(
 @convert_app.command("palette-to-l")
 def palette_to_l(src: Path = _SRC, out: Path = _OUT) -> None:
     """Palette ('P') PNG labels -> plain grayscale PNGs with the same indices."""
-    from seglab.data import convert as conv
+    from seglab.data.semantic import convert as conv
 
     _convert("palette -> L", lambda cb: conv.palette_to_l(src, out, callback=cb), out)
 
@@ -316,7 +316,7 @@ def masks_to_coco_cmd(
     force: bool = _FORCE,
 ) -> None:
     """Instance-id PNGs + per-image label JSON -> one COCO instances JSON (compressed RLE)."""
-    from seglab.data.instance_convert import masks_to_coco
+    from seglab.data.instance.convert import masks_to_coco
 
     out = out or root / "annotations" / f"instances_{split}.json"
     with _progress(f"masks -> COCO ({split})") as callback:
@@ -334,7 +334,7 @@ def coco_to_masks_cmd(
     force: bool = _FORCE,
 ) -> None:
     """A COCO instances JSON -> instance-id PNGs (k = instance k) + <stem>.json category lists."""
-    from seglab.data.instance_convert import coco_to_masks
+    from seglab.data.instance.convert import coco_to_masks
 
     out = out or root / "masks" / split
     with _progress(f"COCO -> masks ({split})") as callback:

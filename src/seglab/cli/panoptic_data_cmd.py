@@ -22,8 +22,8 @@ _SPLITS = typer.Option(None, "--split", help="Split to convert (repeatable; defa
 
 def check_panoptic(root: Path, splits: list[str] | None, max_pixels: int) -> tuple[list, str]:
     """Run the panoptic doctor under a progress bar, print its warnings, return its errors and what was scanned."""
-    from seglab.data.checks import render_problems
-    from seglab.data.panoptic_checks import check_panoptic_dataset
+    from seglab.data.panoptic.checks import check_panoptic_dataset
+    from seglab.data.problems import render_problems
 
     console.print(f"{escape(str(root))}: panoptic dataset", highlight=False, soft_wrap=True)
     with progress_bar("checking") as callback:
@@ -51,7 +51,7 @@ def _run(what: str, out: Path, convert: Callable[[Callable[[int, int], None]], d
 def coco_panoptic_to_seglab_cmd(root: Path = _ROOT, out: Path = _OUT, split: list[str] | None = _SPLITS) -> None:
     """COCO panoptic (annotations/panoptic_<split>.json + PNGs) -> seglab's simple panoptic layout
     (images/, labels/, instances/, classes.txt, panoptic.json)."""
-    from seglab.data.panoptic_convert import coco_panoptic_to_seglab
+    from seglab.data.panoptic.convert import coco_panoptic_to_seglab
 
     _run("COCO panoptic -> seglab panoptic", out, lambda cb: coco_panoptic_to_seglab(root, out, split, callback=cb))
 
@@ -59,7 +59,7 @@ def coco_panoptic_to_seglab_cmd(root: Path = _ROOT, out: Path = _OUT, split: lis
 @convert_app.command("seglab-to-coco-panoptic")
 def seglab_to_coco_panoptic_cmd(root: Path = _ROOT, out: Path = _OUT, split: list[str] | None = _SPLITS) -> None:
     """seglab's simple panoptic layout -> COCO panoptic (annotations/panoptic_<split>.json + RGB id PNGs)."""
-    from seglab.data.panoptic_convert import seglab_to_coco_panoptic
+    from seglab.data.panoptic.convert import seglab_to_coco_panoptic
 
     _run("seglab panoptic -> COCO panoptic", out, lambda cb: seglab_to_coco_panoptic(root, out, split, callback=cb))
 
@@ -67,7 +67,7 @@ def seglab_to_coco_panoptic_cmd(root: Path = _ROOT, out: Path = _OUT, split: lis
 @convert_app.command("panoptic-to-semantic")
 def panoptic_to_semantic_cmd(root: Path = _ROOT, out: Path = _OUT, split: list[str] | None = _SPLITS) -> None:
     """Panoptic data (either layout) -> a semantic dataset (images/, labels/ of class indices, classes.txt)."""
-    from seglab.data.panoptic_convert import panoptic_to_semantic
+    from seglab.data.panoptic.convert import panoptic_to_semantic
 
     _run("panoptic -> semantic", out, lambda cb: panoptic_to_semantic(root, out, split, callback=cb))
 
@@ -76,7 +76,7 @@ def panoptic_to_semantic_cmd(root: Path = _ROOT, out: Path = _OUT, split: list[s
 def panoptic_to_instance_cmd(root: Path = _ROOT, out: Path = _OUT, split: list[str] | None = _SPLITS) -> None:
     """Panoptic data (either layout) -> COCO instances of its things (annotations/instances_<split>.json, RLE;
     crowd segments as iscrowd 1)."""
-    from seglab.data.panoptic_convert import panoptic_to_instance
+    from seglab.data.panoptic.convert import panoptic_to_instance
 
     _run("panoptic -> instance", out, lambda cb: panoptic_to_instance(root, out, split, callback=cb))
 
@@ -96,7 +96,7 @@ def semantic_to_panoptic_cmd(
 ) -> None:
     """A semantic dataset -> seglab's simple panoptic layout (instances from --instances, or connected components:
     touching objects of one class then merge)."""
-    from seglab.data.panoptic_from_semantic import semantic_to_panoptic
+    from seglab.data.panoptic.from_semantic import semantic_to_panoptic
 
     names = [t.strip() for t in things.split(",") if t.strip()]
     _run("semantic -> panoptic", out,

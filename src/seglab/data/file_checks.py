@@ -1,8 +1,8 @@
 """What the dataset doctor learns from one image or label file: its size, label values, and what is wrong.
 
 Nothing here raises on a bad file: each finding is a ``(problem, fix)`` pair on a :class:`FileReport`, which
-:mod:`seglab.data.checks` turns into :class:`~seglab.data.checks.Problem` rows. The functions run in worker
-threads (Pillow decodes outside the GIL) and return plain results the caller merges in order.
+:mod:`seglab.data.semantic.checks` turns into :class:`~seglab.data.problems.Problem` rows. The functions run
+in worker threads (Pillow decodes outside the GIL) and return plain results the caller merges in order.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file (UTF-8, a byte-order mark allowed); a syntax error names the line and column.
 
     Only the syntax is checked here: what the document must hold is checked by its reader (for COCO files
-    :func:`seglab.data.instance_checks.load_coco`).
+    :func:`seglab.data.instance.checks.load_coco`).
 
     Raises:
         DataError: the file is missing, unreadable, not UTF-8 or not valid JSON.

@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from seglab import __version__
-from seglab.data.checks import check_dataset, summarize_problems
-from seglab.data.instance_checks import check_instance_dataset, raise_first_problem
+from seglab.data.instance.checks import check_instance_dataset, raise_first_problem
 from seglab.data.io import DEFAULT_MAX_PIXELS, read_label
 from seglab.data.layout import CLASSES_FILE, PALETTE_FILE, PANOPTIC_FILE, list_split
-from seglab.data.panoptic_checks import check_panoptic_dataset, raise_first_panoptic_problem
+from seglab.data.panoptic.checks import check_panoptic_dataset, raise_first_panoptic_problem
+from seglab.data.problems import summarize_problems
+from seglab.data.semantic.checks import check_dataset
 from seglab.errors import DataError
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from seglab.data.io import IMAGE_EXTS, unsupported_files
 from seglab.data.layout import CLASSES_FILE, PALETTE_FILE, list_split, pair_by_stem
-from seglab.data.panoptic_convert import staged_output
+from seglab.data.panoptic.convert import staged_output
 from seglab.errors import ConfigError, DataError
 
 LAYOUT = "images/<stem>.<ext> and labels/<stem>.png (one label per image, the same stem)"

@@ -75,7 +75,7 @@ class InstanceTask:
     def __init__(self, root: str, *, train_split: str = "train", val_split: str = "val",
                  num_classes: int | None = None, in_channels: int = 3, augment: Augment = Augment(),
                  resize: int | None = None) -> None:
-        from seglab.data.coco import open_instance_split
+        from seglab.data.instance.coco import open_instance_split
         from seglab.data.transforms import build_instance_train_transforms
 
         if not root:
@@ -106,7 +106,7 @@ class InstanceTask:
 
     # --- pieces the trainer asks for -------------------------------------------------------------
     def collate(self):
-        from seglab.data.coco import collate_instances
+        from seglab.data.instance.coco import collate_instances
 
         return collate_instances
 

@@ -47,7 +47,7 @@ class PanopticTask:
     def __init__(self, root: str, *, train_split: str = "train", val_split: str = "val",
                  num_classes: int | None = None, in_channels: int = 3, augment: Augment = Augment(),
                  resize: int | None = None) -> None:
-        from seglab.data.panoptic import PanopticDataset, open_panoptic_split
+        from seglab.data.panoptic.dataset import PanopticDataset, open_panoptic_split
         from seglab.data.transforms import build_panoptic_train_transforms
         from seglab.inference.panoptic import PanopticEvalSet
 

@@ -93,7 +93,7 @@ class SemanticTask:
                  mean: list[float] | None = None, std: list[float] | None = None,
                  augment: Augment = Augment(), loss: str = "ce", class_weights: list[float] | None = None,
                  weight_method: str = "median", resize: int | None = None) -> None:
-        from seglab.data.folder import SegmentationFolder
+        from seglab.data.semantic.dataset import SegmentationFolder
         from seglab.data.transforms import build_eval_transforms, build_train_transforms
 
         if not root:
@@ -148,7 +148,7 @@ class SemanticTask:
             return list(given)
         if "wce" not in self.loss:
             return None
-        from seglab.data.stats import class_weights
+        from seglab.data.semantic.stats import class_weights
 
         return list(class_weights(self.root, self.train_split, self.num_classes, method=method,
                                   ignore_index=self.ignore_index))

@@ -76,7 +76,7 @@ def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str | Path
 
 def _semantic(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tta: str | None,
               tiles: TileOptions | None, dist: DistInfo, callback: Progress | None) -> Evaluation:
-    from seglab.data.folder import SegmentationFolder
+    from seglab.data.semantic.dataset import SegmentationFolder
     from seglab.inference.semantic import evaluate
 
     tiles = tiles or TileOptions()
@@ -91,7 +91,7 @@ def _semantic(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tt
 
 def _instance(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tta: str | None,
               tiles: TileOptions | None, dist: DistInfo, callback: Progress | None) -> Evaluation:
-    from seglab.data.coco import open_instance_split
+    from seglab.data.instance.coco import open_instance_split
     from seglab.distributed import gather_lists
     from seglab.inference.instance import detect_dataset, score_detections, split_ground_truth
 
@@ -113,7 +113,7 @@ def _panoptic(model: nn.Module, info: CheckpointInfo, data: Path, split: str, tt
               tiles: TileOptions | None, dist: DistInfo, callback: Progress | None) -> Evaluation:
     import torch
 
-    from seglab.data.panoptic import open_panoptic_split
+    from seglab.data.panoptic.dataset import open_panoptic_split
     from seglab.inference.panoptic import PanopticEvalSet, PanopticScorer, collate_lists, score_batches
 
     refuse_tiling(info, tta, tiles)

@@ -104,7 +104,7 @@ def instances_to_coco(inst: dict[str, torch.Tensor], image_id: int,
 
 def split_ground_truth(dataset: Any) -> dict:
     """An instance split as a COCO dict: the JSON itself (crowd regions kept) or built from the masks."""
-    from seglab.data.coco import CocoInstances, read_json
+    from seglab.data.instance.coco import CocoInstances, read_json
     from seglab.metrics.coco import targets_to_coco
 
     if isinstance(dataset, CocoInstances):

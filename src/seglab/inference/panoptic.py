@@ -56,7 +56,7 @@ def to_cpu(out: dict[str, Any]) -> dict[str, Any]:
 
 def semantic_map(ids: torch.Tensor | np.ndarray, segments: Sequence[dict], void: int) -> torch.Tensor:
     """The class index of each pixel's segment (``void`` where the id is 0 or unlisted), as a tensor."""
-    from seglab.data.panoptic import semantic_map as class_of_pixels
+    from seglab.data.panoptic.dataset import semantic_map as class_of_pixels
 
     ids = ids.cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
     return torch.from_numpy(np.asarray(class_of_pixels(ids, segments, void), dtype=np.int64))

@@ -1,7 +1,7 @@
 """Checks of saved predictions (``seglab evaluate --predictions``) before anything is scored.
 
 These files come from other tools, or were edited by hand: they are untrusted input, checked like the
-datasets' own files (``data/instance_checks.py``). Every field is checked for type, range, finiteness, size
+datasets' own files (``data/instance/checks.py``). Every field is checked for type, range, finiteness, size
 agreement with its image and, for file names, containment in the predictions folder; the first bad record
 is named with its file and index, as a :class:`~seglab.errors.DataError` (the CLI exits 2). A broken RLE
 never reaches the C decoder, a NaN or string score never reaches the AP sort, and a ``file_name`` with

@@ -71,8 +71,8 @@ def _info(path: Path, task: str, classes: list[str], cat_ids: list[int] | None =
 def _semantic(predictions: Path, data: Path, split: str, callback: Progress | None) -> Evaluation:
     import torch
 
-    from seglab.data.folder import SegmentationFolder
     from seglab.data.io import read_label
+    from seglab.data.semantic.dataset import SegmentationFolder
     from seglab.metrics import BoundaryMetrics, SegMetrics
     from seglab.metrics.baselines import split_baselines
 
@@ -132,7 +132,7 @@ def _read_prediction_png(path: Path, predictions: Path, data: Path) -> np.ndarra
 
 
 def _instance(predictions: Path, data: Path, split: str, callback: Progress | None) -> Evaluation:
-    from seglab.data.coco import open_instance_split
+    from seglab.data.instance.coco import open_instance_split
     from seglab.inference.instance import coco_ap, split_ground_truth
     from seglab.inference.prediction_checks import check_detections
 
@@ -151,7 +151,7 @@ def _instance(predictions: Path, data: Path, split: str, callback: Progress | No
 
 
 def _panoptic(predictions: Path, data: Path, split: str, callback: Progress | None) -> Evaluation:
-    from seglab.data.panoptic import open_panoptic_split
+    from seglab.data.panoptic.dataset import open_panoptic_split
     from seglab.inference.panoptic import PanopticScorer
 
     truth = open_panoptic_split(data, split)
@@ -207,7 +207,7 @@ def _panoptic_prediction(json_path: Path, annotation: dict, cat_index: dict[int,
     has one) become the implied detections."""
     import torch
 
-    from seglab.data.panoptic_format import read_panoptic_png
+    from seglab.data.panoptic.format import read_panoptic_png
 
     name = annotation["file_name"]
     from seglab.data.layout import containment_problem

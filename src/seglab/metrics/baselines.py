@@ -124,8 +124,8 @@ def split_baselines(root: str | os.PathLike, split: str, num_classes: int, ignor
                     callback: Callable[[int, int], None] | None = None) -> Baselines:
     """The trivial baselines of a folder dataset's split (one pass: label counts, and gray histograms when
     ``num_classes`` is 2)."""
-    from seglab.data.folder import SegmentationFolder
     from seglab.data.io import read_image, read_label
+    from seglab.data.semantic.dataset import SegmentationFolder
 
     samples = SegmentationFolder(root, split, ignore_index=ignore_index, num_classes=num_classes,
                                  check=False).samples

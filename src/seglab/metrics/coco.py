@@ -37,7 +37,7 @@ def _load(obj: Any) -> Any:
 def _load_ground_truth(obj: Any) -> Any:
     """A ground-truth file is untrusted: every record is type-checked (the doctor's rules) before scoring."""
     if isinstance(obj, (str, os.PathLike)):
-        from seglab.data.instance_checks import load_coco
+        from seglab.data.instance.checks import load_coco
         from seglab.data.io import read_json
 
         data = read_json(Path(obj))  # read once: checked here, then scored

@@ -80,7 +80,7 @@ def fingerprint(root: str | Path, ignore_index: int = 255, num_classes: int | No
     """The fingerprint of ``root``'s training split: every image's header (sizes, channels); semantic data: the
     labels read (class statistics, the label geometry of a sample) after the checks training makes, so the plan
     refuses what training would refuse; instance data: object sizes and counts."""
-    from seglab.data.stats import compute_stats, image_headers, majority_channels
+    from seglab.data.semantic.stats import compute_stats, image_headers, majority_channels
 
     root = Path(root)
     task = detect_task(root)
@@ -99,7 +99,7 @@ def fingerprint(root: str | Path, ignore_index: int = 255, num_classes: int | No
                      majority_channels(headers) if headers else 3, gray_images=sum(c == 1 for _, _, c in headers),
                      long_sides=(longs[0], int(statistics.median(longs)), longs[-1]))
     if task == "instance":
-        from seglab.data.instance_stats import instance_stats
+        from seglab.data.instance.stats import instance_stats
 
         st = instance_stats(root, "train")
         fp.object_sizes = [st["object_size"][k] for k in ("p5", "p50", "p95")] if st["num_objects"] else []

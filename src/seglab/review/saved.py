@@ -27,8 +27,8 @@ def saved_source(predictions: str | Path, data: str | Path, split: str = "val") 
 
 
 def _semantic(predictions: Path, data: Path, split: str) -> Source:
-    from seglab.data.folder import SegmentationFolder
     from seglab.data.io import read_image, read_label
+    from seglab.data.semantic.dataset import SegmentationFolder
     from seglab.review.rows import semantic_metrics
 
     truth = SegmentationFolder(data, split)
@@ -50,7 +50,7 @@ def _semantic(predictions: Path, data: Path, split: str) -> Source:
 
 
 def _instance(predictions: Path, data: Path, split: str) -> Source:
-    from seglab.data.coco import open_instance_split, read_json
+    from seglab.data.instance.coco import open_instance_split, read_json
     from seglab.data.rle import decode_masks, segmentation_to_rle
     from seglab.inference import split_ground_truth
 
@@ -100,7 +100,7 @@ def _box_rle(bbox: list[float], h: int, w: int) -> dict:
 
 
 def _panoptic(predictions: Path, data: Path, split: str) -> Source:
-    from seglab.data.panoptic import open_panoptic_split
+    from seglab.data.panoptic.dataset import open_panoptic_split
     from seglab.inference.scoring import saved_panoptic
 
     truth = open_panoptic_split(data, split)

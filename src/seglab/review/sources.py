@@ -68,7 +68,7 @@ def to_picture(image: torch.Tensor | np.ndarray) -> np.ndarray:
 def semantic_source(model: nn.Module, info: CheckpointInfo, data: Path, split: str, *, tta: str | None = None,
                     tile: int | None = None, device: str | torch.device | None = None) -> Source:
     """A semantic checkpoint predicting ``data``'s ``split`` (with probabilities: confidence, calibration)."""
-    from seglab.data.folder import SegmentationFolder
+    from seglab.data.semantic.dataset import SegmentationFolder
     from seglab.inference import predict
     from seglab.review.rows import semantic_metrics
 
@@ -101,7 +101,7 @@ def image_stem(dataset: Any, i: int) -> str:
 def instance_source(model: nn.Module, info: CheckpointInfo, data: Path, split: str,
                     device: str | torch.device | None = None) -> Source:
     """An instance checkpoint on ``data``'s ``split``: every detection scored (AP), the confident ones shown."""
-    from seglab.data.coco import open_instance_split
+    from seglab.data.instance.coco import open_instance_split
     from seglab.inference import instances_to_coco, predict_instances, split_ground_truth
 
     dataset = open_instance_split(data, split)
@@ -126,7 +126,7 @@ def instance_source(model: nn.Module, info: CheckpointInfo, data: Path, split: s
 def panoptic_source(model: nn.Module, info: CheckpointInfo, data: Path, split: str,
                     device: str | torch.device | None = None) -> Source:
     """A panoptic checkpoint on ``data``'s ``split``: PQ per image, the implied class maps, thing error kinds."""
-    from seglab.data.panoptic import open_panoptic_split
+    from seglab.data.panoptic.dataset import open_panoptic_split
     from seglab.inference.panoptic import predict_panoptic
 
     truth = open_panoptic_split(data, split)

@@ -97,7 +97,7 @@ def generate_masks(model: nn.Module, image: np.ndarray, options: AutoMaskOptions
 
     One encoder pass per crop (one for ``crop_n_layers=0``), then ``points_per_side ** 2`` prompts.
     """
-    from seglab.data.instance_dataset import tight_boxes
+    from seglab.data.instance.dataset import tight_boxes
     from seglab.sam.model import require_segment_anything
     from seglab.sam.session import rgb_uint8
 

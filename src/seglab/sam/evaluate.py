@@ -67,8 +67,8 @@ def evaluate_refinement(model: nn.Module, info: CheckpointInfo, data: str | Path
 
 def _semantic(model: nn.Module, info: CheckpointInfo, data: Path, split: str, refiner: SamRefiner, band: int,
               score_threshold: float, callback: Progress | None) -> tuple[list[dict], list[list], int]:
-    from seglab.data.folder import SegmentationFolder
     from seglab.data.io import read_image
+    from seglab.data.semantic.dataset import SegmentationFolder
     from seglab.inference.semantic import predict
     from seglab.metrics import BoundaryMetrics, SegMetrics
 
@@ -92,7 +92,7 @@ def _semantic(model: nn.Module, info: CheckpointInfo, data: Path, split: str, re
 
 def _instance(model: nn.Module, info: CheckpointInfo, data: Path, split: str, refiner: SamRefiner, band: int,
               score_threshold: float, callback: Progress | None) -> tuple[list[dict], list[list], int]:
-    from seglab.data.coco import open_instance_split
+    from seglab.data.instance.coco import open_instance_split
     from seglab.inference.instance import coco_ap, instances_to_coco, predict_instances, split_ground_truth
     from seglab.metrics import BoundaryMetrics
 

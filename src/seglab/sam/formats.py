@@ -1,8 +1,8 @@
 """SAM's masks in seglab's file formats: instance-id PNG + JSON, class-index label PNG, COCO RLE, a review picture.
 
 Every format is what seglab's own readers take: the instance PNG + ``<stem>.json`` is the ``masks/<split>/``
-layout (:class:`seglab.data.masks.InstanceMaskFolder`), the label PNG the semantic layout
-(:func:`seglab.data.io.read_label`), the COCO document passes :func:`seglab.data.instance_checks.load_coco`.
+layout (:class:`seglab.data.instance.masks.InstanceMaskFolder`), the label PNG the semantic layout
+(:func:`seglab.data.io.read_label`), the COCO document passes :func:`seglab.data.instance.checks.load_coco`.
 SAM's masks may overlap; a pixel goes to the mask with the higher score, and a mask left without pixels is
 dropped (ids stay 1..N, the layout's contract).
 """
@@ -124,7 +124,7 @@ def save_review(path: Path, image: np.ndarray, objects: Objects, names: Sequence
     """The image with each object in its own colour, labelled with its class and score."""
     import torch
 
-    from seglab.data.instance_dataset import tight_boxes
+    from seglab.data.instance.dataset import tight_boxes
     from seglab.viz import save_instance_overlay
 
     ids, kept = objects.painted()

@@ -1,11 +1,11 @@
 """The dataset doctor: scan a semantic folder dataset once and report every problem together.
 
 A user fixing data wants the whole list at once, not one crash per run, so nothing here raises on a
-bad file: each one becomes a :class:`Problem` (file, what is wrong, how to fix it). Each file is inspected
-by :mod:`seglab.data.file_checks`; this module pairs, counts and checks values across files. The fast path
-(``fast=True``, run when a dataset is opened for training) reads every file's header (pairing,
-extensions, modes, sizes, decompression bombs) and decodes an even sample of labels for their values;
-the full path also decodes every image and label, which finds truncated files and every bad value.
+bad file: each one becomes a :class:`~seglab.data.problems.Problem` (file, what is wrong, how to fix it).
+Each file is inspected by :mod:`seglab.data.file_checks`; this module pairs, counts and checks values across
+files. The fast path (``fast=True``, run when a dataset is opened for training) reads every file's header
+(pairing, extensions, modes, sizes, decompression bombs) and decodes an even sample of labels for their
+values; the full path also decodes every image and label, which finds truncated files and every bad value.
 """
 
 from __future__ import annotations
@@ -15,19 +15,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from seglab.data.file_checks import FileReport, inspect_image, inspect_label
-from seglab.data.io import (
-    DEFAULT_MAX_PIXELS,
-    IMAGE_EXTS,
-    LABEL_EXTS,
-    pil_pixel_limit,
-    unsupported_files,
-    unsupported_finding,
-)
+from seglab.data.io import DEFAULT_MAX_PIXELS, pil_pixel_limit
 from seglab.data.layout import (
     CLASSES_FILE,
     PALETTE_FILE,
@@ -37,21 +29,10 @@ from seglab.data.layout import (
     read_dataset_palette,
     split_folders,
 )
+from seglab.data.problems import Problem, unsupported_problems
 from seglab.errors import DataError
 
-if TYPE_CHECKING:
-    from rich.console import Console
-
 FAST_LABEL_SAMPLE = 128  # labels decoded per split on the fast path (evenly spaced)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a dataset: which file, what is wrong, how to fix it."""
-
-    path: Path | str
-    problem: str
-    fix: str
 
 
 @dataclass
@@ -129,35 +110,6 @@ def check_dataset(
                  f"(e.g. {where.name})",
                  f"add one line per class up to class {value} (line i names class i), or fix the labels")
     return scan.problems
-
-
-def unsupported_problems(folder: Path, kind: str = "images") -> list[Problem]:
-    """One problem per file in ``folder`` of an image format seglab does not read (a ``.webp``): named as such,
-    not as "label has no image" (:func:`seglab.data.io.unsupported_files`)."""
-    exts = IMAGE_EXTS if kind == "images" else LABEL_EXTS
-    return [Problem(p, *unsupported_finding(p, exts, kind)) for p in unsupported_files(folder, IMAGE_EXTS)]
-
-
-def split_warnings(root: str | os.PathLike, task: str = "semantic") -> list[Problem]:
-    """What ``seglab data check`` (all splits) says about the splits training needs: a dataset with images but no
-    ``val`` split, or an empty one, is clean file by file, yet ``seglab train`` stops on it (it validates on
-    ``val``). Warnings, not problems: each file is fine and other tools may not need val.
-    """
-    root = Path(root)
-    splits = split_folders(root, "images")
-    if not splits:
-        return []
-    if task == "semantic":
-        fix = (f"make one: `seglab data split {root} --val 0.2 --out {root}_split` (copies; the originals stay), or "
-               "move some images and their labels to images/val/ and labels/val/")
-    else:
-        fix = "move some images, with their masks or annotations, to a val split (images/val/ and its labels)"
-    if "val" not in splits:
-        return [Problem(root / "images" / "val", f"no val split (found {', '.join(splits)}): `seglab train` "
-                        "validates on val and stops without one", fix)]
-    if task != "semantic" and not list_split(root / "images" / "val"):  # the semantic doctor reports this itself
-        return [Problem(root / "images" / "val", "the val split is empty: `seglab train` validates on it", fix)]
-    return []
 
 
 def _check_layout_files(root: Path, num_classes: int | None, problems: list[Problem],
@@ -297,38 +249,3 @@ def _check_values(scan: _Scan, report: FileReport) -> None:
                  f"index {scan.ignore_index}",
                  "fix the label; if they are real classes raise --num-classes / add names to classes.txt; "
                  f"if they mean 'ignore' relabel them {scan.ignore_index} or pass --ignore-index")
-
-
-def summarize_problems(problems: list[Problem], limit: int = 10) -> str:
-    """The first ``limit`` problems as ``- file: problem`` lines (for one-message errors)."""
-    lines = [f"  - {p.path}: {p.problem}" for p in problems[:limit]]
-    if len(problems) > limit:
-        lines.append(f"  ... and {len(problems) - limit} more")
-    return "\n".join(lines)
-
-
-def render_problems(problems: list[Problem], console: Console, root: str | os.PathLike | None = None) -> None:
-    """Print every problem as one rich table (file, problem, fix) on the caller's ``console``.
-
-    Paths are shown relative to ``root`` if given. The CLI passes its console; nothing here prints alone.
-    """
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(show_lines=False, header_style="bold")
-    table.add_column("file", no_wrap=True, style="cyan")
-    table.add_column("problem", overflow="fold")
-    table.add_column("fix", style="green", overflow="fold")  # fold, never cut: fixes are commands to copy
-    for p in problems:
-        # Text cells: file names and messages may hold '[...]', which rich would read as markup.
-        table.add_row(Text(_display_path(p.path, root)), Text(p.problem), Text(p.fix))
-    console.print(table)
-
-
-def _display_path(path: Path | str, root: str | os.PathLike | None) -> str:
-    if root is None:
-        return str(path)
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return str(path)

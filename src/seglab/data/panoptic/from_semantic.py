@@ -25,8 +25,8 @@ from seglab.data.layout import (
     read_classes,
     split_folders,
 )
-from seglab.data.panoptic_convert import place_image, staged_output
-from seglab.data.panoptic_format import VOID
+from seglab.data.panoptic.convert import place_image, staged_output
+from seglab.data.panoptic.format import VOID
 from seglab.errors import ConfigError, DataError
 from seglab.fileio import atomic_write_text, refuse_overwrite
 
@@ -100,7 +100,7 @@ class _InstanceSource:
     """Instances of an instance dataset by image stem, with category names mapped onto thing classes."""
 
     def __init__(self, root: Path, split: str, classes: list[str], things: list[int]) -> None:
-        from seglab.data.coco import open_instance_split
+        from seglab.data.instance.coco import open_instance_split
 
         self.ds = open_instance_split(root, split)
         paths = [Path(im["file_name"]) for im in self.ds.images] if hasattr(self.ds, "images") \

@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from seglab.data import checks
-from seglab.data.checks import Problem, check_dataset, render_problems
+from seglab.data.problems import Problem, render_problems
+from seglab.data.semantic import checks
+from seglab.data.semantic.checks import check_dataset
 from seglab.errors import DataError
 
 LABEL = (np.arange(48).reshape(6, 8) % 3).astype(np.uint8)

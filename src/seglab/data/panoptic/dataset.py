@@ -24,10 +24,10 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from seglab.data.instance_dataset import tight_boxes
+from seglab.data.instance.dataset import tight_boxes
 from seglab.data.io import DEFAULT_MAX_PIXELS, read_image, read_label
 from seglab.data.layout import list_split, read_classes, read_panoptic_things
-from seglab.data.panoptic_format import (
+from seglab.data.panoptic.format import (
     VOID,
     id_agreement,
     load_coco_panoptic,

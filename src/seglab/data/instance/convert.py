@@ -1,7 +1,7 @@
 """Converters between the two instance layouts: instance-mask PNGs <-> COCO instances JSON (RLE).
 
 ``seglab data convert masks-to-coco`` / ``coco-to-masks`` call these; a round trip PNG -> COCO -> PNG is the
-identity (tests/data/test_instance_convert.py). Progress goes to ``callback(done, total)`` after each image.
+identity (tests/data/instance/test_convert.py). Progress goes to ``callback(done, total)`` after each image.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from seglab.data.instance_checks import CocoIndex, load_coco
+from seglab.data.instance.checks import CocoIndex, load_coco
+from seglab.data.instance.masks import InstanceMaskFolder
 from seglab.data.io import DEFAULT_MAX_PIXELS, image_size, read_label, write_label
-from seglab.data.masks import InstanceMaskFolder
 from seglab.data.rle import decode_masks, encode_mask, rle_bbox, segmentation_to_rle
 from seglab.errors import DataError
 from seglab.fileio import atomic_write_text, check_output_path, refuse_overwrite
@@ -72,7 +72,7 @@ def masks_to_coco(root: str | os.PathLike, split: str, out_json: str | os.PathLi
 
 
 def _read_coco(root: Path, split: str) -> tuple[CocoIndex, dict[int, list[dict]]]:
-    """The checked JSON (:func:`~seglab.data.instance_checks.load_coco`) and its non-crowd annotations per
+    """The checked JSON (:func:`~seglab.data.instance.checks.load_coco`) and its non-crowd annotations per
     image id (in id order)."""
     path = root / "annotations" / f"instances_{split}.json"
     index = load_coco(path, root / "images" / split)

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from seglab.data.instance_checks import load_coco
+from seglab.data.instance.checks import load_coco
+from seglab.data.instance.masks import InstanceMaskFolder
 from seglab.data.io import read_label
-from seglab.data.masks import InstanceMaskFolder
 
 SMALL, MEDIUM = 32**2, 96**2  # COCO's area buckets (pixels): small < 32^2 <= medium < 96^2 <= large
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as pycoco_mask
 
-from seglab.data.instance_convert import coco_to_masks, masks_to_coco
+from seglab.data.instance.convert import coco_to_masks, masks_to_coco
 from seglab.data.io import read_label
 from seglab.errors import DataError
 

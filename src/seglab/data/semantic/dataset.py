@@ -1,7 +1,7 @@
 """Semantic segmentation folder dataset: ``images/<split>/<stem>.<ext>`` + ``labels/<split>/<stem>.png``.
 
 Listing, pairing by stem, ``classes.txt`` and ``palette.txt`` come from :mod:`seglab.data.layout`, as in the
-dataset doctor (:mod:`seglab.data.checks`) and the statistics, so all three agree on which files make a
+dataset doctor (:mod:`seglab.data.semantic.checks`) and the statistics, so all three agree on which files make a
 sample and what each class is called.
 """
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from seglab.data.instance_checks import check_instance_dataset
+from seglab.data.instance.checks import check_instance_dataset
+from seglab.data.instance.masks import InstanceMaskFolder
 from seglab.data.io import DEFAULT_MAX_PIXELS
-from seglab.data.masks import InstanceMaskFolder
 from seglab.errors import DataError
 
 
@@ -55,7 +55,7 @@ def test_no_images(tmp_path: Path) -> None:
 
 
 def test_an_item_never_allocates_more_than_the_mask_budget(mask_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import seglab.data.masks as M
+    import seglab.data.instance.masks as M
 
     folder = InstanceMaskFolder(mask_root, "train")
     image, target = folder[0]  # within budget

@@ -1,6 +1,6 @@
 """What both instance layouts share: categories -> contiguous labels, and detection targets built from masks.
 
-:class:`~seglab.data.coco.CocoInstances` and :class:`~seglab.data.masks.InstanceMaskFolder` subclass
+:class:`~seglab.data.instance.coco.CocoInstances` and :class:`~seglab.data.instance.masks.InstanceMaskFolder` subclass
 :class:`InstanceDataset`; it lives apart from both so neither has to import the other.
 """
 

@@ -1,13 +1,13 @@
 """The panoptic dataset doctor: both layouts scanned once, every problem reported together.
 
-Rows are :class:`~seglab.data.checks.Problem` (file, what is wrong, how to fix it), as the semantic and
+Rows are :class:`~seglab.data.problems.Problem` (file, what is wrong, how to fix it), as the semantic and
 instance doctors report them. Errors stop training (:func:`seglab.data.preflight.preflight_panoptic`);
 warnings (a segments_info ``area`` / ``bbox`` that disagrees with the PNG, extra files nothing reads, a
 stuff category split into several segments, a thing class that never has an instance) are shown but do not.
 
 Simple layout: classes.txt and panoptic.json; images, labels and instance PNGs paired by stem and of one
 size; label values; instance ids only on thing pixels, and each within one class. COCO layout: every JSON
-record (:func:`seglab.data.panoptic_format.index_coco_panoptic`); images and PNGs present and of the
+record (:func:`seglab.data.panoptic.format.index_coco_panoptic`); images and PNGs present and of the
 annotated size; PNG ids and segments_info agree both ways.
 """
 
@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from seglab.data.checks import Problem
 from seglab.data.file_checks import inspect_image
 from seglab.data.io import (
     DEFAULT_MAX_PIXELS,
@@ -41,7 +40,7 @@ from seglab.data.layout import (
     read_classes,
     read_panoptic_things,
 )
-from seglab.data.panoptic_format import (
+from seglab.data.panoptic.format import (
     Finding,
     PanopticIndex,
     id_agreement,
@@ -50,6 +49,7 @@ from seglab.data.panoptic_format import (
     segment_stats,
     simple_segments,
 )
+from seglab.data.problems import Problem
 from seglab.errors import DataError
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seglab.data.checks import Problem, unsupported_problems
 from seglab.data.file_checks import FileReport, inspect_image
 from seglab.data.io import (
     DEFAULT_MAX_PIXELS,
@@ -37,6 +36,7 @@ from seglab.data.layout import (
     read_instance_labels,
     sort_splits,
 )
+from seglab.data.problems import Problem, unsupported_problems
 from seglab.data.rle import rle_area, segmentation_problem, segmentation_to_rle
 from seglab.errors import DataError
 

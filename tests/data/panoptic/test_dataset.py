@@ -13,8 +13,8 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from seglab.data.layout import detect_task
-from seglab.data.panoptic import PanopticDataset, collate_panoptic, open_panoptic_split, semantic_map
-from seglab.data.panoptic_format import ids_to_rgb, read_panoptic_png, rgb_to_ids
+from seglab.data.panoptic.dataset import PanopticDataset, collate_panoptic, open_panoptic_split, semantic_map
+from seglab.data.panoptic.format import ids_to_rgb, read_panoptic_png, rgb_to_ids
 from seglab.data.transforms import SemanticMask, build_panoptic_train_transforms
 from seglab.errors import DataError
 
@@ -225,7 +225,7 @@ def _coded_item() -> tuple[tv_tensors.Image, dict]:
     semantic = (xx // 5 + 4 * (yy // 8)).astype(np.int64)
     semantic[0, :] = 255
     m = torch.from_numpy(masks)
-    from seglab.data.instance_dataset import tight_boxes
+    from seglab.data.instance.dataset import tight_boxes
 
     target = {"boxes": tv_tensors.BoundingBoxes(tight_boxes(m), format="XYXY", canvas_size=(h, w)),
               "labels": torch.tensor([1, 2]), "masks": tv_tensors.Mask(m),
@@ -301,8 +301,8 @@ def test_dataset_with_transforms_returns_the_instance_path_types(tmp_path: Path)
 def test_synthetic_panoptic_is_deterministic_and_doctor_clean(tmp_path: Path) -> None:
     import hashlib
 
-    from seglab.data.panoptic_checks import check_panoptic_dataset
-    from seglab.data.synthetic_panoptic import PANOPTIC_CLASSES, make_panoptic
+    from seglab.data.panoptic.checks import check_panoptic_dataset
+    from seglab.data.panoptic.synthetic import PANOPTIC_CLASSES, make_panoptic
 
     def digest(root: Path) -> dict[str, str]:
         return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -328,7 +328,7 @@ def test_synthetic_panoptic_is_deterministic_and_doctor_clean(tmp_path: Path) ->
 
 
 def test_synthetic_panoptic_refuses_foreign_folders(tmp_path: Path) -> None:
-    from seglab.data.synthetic_panoptic import make_panoptic
+    from seglab.data.panoptic.synthetic import make_panoptic
 
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "mine.txt").write_text("keep")

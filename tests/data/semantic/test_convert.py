@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.data.convert import binary_to_index, index_to_rgb, load_palette, palette_to_l, rgb_to_index
+from seglab.data.semantic.convert import binary_to_index, index_to_rgb, load_palette, palette_to_l, rgb_to_index
 from seglab.errors import ConfigError, DataError
 
 PALETTE = np.array([[0, 0, 0], [128, 64, 128], [220, 20, 60], [0, 0, 142]], np.uint8)

@@ -13,18 +13,18 @@ import pytest
 from PIL import Image
 from pycocotools import mask as pycoco_mask
 
-from seglab.data.folder import SegmentationFolder
 from seglab.data.io import read_label, write_label
-from seglab.data.panoptic import open_panoptic_split
-from seglab.data.panoptic_checks import check_panoptic_dataset
-from seglab.data.panoptic_convert import (
+from seglab.data.panoptic.checks import check_panoptic_dataset
+from seglab.data.panoptic.convert import (
     coco_panoptic_to_seglab,
     panoptic_to_instance,
     panoptic_to_semantic,
     seglab_to_coco_panoptic,
 )
-from seglab.data.panoptic_from_semantic import connected_components, semantic_to_panoptic
-from seglab.data.synthetic_panoptic import make_panoptic
+from seglab.data.panoptic.dataset import open_panoptic_split
+from seglab.data.panoptic.from_semantic import connected_components, semantic_to_panoptic
+from seglab.data.panoptic.synthetic import make_panoptic
+from seglab.data.semantic.dataset import SegmentationFolder
 from seglab.errors import ConfigError, DataError
 
 H, W = 6, 8
@@ -156,8 +156,8 @@ def test_panoptic_to_semantic_is_read_by_the_semantic_dataset(tmp_path: Path) ->
 
 
 def test_panoptic_to_instance_is_read_by_the_instance_readers(tmp_path: Path) -> None:
-    from seglab.data.coco import open_instance_split
-    from seglab.data.instance_checks import check_instance_dataset
+    from seglab.data.instance.checks import check_instance_dataset
+    from seglab.data.instance.coco import open_instance_split
 
     panoptic_to_instance(_simple(tmp_path / "s"), tmp_path / "inst")
     assert check_instance_dataset(tmp_path / "inst", decode=True) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from seglab.cli import main
-from seglab.data.instance_stats import instance_stats
+from seglab.data.instance.stats import instance_stats
 from seglab.data.layout import detect_task
 
 # a: class 1 10x10, class 3 18x16; b: class 2 40x8, class 1 10x10, class 2 10x10; c: nothing

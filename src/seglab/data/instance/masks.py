@@ -2,7 +2,7 @@
 
 ``<stem>.json`` = ``{"labels": [c_1, ..., c_n]}``, the category id of each instance; names come from
 ``classes.txt`` read by :func:`seglab.data.layout.category_names` (the background and id-offset rule is
-there). Items are the same detection targets as :class:`seglab.data.coco.CocoInstances`.
+there). Items are the same detection targets as :class:`seglab.data.instance.coco.CocoInstances`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seglab.data.instance_dataset import InstanceDataset
+from seglab.data.instance.dataset import InstanceDataset
 from seglab.data.io import read_image, read_label
 from seglab.data.layout import category_names, list_split, read_classes, read_instance_labels
 from seglab.errors import DataError
@@ -27,7 +27,7 @@ class InstanceMaskFolder(InstanceDataset):
     """Instance-mask folder (``masks/<split>/<stem>.png`` + ``<stem>.json``) with CocoInstances' output.
 
     Image ids are 1-based positions in the sorted image list, the ids
-    :func:`seglab.data.instance_convert.masks_to_coco` writes. A PNG without its JSON is accepted only when
+    :func:`seglab.data.instance.convert.masks_to_coco` writes. A PNG without its JSON is accepted only when
     ``classes.txt`` names a single category (all instances get it).
 
     Raises:

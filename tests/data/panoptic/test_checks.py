@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 from seglab.data.io import read_label
-from seglab.data.panoptic import open_panoptic_split
-from seglab.data.panoptic_checks import PanopticReport, check_panoptic_dataset
-from seglab.data.panoptic_convert import seglab_to_coco_panoptic
-from seglab.data.panoptic_format import ids_to_rgb, read_panoptic_png
+from seglab.data.panoptic.checks import PanopticReport, check_panoptic_dataset
+from seglab.data.panoptic.convert import seglab_to_coco_panoptic
+from seglab.data.panoptic.dataset import open_panoptic_split
+from seglab.data.panoptic.format import ids_to_rgb, read_panoptic_png
+from seglab.data.panoptic.synthetic import make_panoptic
 from seglab.data.preflight import preflight_panoptic
-from seglab.data.synthetic_panoptic import make_panoptic
 from seglab.errors import DataError
 
 

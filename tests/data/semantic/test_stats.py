@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.data.stats import class_weights, compute_stats
+from seglab.data.semantic.stats import class_weights, compute_stats
 from seglab.errors import DataError
 
 # Two 2x3 train images. Label A: class 0 x3, 1 x1, 2 x1, ignore x1. Label B: 0 x1, 1 x4, ignore x1.
@@ -124,7 +124,7 @@ def test_stats_stream_in_small_dtypes(tmp_path: Path, monkeypatch) -> None:
     import tracemalloc
 
     import seglab.data.label_geometry as G
-    import seglab.data.stats as S
+    import seglab.data.semantic.stats as S
     from seglab.data.label_geometry import label_geometry
 
     for module in (G, S):  # bands of 64 K pixels: their fixed temporaries small beside this test's 1 M pixels
@@ -148,7 +148,7 @@ def test_stats_stream_in_small_dtypes(tmp_path: Path, monkeypatch) -> None:
 
 def test_mixed_channels_are_read_from_every_header(tmp_path: Path) -> None:
     """Issue 26 reliability 3: the first image decided; a colour dataset whose first image is gray read as gray."""
-    from seglab.data.stats import image_headers, majority_channels
+    from seglab.data.semantic.stats import image_headers, majority_channels
 
     _write(tmp_path, "a", (10, 10, 10), LABEL_A)
     Image.open(tmp_path / "images" / "train" / "a.png").convert("L").save(tmp_path / "images" / "train" / "a.png")

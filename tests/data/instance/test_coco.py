@@ -12,11 +12,11 @@ from PIL import Image
 from pycocotools import mask as pycoco_mask
 from torchvision.transforms import v2
 
-from seglab.data.coco import CocoInstances, collate_instances, open_instance_split
-from seglab.data.instance_checks import check_instance_dataset
-from seglab.data.instance_convert import coco_to_masks
+from seglab.data.instance.checks import check_instance_dataset
+from seglab.data.instance.coco import CocoInstances, collate_instances, open_instance_split
+from seglab.data.instance.convert import coco_to_masks
+from seglab.data.instance.masks import InstanceMaskFolder
 from seglab.data.io import DEFAULT_MAX_PIXELS
-from seglab.data.masks import InstanceMaskFolder
 from seglab.errors import ConfigError, DataError
 
 

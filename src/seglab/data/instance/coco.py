@@ -1,9 +1,9 @@
 """COCO instance data: ``annotations/instances_<split>.json`` + ``images/<split>/<file_name>``.
 
 Segmentations may be polygons, uncompressed or compressed RLE (decoded by :mod:`seglab.data.rle`). The
-other instance layout, the mask folder, is :mod:`seglab.data.masks`; :func:`open_instance_split` picks
-whichever a split has. The doctor is :mod:`seglab.data.instance_checks`, the converters between the two
-layouts :mod:`seglab.data.instance_convert`.
+other instance layout, the mask folder, is :mod:`seglab.data.instance.masks`; :func:`open_instance_split` picks
+whichever a split has. The doctor is :mod:`seglab.data.instance.checks`, the converters between the two
+layouts :mod:`seglab.data.instance.convert`.
 
 Both datasets return torchvision detection targets so the v2 joint transforms move image, boxes and masks
 together.
@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from seglab.data.instance_checks import load_coco
-from seglab.data.instance_dataset import InstanceDataset
+from seglab.data.instance.checks import load_coco
+from seglab.data.instance.dataset import InstanceDataset
+from seglab.data.instance.masks import InstanceMaskFolder
 from seglab.data.io import read_image, read_json
-from seglab.data.masks import InstanceMaskFolder
 from seglab.data.preflight import preflight_instances
 from seglab.data.rle import decode_masks, segmentation_to_rle
 from seglab.errors import ConfigError
@@ -42,7 +42,7 @@ class CocoInstances(InstanceDataset):
     should neither be learnt as one instance nor punished as background; evaluation against the original
     JSON still honours them. ``check=True`` runs the instance doctor on the split first (image files
     included); without it every record of the JSON is still checked before use
-    (:func:`seglab.data.instance_checks.load_coco`: types, references, sizes, file names inside
+    (:func:`seglab.data.instance.checks.load_coco`: types, references, sizes, file names inside
     ``images/<split>/``).
 
     Raises:

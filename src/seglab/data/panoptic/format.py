@@ -1,7 +1,7 @@
 """The two panoptic layouts at the level of one file: segment-id PNGs, the COCO panoptic JSON checked record by
 record, and the segments of the simple layout built from its class-index and instance-id PNGs.
 
-:mod:`seglab.data.panoptic` (reading), :mod:`seglab.data.panoptic_checks` (the doctor) and the converters
+:mod:`seglab.data.panoptic.dataset` (reading), :mod:`seglab.data.panoptic.checks` (the doctor) and the converters
 share these, so a file means the same segments everywhere. Problems are ``(problem, fix)`` pairs: the
 readers raise the first one, the doctor reports them all.
 
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from seglab.data.checks import Problem
 from seglab.data.io import is_int, is_number, show_value
 from seglab.data.layout import containment_problem
+from seglab.data.problems import Problem
 from seglab.errors import DataError
 from seglab.fileio import atomic_path
 

@@ -7,7 +7,7 @@ Images are hard-linked where the file system allows (free, and still files insid
 COCO file names must be), else copied. Progress goes to ``callback(done, total)`` after each image.
 
 Round trips: simple -> COCO -> simple gives back the same label and instance PNGs (segment ids keep the
-instance ids, see :mod:`seglab.data.panoptic_format`); COCO -> simple -> COCO keeps images, masks, categories
+instance ids, see :mod:`seglab.data.panoptic.format`); COCO -> simple -> COCO keeps images, masks, categories
 (names, kinds, order) and instance ids up to 65535, while category ids become class index + 1 and stuff ids
 seglab's. Two stuff segments of one category in one image become one (the simple layout holds one).
 """
@@ -25,8 +25,8 @@ import numpy as np
 
 from seglab.data.io import write_label
 from seglab.data.layout import CLASSES_FILE, PALETTE_FILE, PANOPTIC_FILE, panoptic_splits
-from seglab.data.panoptic import PanopticSplit, open_panoptic_split, semantic_map
-from seglab.data.panoptic_format import VOID, map_ids, segment_stats, write_panoptic_png
+from seglab.data.panoptic.dataset import PanopticSplit, open_panoptic_split, semantic_map
+from seglab.data.panoptic.format import VOID, map_ids, segment_stats, write_panoptic_png
 from seglab.data.rle import encode_mask, rle_bbox
 from seglab.errors import DataError
 from seglab.fileio import atomic_path, atomic_write_text, check_output_path, refuse_overwrite
@@ -195,7 +195,7 @@ def seglab_to_coco_panoptic(root: str | os.PathLike, out: str | os.PathLike, spl
     ``annotations/panoptic_<split>.json`` + ``annotations/panoptic_<split>/<stem>.png`` + ``images/``.
 
     Image ids are positions + 1 in file-name order; category ids class index + 1; segment ids as
-    :mod:`seglab.data.panoptic_format` gives them (instance ids kept).
+    :mod:`seglab.data.panoptic.format` gives them (instance ids kept).
 
     Raises:
         DataError: no simple split, a problem in the data (``seglab data check``), an ``out`` that is not new.

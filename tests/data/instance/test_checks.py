@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.data.instance_checks import check_instance_dataset, raise_first_problem
+from seglab.data.instance.checks import check_instance_dataset, raise_first_problem
 from seglab.data.io import DEFAULT_MAX_PIXELS, write_label
 from seglab.errors import DataError
 

@@ -1,0 +1,1 @@
+"""Instance segmentation data: COCO and mask-folder datasets, their doctor, converters and statistics."""

@@ -1,0 +1,1 @@
+"""Semantic segmentation data: the folder dataset, its doctor, converters and statistics."""
