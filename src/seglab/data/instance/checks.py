@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seglab.data.coco_images import image_record_problem
 from seglab.data.file_checks import FileReport, inspect_image
 from seglab.data.io import (
     DEFAULT_MAX_PIXELS,
@@ -29,7 +30,6 @@ from seglab.data.io import (
 from seglab.data.layout import (
     CLASSES_FILE,
     category_names,
-    containment_problem,
     list_split,
     pair_by_stem,
     read_classes,
@@ -41,7 +41,6 @@ from seglab.data.rle import rle_area, segmentation_problem, segmentation_to_rle
 from seglab.errors import DataError
 
 COCO_LISTS = ("images", "annotations", "categories")
-_IMAGE_FIX = "give each image {\"id\": <int>, \"file_name\": <path>, \"width\": <int>, \"height\": <int>}"
 _ANN_FIX = "fix the annotation (COCO instances format) or remove it"
 
 
@@ -135,26 +134,10 @@ def _add_category(index: CocoIndex, i: int, c: Any) -> None:
 
 
 def _add_image(index: CocoIndex, i: int, im: Any, images_dir: Path | None, max_pixels: int) -> None:
-    if not isinstance(im, dict) or not is_int(im.get("id")):
-        return index.add(f"images[{i}] must be an object with id, file_name, width, height; got {show_value(im)}",
-                         _IMAGE_FIX)
-    iid, w, h = im["id"], im.get("width"), im.get("height")
-    where = f"images[{i}] (id {iid})"
-    if iid in index.image_ids:
-        return index.add(f"{where}: duplicate image id {iid} ({show_value(im.get('file_name'))})",
-                         "give every image a unique id")
-    index.image_ids.add(iid)
-    if not (is_int(w) and is_int(h) and w > 0 and h > 0):
-        return index.add(f"{where}: width and height must be positive integers; got width={show_value(w)}, "
-                         f"height={show_value(h)}", "write the image size in pixels")
-    if w * h > max_pixels:
-        return index.add(f"{where}: claims {w}x{h} = {w * h:,} pixels, above the {max_pixels:,} limit "
-                         "(decompression-bomb guard)", f"fix width/height (trusted file: --max-pixels {w * h})")
-    problem = containment_problem(images_dir, im.get("file_name")) if images_dir is not None else None
+    problem = image_record_problem(i, im, index.image_ids, images_dir, max_pixels)
     if problem:
-        return index.add(f"{where}: {problem}", f"give file_name relative to {images_dir} and keep the image "
-                         "inside it (copy it in instead of linking to it)")
-    index.images[iid] = im
+        return index.add(*problem)
+    index.images[im["id"]] = im
 
 
 def _annotation_fields(a: dict) -> str | None:

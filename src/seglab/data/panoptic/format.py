@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from seglab.data.coco_images import image_record_problem
 from seglab.data.io import is_int, is_number, show_value
 from seglab.data.layout import containment_problem
 from seglab.data.problems import Problem
@@ -194,8 +195,13 @@ def index_coco_panoptic(data: Any, path: Path, images_dir: Path, png_dir: Path, 
     for i, c in enumerate(data["categories"]):
         _add_category(index, cats, i, c)
     index.categories = [cats[c] for c in sorted(cats)]
+    seen: set[int] = set()
     for i, im in enumerate(data["images"]):
-        _add_image(index, i, im, images_dir, max_pixels)
+        problem = image_record_problem(i, im, seen, images_dir, max_pixels)
+        if problem:
+            index.add(*problem)
+        else:
+            index.images[im["id"]] = im
     for i, a in enumerate(data["annotations"]):
         _add_annotation(index, i, a, png_dir, cats)
     for iid, im in index.images.items():
@@ -218,27 +224,6 @@ def _add_category(index: PanopticIndex, cats: dict[int, dict], i: int, c: Any) -
         return index.add(f"categories[{i}] (id {c['id']}, {c['name']}): isthing must be 0 or 1; got "
                          f"{show_value(c.get('isthing'))}", "mark things (countable objects) 1 and stuff 0")
     cats[c["id"]] = {"id": c["id"], "name": c["name"].strip(), "isthing": bool(c["isthing"])}
-
-
-def _add_image(index: PanopticIndex, i: int, im: Any, images_dir: Path, max_pixels: int) -> None:
-    fix = 'give each image {"id": <int>, "file_name": <path>, "width": <int>, "height": <int>}'
-    if not isinstance(im, dict) or not is_int(im.get("id")):
-        return index.add(f"images[{i}] must be an object with id, file_name, width, height; got {show_value(im)}",
-                         fix)
-    iid, w, h = im["id"], im.get("width"), im.get("height")
-    where = f"images[{i}] (id {iid})"
-    if iid in index.images:
-        return index.add(f"{where}: duplicate image id {iid}", "give every image a unique id")
-    if not (is_int(w) and is_int(h) and w > 0 and h > 0):
-        return index.add(f"{where}: width and height must be positive integers; got width={show_value(w)}, "
-                         f"height={show_value(h)}", "write the image size in pixels")
-    if w * h > max_pixels:
-        return index.add(f"{where}: claims {w}x{h} = {w * h:,} pixels, above the {max_pixels:,} limit "
-                         "(decompression-bomb guard)", f"fix width/height (trusted file: --max-pixels {w * h})")
-    problem = containment_problem(images_dir, im.get("file_name"))
-    if problem:
-        return index.add(f"{where}: {problem}", f"give file_name relative to {images_dir}")
-    index.images[iid] = im
 
 
 def _add_annotation(index: PanopticIndex, i: int, a: Any, png_dir: Path, cats: dict[int, dict]) -> None:
