@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
-from seglab.data.io import LABEL_EXTS, exif_orientation, stored_size
+from seglab.data.io import LABEL_EXTS, exif_orientation, open_image, stored_size
 from seglab.data.layout import PALETTE_FILE
 
 # What a viewer does to an image with each EXIF orientation tag (seglab does none of it).
@@ -53,7 +53,7 @@ def inspect_image(path: Path, decode: bool, max_pixels: int) -> FileReport:
     """
     report = FileReport(path)
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             w, h = stored_size(im)
             if w * h > max_pixels:
                 return _bomb(report, w, h, max_pixels)
@@ -90,7 +90,7 @@ def inspect_label(path: Path, decode: bool, max_pixels: int) -> FileReport:
     if path.suffix.lower() not in LABEL_EXTS:
         return report.add(f"label is {path.suffix} (labels must be PNG)", "save it as a single-channel PNG")
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if im.format == "JPEG":
                 return report.add("JPEG data with a .png name: compression changed class indices", jpeg_fix)
             if im.mode in ("RGB", "RGBA"):

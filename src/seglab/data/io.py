@@ -12,7 +12,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -75,21 +75,36 @@ def read_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            tag = exif_orientation(im)
-            im.load()
-            if tag in _UNDO_TURN and exif_orientation(im, loaded=True) != tag:  # Pillow turned it (TIFF)
-                im = im.transpose(_UNDO_TURN[tag])
-            im = _to_mode(im, "L" if channels == 1 else "RGB")
-            arr = np.asarray(im)
+        with open_image(path) as im:
+            return decode_image(im, channels)
     except Exception as e:  # any decoder failure (Pillow raises OSError, SyntaxError, EOFError, ...)
         raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e}). Re-export the file or "
                         "remove it.") from e
+
+
+def open_image(source: str | os.PathLike | BinaryIO) -> Image.Image:
+    """Open an image file (or an upload's bytes) lazily: the header is read, the pixels wait for a load.
+
+    This is the one place seglab hands a file to Pillow's decoder (tests/data/test_io.py checks that no other
+    module calls ``Image.open``), so what a pixel means (stored orientation, 16-bit and float scaling, NaN)
+    is decided here and in :func:`decode_image`, once. Use it as ``with open_image(path) as im:``.
+    """
+    return Image.open(source)
+
+
+def decode_image(im: Image.Image, channels: int = 3) -> np.ndarray:
+    """An opened image's pixels as ``uint8`` HxWxC, the way :func:`read_image` reads files (the stored
+    orientation; 16-bit and float scaled by their finite range). Raises what Pillow raises on a damaged file."""
+    tag = exif_orientation(im)
+    im.load()
+    if tag in _UNDO_TURN and exif_orientation(im, loaded=True) != tag:  # Pillow turned it (TIFF)
+        im = im.transpose(_UNDO_TURN[tag])
+    arr = np.asarray(_to_mode(im, "L" if channels == 1 else "RGB"))
     return arr[..., None] if arr.ndim == 2 else arr
 
 
 def _to_mode(im: Image.Image, mode: str) -> Image.Image:
-    if im.mode in ("I;16", "I;16B", "I", "F") and mode in ("L", "RGB"):
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F") and mode in ("L", "RGB"):
         # 16-bit / float images: scale to 8 bit by their own range so they are not saturated. The range is
         # that of the finite pixels: one NaN (a no-data pixel) must not turn the whole image black; NaN and
         # infinite pixels themselves are read as 0, the low end (documented in read_image).
@@ -113,7 +128,7 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             mode = im.mode
             if mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
                 raise DataError(
@@ -208,7 +223,7 @@ def image_size(path: str | os.PathLike, max_pixels: int) -> tuple[tuple[int, int
     """``((width, height), None)`` as stored (what :func:`read_image` returns), from the header only;
     ``(None, reason)`` when the file cannot be used (unreadable, or over ``max_pixels``). Never raises."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             w, h = stored_size(im)
     except Exception as e:  # any decoder failure is a finding about the file; the caller reports it
         return None, f"cannot read image ({type(e).__name__}: {e})"

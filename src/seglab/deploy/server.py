@@ -60,10 +60,12 @@ def decode(data: bytes, channels: int, max_pixels: int) -> np.ndarray:
     """Upload bytes -> ``(H, W, C)`` uint8 (C = ``channels``), or :class:`BadInput` saying what is wrong."""
     from PIL import Image, UnidentifiedImageError
 
+    from seglab.data.io import decode_image, open_image
+
     if not data:
         raise BadInput(400, "empty upload: send the image file as the request body or as form field 'file'.")
     try:
-        im = Image.open(io.BytesIO(data))
+        im = open_image(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         raise BadInput(413, f"image too large to decode ({e}); the limit is {max_pixels} pixels.") from e
     except (UnidentifiedImageError, OSError, ValueError) as e:
@@ -74,16 +76,10 @@ def decode(data: bytes, channels: int, max_pixels: int) -> np.ndarray:
     if im.mode not in ACCEPTED_MODES:
         raise BadInput(422, f"image mode {im.mode} ({len(im.getbands())} channels) cannot be read as gray or RGB; "
                             "the model takes gray, RGB or RGBA images.")
-    try:
-        im.load()
+    try:  # pixels as seglab.data.io.read_image gives them to `seglab predict` (16-bit / float scaled, NaN)
+        return decode_image(im, channels)
     except Exception as e:  # Pillow raises OSError, SyntaxError, EOFError, ... for cut or damaged files
         raise BadInput(400, f"truncated or corrupt image ({type(e).__name__}: {str(e)[:120]}).") from e
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # as seglab.data.io.read_image: scale by the image's range
-        a = np.asarray(im, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        im = Image.fromarray(((a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)).round().astype(np.uint8))
-    arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
-    return arr[..., None] if arr.ndim == 2 else arr
 
 
 def encode_png(labels: np.ndarray, palette: np.ndarray) -> bytes:

@@ -110,13 +110,11 @@ def _semantic(predictions: Path, data: Path, split: str, callback: Progress | No
 
 def _read_prediction_png(path: Path, predictions: Path, data: Path) -> np.ndarray:
     """A prediction PNG as class indices; a colour PNG gets a fix that applies to a predictions folder."""
-    from PIL import Image
-
-    from seglab.data.io import read_label
+    from seglab.data.io import open_image, read_label
     from seglab.data.layout import PALETTE_FILE
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             mode, bands = im.mode, len(im.getbands())
     except Exception:  # unreadable: read_label names the file and the decoder's error
         return read_label(path)

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from seglab.data.coco_images import image_record_problem
-from seglab.data.io import is_int, is_number, show_value
+from seglab.data.io import is_int, is_number, open_image, show_value
 from seglab.data.layout import containment_problem
 from seglab.data.problems import Problem
 from seglab.errors import DataError
@@ -53,7 +53,7 @@ def read_panoptic_png(path: Path) -> np.ndarray:
             R + 256 G + 256^2 B ids).
     """
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if im.mode not in ("RGB", "RGBA", "P"):
                 raise DataError(f"{path}: panoptic PNG has mode {im.mode}; segment ids are stored as RGB "
                                 "(id = R + 256 G + 256^2 B). Re-export it as an RGB PNG.")

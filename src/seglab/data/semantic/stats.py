@@ -21,9 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from seglab.data.io import pil_pixel_limit, read_image, read_label, stored_size
+from seglab.data.io import open_image, pil_pixel_limit, read_image, read_label, stored_size
 from seglab.data.layout import CLASSES_FILE, list_split, pair_by_stem, read_classes
 from seglab.errors import ConfigError, DataError
 
@@ -96,7 +95,7 @@ def image_headers(paths: list[Path]) -> list[tuple[int, int, int]]:
     out = []
     for path in paths:
         try:
-            with pil_pixel_limit(None), Image.open(path) as im:
+            with pil_pixel_limit(None), open_image(path) as im:
                 w, h = stored_size(im)
                 out.append((w, h, 1 if im.mode in GRAY_MODES else 3))
         except Exception as e:  # any decoder failure, as in read_image
