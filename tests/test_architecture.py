@@ -143,6 +143,8 @@ ALLOWED_LARGE: dict[str, str] = {
                                      "library call",
     "seglab/engine/trainer.py": "the one loop and the state it owns (model, optimizer, schedule, precision, EMA, "
                                 "set_epochs, checkpoints); hooks, resume and budget already live beside it",
+    "seglab/engine/reporting.py": "the run directory's output hooks, each a short class (config, csv, progress, "
+                                  "console, plots, samples, report, review); one concern: what a run writes",
 }
 
 
