@@ -44,7 +44,8 @@ def test_every_field_refuses_wrong_types(section: str, key: str, tp: object) -> 
 # Out-of-range values for each ranged key (one value per case so the failure names it).
 OUT_OF_RANGE = {
     "data.num_classes": [0, -3], "data.in_channels": [2, 4], "data.ignore_index": [-1, 70000], "data.crop_size": [0, 4],
-    "data.resize": [0, 8, -64], "data.scale": [[0.0, 1.0], [-1.0, 2.0]], "data.hflip": [7.0, -0.1], "data.rotate": [-5.0, 400.0],
+    "data.resize": [0, 8, -64], "data.scale": [[0.0, 1.0], [-1.0, 2.0]], "data.hflip": [7.0, -0.1],
+    "data.rotate": [-5.0, 400.0],
     "data.vflip": [1.5, -0.2], "data.repeats": [0, -2], "data.elastic": [-1.0, 500.0],
     "data.color_jitter": [2.0], "data.std": [[0.0, 1.0, 1.0]], "data.workers": [-1], "data.max_pixels": [0],
     "data.tta": ["bogus", "hflip,scales=0", "hflip,scales=abc"],
