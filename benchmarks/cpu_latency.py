@@ -64,7 +64,8 @@ def main() -> None:
         for name, options in TARGETS:
             rows += rows_for(name, options, 512, args.threads, args.iters, args.seconds)
         write_result("cpu_latency_targets", "CPU latency targets at 512: INT8 vs FP32 vs torch eager", rows,
-                     notes=f"Written by `python benchmarks/cpu_latency.py --only-targets`. {where}. Targets: onnx-int8 / onnx-fp32 >= 1.5x; onnx-fp32 / torch-fp32 >= 1.0x. "
+                     notes=f"Written by `python benchmarks/cpu_latency.py --only-targets`. {where}. Targets: "
+                           "onnx-int8 / onnx-fp32 >= 1.5x; onnx-fp32 / torch-fp32 >= 1.0x. "
                            "Measured side by side in one run on a shared machine (other jobs running), so the "
                            "absolute numbers are pessimistic; the ratios are the claim.")
     if args.only_targets:
