@@ -24,6 +24,7 @@ from seglab.export.common import DOCS, FORMATS, HALF_TOLERANCE, TOLERANCE, Expor
 from seglab.export.instance import export_instance
 from seglab.export.semantic import export_semantic
 from seglab.fileio import check_output_path, refuse_overwrite
+from seglab.runtime.bundle import decode_metadata
 from seglab.tasks import INSTANCE, KINDS, PANOPTIC, SEMANTIC
 
 
@@ -209,10 +210,4 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             warnings.simplefilter("ignore")  # torch.jit's deprecation notice
             torch.jit.load(str(path), _extra_files=files)
         raw = json.loads(files["seglab.json"] or "{}")
-    out: dict[str, Any] = {}
-    for k, v in raw.items():
-        try:
-            out[k] = json.loads(v)
-        except (TypeError, json.JSONDecodeError):
-            out[k] = v
-    return out
+    return decode_metadata(raw)
