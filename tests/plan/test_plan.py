@@ -222,7 +222,8 @@ def test_large_objects_on_large_images_are_trained_downscaled() -> None:
     assert plan["data.resize"] == 256 and plan["data.crop_size"] == 192  # 0.75 x 256 / 0.7 = 274 -> 256
     assert plan["model.options"] == {"base_channels": 16}  # objects 179 px: inside depth 4's 200 px field
     why = _reasons(_scaled((765, 575), 0.7))
-    assert "object's large objects (90th percentile: 70% of the image side, 536 px)" in why["data.resize"]
+    assert ("object's large objects (90th percentile: 70% of the image side, 536 px at the median long side)"
+            in why["data.resize"])
     assert "long side 256 px puts them at 179 px" in why["data.resize"]
 
 

@@ -60,7 +60,8 @@ def scale_rules(fp: Any, crop_max: int) -> tuple[list[tuple[str, Any, str]], int
         big = frac * native
         fit = FIT * crop_max / frac  # the long side at which the large objects take FIT of the crop
         floor = KEEP_WIDTH * native / thinnest[1] if thinnest else 0.0  # the long side keeping the thinnest class
-        seen = f"{name}'s large objects (90th percentile: {frac:.0%} of the image side, {big:.0f} px)"
+        seen = (f"{name}'s large objects (90th percentile: {frac:.0%} of the image side, {big:.0f} px at the median "
+                f"long side)")
         if fit >= WORTH * native:
             why = f"; {seen} fit a {crop_max} px crop at native resolution"
         elif floor >= WORTH * native:
