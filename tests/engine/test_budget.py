@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import re
 import time
 from pathlib import Path
@@ -85,7 +86,9 @@ def test_a_short_plan_is_refitted_to_the_measured_epochs(tiny_data: Path, tmp_pa
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     if summary["epochs"] == epochs:  # not cut short by a slow epoch: the schedule ran out with the run
         assert float(rows[-1]["lr"]) < 1e-3 * cfg.train.lr
-    assert float(rows[2]["lr"]) > 0.5 * cfg.train.lr  # epoch 3 no longer ends the cosine
+    # epoch 3 no longer ends the cosine: a 3-epoch schedule ends it at 0; re-totalled to N >= 4 epochs it is at
+    # 0.5 * (1 + cos(pi * 3 / N)) >= 0.146 of the peak (how many epochs fit depends on the machine's speed)
+    assert float(rows[2]["lr"]) > 0.9 * 0.5 * (1 + math.cos(math.pi * 3 / 4)) * cfg.train.lr
 
 
 def _loop(**state: int) -> SimpleNamespace:
