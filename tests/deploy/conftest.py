@@ -31,6 +31,12 @@ def get(port: int, path: str) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="session")
+def get_json() -> Callable[[int, str], tuple[int, dict]]:
+    """``get_json(port, path)`` -> ``(status, decoded JSON body)`` from the server on 127.0.0.1."""
+    return get
+
+
+@pytest.fixture(scope="session")
 def bundle_file(semantic_bundle: Path) -> Path:
     return semantic_bundle
 

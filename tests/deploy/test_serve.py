@@ -18,16 +18,6 @@ from PIL import Image
 pytest.importorskip("onnxruntime")
 
 
-def get(port: int, path: str) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        r = conn.getresponse()
-        return r.status, json.loads(r.read() or b"{}")
-    finally:
-        conn.close()
-
-
 def post(port: int, body: bytes, headers: dict | None = None) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
@@ -59,10 +49,11 @@ def expected_png(bundle_file: Path, image: np.ndarray) -> bytes:
     return encode_png(predict_image(bundle, image), bundle.palette)
 
 
-def test_predict_health_info_and_every_bad_upload(bundle_file: Path, semantic_run: dict, start_server) -> None:
+def test_predict_health_info_and_every_bad_upload(bundle_file: Path, semantic_run: dict, start_server,
+                                                  get_json) -> None:
     _, port = start_server(bundle_file, "--max-bytes", "200000", "--max-pixels", "4000000")
-    assert get(port, "/health") == (200, {"status": "ok", "in_flight": 0})
-    status, info = get(port, "/info")
+    assert get_json(port, "/health") == (200, {"status": "ok", "in_flight": 0})
+    status, info = get_json(port, "/info")
     assert status == 200 and info["classes"] == semantic_run["classes"] and info["backend"] == "onnxruntime"
     assert info["model"] == "unet" and info["input_size"] == [48, 48] and info["version"]
 
@@ -89,7 +80,7 @@ def test_predict_health_info_and_every_bad_upload(bundle_file: Path, semantic_ru
         message = json.loads(body)["error"]
         assert status == code and words in message, (words, status, message)
         assert "Traceback" not in message
-    assert get(port, "/health")[1]["in_flight"] == 0
+    assert get_json(port, "/health")[1]["in_flight"] == 0
 
 
 def _cmyk_jpeg() -> bytes:
@@ -114,38 +105,38 @@ def test_load_and_faults_short(bundle_file: Path, semantic_run: dict, start_serv
     assert report.rss_growth is not None and abs(report.rss_growth) <= 0.10
 
 
-def test_full_queue_answers_503(bundle_file: Path, start_server) -> None:
+def test_full_queue_answers_503(bundle_file: Path, start_server, get_json) -> None:
     """One worker, no queue: while a big image is predicted, a second request is turned away with 503."""
     _, port = start_server(bundle_file, "--workers", "1", "--queue", "0")
     slow = png(gradient(1400, 1400))
     results: list[int] = []
     t = threading.Thread(target=lambda: results.append(post(port, slow)[0]))
     t.start()
-    _wait_in_flight(port)
+    _wait_in_flight(port, get_json)
     status, body = post(port, png(gradient(20, 20)))
     t.join(timeout=60)
     assert status == 503 and "busy" in json.loads(body)["error"] and results == [200]
 
 
-def test_sigterm_finishes_the_request_in_flight(bundle_file: Path, start_server) -> None:
+def test_sigterm_finishes_the_request_in_flight(bundle_file: Path, start_server, get_json) -> None:
     proc, port = start_server(bundle_file)
     slow = gradient(1400, 1400)
     results: list[tuple[int, bytes]] = []
     t = threading.Thread(target=lambda: results.append(post(port, png(slow))))
     t.start()
-    _wait_in_flight(port)
+    _wait_in_flight(port, get_json)
     proc.send_signal(signal.SIGTERM)
     t.join(timeout=60)
     assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its drain
     status, body = results[0]
     assert status == 200 and np.asarray(Image.open(io.BytesIO(body))).shape == (1400, 1400)
     with pytest.raises(OSError):
-        get(port, "/health")  # gone: no new connections after SIGTERM
+        get_json(port, "/health")  # gone: no new connections after SIGTERM
 
 
-def _wait_in_flight(port: int) -> None:
+def _wait_in_flight(port: int, get_json) -> None:
     deadline = time.monotonic() + 30
-    while get(port, "/health")[1]["in_flight"] < 1:
+    while get_json(port, "/health")[1]["in_flight"] < 1:
         assert time.monotonic() < deadline, "the slow request never started"
         time.sleep(0.01)
 
