@@ -169,3 +169,28 @@ def test_run_predictors_semantic_and_instance(semantic_run: dict, instance_run: 
     assert out["scores"] == sorted(out["scores"], reverse=True)
     for rle in out["masks"]:
         assert coco_mask.decode({**rle, "counts": rle["counts"].encode()}).shape == shapes.shape[:2]
+
+
+def test_a_served_run_predicts_at_its_training_scale(semantic_run: dict, monkeypatch) -> None:
+    """A run trained with ``data.resize`` is served at that scale, as ``seglab predict RUN`` predicts it."""
+    import dataclasses
+
+    import seglab.checkpoint
+    import seglab.inference
+    from seglab.deploy.predictors import load_predictor
+
+    model, info = seglab.checkpoint.load_checkpoint(semantic_run["run"])
+    scaled = dataclasses.replace(info, resize=32)
+    monkeypatch.setattr(seglab.checkpoint, "load_checkpoint", lambda path: (model, scaled))
+    seen, predict_tiled = [], seglab.inference.predict_tiled
+
+    def spy(*args, **kw):
+        seen.append(kw.get("resize"))
+        return predict_tiled(*args, **kw)
+
+    monkeypatch.setattr(seglab.inference, "predict_tiled", spy)
+    image = np.asarray(Image.open(semantic_run["data"] / "images" / "val" / "s1.png"))
+    want = predict_tiled(model.eval(), image, seglab.inference.TileOptions(), mean=info.mean, std=info.std,
+                         resize=32).numpy()
+    got = load_predictor(semantic_run["run"]).predict(image)
+    assert seen == [32] and got.shape == image.shape[:2] and np.array_equal(got, want)

@@ -88,7 +88,7 @@ def _torch_predictor(path: Path, threads: int | None, score_threshold: float) ->
     model.eval()
     if info.task == "semantic":
         def run(image: np.ndarray) -> np.ndarray:
-            labels = predict_tiled(model, image, TileOptions(), mean=info.mean, std=info.std)
+            labels = predict_tiled(model, image, TileOptions(), mean=info.mean, std=info.std, resize=info.resize)
             return labels.numpy()  # type: ignore[union-attr]
     elif info.task == "instance":
         def run(image: np.ndarray) -> dict[str, Any]:
@@ -105,7 +105,8 @@ def _detections(model, info, image: np.ndarray, threshold: float) -> dict[str, A
     from seglab.data.rle import encode_mask
     from seglab.inference import predict_instances
 
-    [(_, _, inst)] = list(predict_instances(model, [(0, image)], score_threshold=threshold, batch_size=1))
+    [(_, _, inst)] = list(predict_instances(model, [(0, image)], score_threshold=threshold, batch_size=1,
+                                           resize=info.resize))
     masks = inst["masks"].numpy()
     labels = inst["labels"].tolist()
     return {"height": int(image.shape[0]), "width": int(image.shape[1]),

@@ -74,7 +74,7 @@ def semantic_source(model: nn.Module, info: CheckpointInfo, data: Path, split: s
 
     dataset = SegmentationFolder(data, split, in_channels=info.in_channels, ignore_index=info.ignore_index,
                                  num_classes=len(info.classes), classes_from=f"the checkpoint {info.path or ''}")
-    k, resize = len(info.classes), getattr(info, "resize", None)
+    k, resize = len(info.classes), info.resize
     extra = {"resize": resize} if resize else {}
 
     def samples() -> Iterator[Sample]:
@@ -111,7 +111,8 @@ def instance_source(model: nn.Module, info: CheckpointInfo, data: Path, split: s
     def samples() -> Iterator[Sample]:
         for i in range(len(dataset)):
             image, target = dataset[i]
-            _, _, inst = next(predict_instances(model, [(i, image)], score_threshold=0.0, device=device))
+            _, _, inst = next(predict_instances(model, [(i, image)], score_threshold=0.0, device=device,
+                                                 resize=info.resize))
             image_id = int(target["image_id"])
             dets = instances_to_coco(inst, image_id, cat_ids=info.cat_ids)
             metrics = instance_metrics(dets, image_ground_truth(gt, image_id))
@@ -135,7 +136,7 @@ def panoptic_source(model: nn.Module, info: CheckpointInfo, data: Path, split: s
     def samples() -> Iterator[Sample]:
         for i in range(len(truth)):
             image, ids, segments = truth.load(i)
-            _, _, out = next(predict_panoptic(model, [(i, image)], device=device))
+            _, _, out = next(predict_panoptic(model, [(i, image)], device=device, resize=info.resize))
             yield panoptic_sample(truth.stem(i), image, ids, segments, out, list(info.classes), things,
                                   list(truth.cat_ids), info.ignore_index)
 
