@@ -128,3 +128,39 @@ def test_cli_export_int8_prints_both_scores(semantic_run: dict, tmp_path: Path, 
     assert main(["export", str(semantic_run["ckpt"]), "--out", str(tmp_path / "x.onnx"), "--int8",
                  "--data", str(tmp_path / "missing")]) == 2
     assert not (tmp_path / "x.onnx").exists()
+
+
+def _mean_graph(path: Path, axes: list[int], keepdims: int) -> None:
+    """x (1, 3, H, W) -> ReduceMean(axes, keepdims) -> Mul by x: a squeeze-excite average, opset 18 (axes input)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=keepdims),
+             helper.make_node("Mul", ["x", "m"] if keepdims else ["m", "m"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.array(axes, np.int64), "axes")])
+    proto = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    onnx.save(proto, str(path))
+
+
+@pytest.mark.parametrize(("axes", "keepdims", "rewritten"), [([2, 3], 1, 1), ([-1, -2], 1, 1), ([1], 1, 0),
+                                                              ([2, 3], 0, 0)])
+def test_spatial_means_become_global_pools_with_equal_outputs(tmp_path: Path, axes, keepdims, rewritten) -> None:
+    """Only a kept-dims mean over H and W is a GlobalAveragePool (onnxruntime quantizes that one, not ReduceMean);
+    the rewritten graph computes the same numbers, and other means are left alone."""
+    import onnx
+    import onnxruntime as ort
+
+    from seglab.export.int8 import spatial_means_as_global_pools
+
+    src, dst = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    _mean_graph(src, axes, keepdims)
+    assert spatial_means_as_global_pools(src, dst) == rewritten
+    assert dst.is_file() == bool(rewritten)
+    if rewritten:
+        assert [n.op_type for n in onnx.load(str(dst)).graph.node] == ["GlobalAveragePool", "Mul"]
+        x = np.random.default_rng(0).standard_normal((1, 3, 5, 7)).astype(np.float32)
+        want = x * x.mean(axis=(2, 3), keepdims=True)  # the textbook squeeze-excite product
+        got = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

@@ -124,6 +124,9 @@ def quantize(fp32: Path, out: Path, reader) -> None:
         quant_pre_process(str(fp32), str(source), skip_symbolic_shape=True)
     except Exception:  # onnxruntime raises its own types; the plain graph still quantizes
         source = fp32
+    pooled = fp32.with_name(fp32.stem + "-pooled.onnx")
+    if spatial_means_as_global_pools(source, pooled):
+        source = pooled
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # its "consider pre-processing" notice is printed regardless
     try:
@@ -131,6 +134,44 @@ def quantize(fp32: Path, out: Path, reader) -> None:
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     finally:
         logging.getLogger().setLevel(level)
+
+
+def spatial_means_as_global_pools(src: Path, dst: Path) -> int:
+    """Rewrite each ``ReduceMean`` over H and W (kept dims, 4-D input) as the equal ``GlobalAveragePool``.
+
+    Squeeze-excite blocks (MobileNetV3, LR-ASPP) average with ``x.mean((2, 3), keepdim=True)``, which exports as
+    ReduceMean. onnxruntime quantizes GlobalAveragePool (QLinearGlobalAveragePool) but not ReduceMean, so each
+    one dequantizes a whole feature map to float: LR-ASPP at 512 px spent 5.3 of its 41 ms there (INT8 1.37x
+    FP32 on one thread; 1.64x with the rewrite). Returns how many nodes were rewritten; ``dst`` is written
+    only when that is above zero.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load(str(src))
+    graph = proto.graph
+    known = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    known.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                  if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    rank = {v.name: len(v.type.tensor_type.shape.dim) for v in (*graph.input, *graph.value_info)
+            if v.type.tensor_type.HasField("shape")}
+    count = 0
+    for index, node in enumerate(list(graph.node)):
+        if node.op_type != "ReduceMean" or rank.get(node.input[0]) != 4:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1] in known:
+            axes = np.ravel(known[node.input[1]]).tolist()
+        if attrs.get("keepdims", 1) != 1 or axes is None or sorted(int(a) % 4 for a in axes) != [2, 3]:
+            continue
+        graph.node.remove(node)
+        graph.node.insert(index, helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output),
+                                                  name=f"seglab_spatial_mean_{count}"))
+        count += 1
+    if count:
+        onnx.save(proto, str(dst))
+    return count
 
 
 def export_int8(model: nn.Module, info: CheckpointInfo, out: str | os.PathLike, options: Int8Options | None = None,
