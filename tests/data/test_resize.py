@@ -261,3 +261,31 @@ def test_inspect_looks_at_the_scale_the_model_saw(tmp_path) -> None:
                             resize=48)
     assert [p.name for p in written] == ["features_head.png", "cam.png"] and all(p.is_file() for p in written)
     assert seen and set(seen) == {(32, 48)}  # every forward pass (features, Grad-CAM) at the training scale
+
+
+def test_time_budget_times_validation_at_the_training_scale(tmp_path, monkeypatch) -> None:
+    """--time sizes the epochs from a timed validation batch: under data.resize that batch must run as validation
+    runs it (each image at the long side 48, not its full 64x96), or big images make the plan far too short."""
+    from seglab.config import config_from_dict
+    from seglab.engine.budget import fit_to_budget
+    from seglab.engine.semantic import SemanticTask
+
+    root = _folder(tmp_path / "ds", [stripes(64, 96, seed=1), stripes(64, 96, seed=2)])
+    cfg = config_from_dict({"data": {"root": str(root), "crop_size": 16, "scale": [1.0, 1.0], "resize": 48,
+                                     "workers": 0, "mean": [0.0] * 3, "std": [1.0] * 3},
+                            "model": {"name": "unet", "options": {"base_channels": 4, "depth": 2}},
+                            "train": {"out": str(tmp_path / "run"), "epochs": 2, "batch_size": 2}})
+    seen: list[tuple[int, int]] = []
+    timed = SemanticTask.validation_forward
+
+    def spy(self, model, batch, device, autocast):
+        hook = model.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+        try:
+            return timed(self, model, batch, device, autocast)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(SemanticTask, "validation_forward", spy)
+    plan = fit_to_budget(cfg, torch.device("cpu"), 600.0)
+    assert plan.epochs >= 1
+    assert seen and set(seen) == {(32, 48)}  # the two timed runs, at the training scale

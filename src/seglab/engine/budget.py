@@ -26,7 +26,6 @@ from seglab.distributed import on_main_then_share
 from seglab.engine.build import build_optimizer
 from seglab.engine.hooks import Hook, Loop
 from seglab.engine.state import rng_state, set_rng_state
-from seglab.tasks import task_kind
 
 SAFETY = 0.85  # of the budget planned for; the rest absorbs the pictures drawn before epoch 1 and the final save
 REFIT_AFTER = 2  # epochs timed before the epoch count is first re-fitted (the first pays one-off costs)
@@ -61,19 +60,15 @@ def _timed_steps(trainer: Any, batches: list, steps: int) -> float:
 
 @torch.no_grad()
 def _timed_validation(trainer: Any) -> float:
-    """Seconds of one validation batch (forward only) on a copy of the model: the second of two runs, since
-    the first pays one-off costs (allocations, kernel selection) an epoch pays once."""
+    """Seconds of one validation batch (the task's unscored validation forward, at the training scale under
+    ``data.resize``) on a copy of the model: the second of two runs, since the first pays one-off costs
+    (allocations, kernel selection) an epoch pays once."""
     model = copy.deepcopy(trainer.raw_model).eval()
     batch = next(iter(trainer.val_loader))
-    if task_kind(trainer.task.name).detector:  # images + ground truth for scoring, no training targets
-        inputs = [image.to(trainer.device) for image in batch[0]]
-    else:
-        inputs, _ = trainer.task.prepare_batch(batch, trainer.device, False)
     seconds = []
     for _ in range(2):
         start = _now(trainer.device)
-        with trainer.autocast():
-            model(inputs)
+        trainer.task.validation_forward(model, batch, trainer.device, trainer.autocast)
         seconds.append(_now(trainer.device) - start)
     return seconds[-1]
 

@@ -48,6 +48,16 @@ def detector_loss(model: nn.Module, criterion: nn.Module, images: list[torch.Ten
     return loss, {k: v.detach().float() for k, v in losses.items()}
 
 
+def detector_forward(model: nn.Module, images: list[torch.Tensor], device: torch.device, resize: int | None,
+                     autocast: Autocast) -> list[dict[str, torch.Tensor]]:
+    """The detections validation computes for a list of images: each run at the training scale (``data.resize``)
+    and mapped back to its own size (:func:`seglab.inference.scaled.detect_at_scale`)."""
+    from seglab.inference.scaled import detect_at_scale
+
+    with autocast():
+        return detect_at_scale(model, [im.to(device) for im in images], resize)
+
+
 class ModelLosses(nn.Module):
     """Placeholder criterion: Mask R-CNN computes its own losses (``compute_loss`` sums them)."""
 
@@ -148,16 +158,18 @@ class InstanceTask:
                  autocast: Autocast) -> tuple[dict[str, Any], None]:
         """COCO mask and box AP on the validation split (``mask_AP``, ``box_AP50``, ...); no val loss."""
         from seglab.inference.instance import score_detections
-        from seglab.inference.scaled import detect_at_scale
         from seglab.metrics.coco import predictions_to_coco
 
         detections: list[dict] = []
-        for images, targets in loader:
-            with autocast():
-                outputs = detect_at_scale(model, [im.to(device) for im in images], self.resize)
-            detections += predictions_to_coco(outputs, [t["image_id"] for t in targets],
-                                              cat_ids=self.cat_ids)
+        for batch in loader:
+            detections += predictions_to_coco(self.validation_forward(model, batch, device, autocast),
+                                              [t["image_id"] for t in batch[1]], cat_ids=self.cat_ids)
         return score_detections(detections, self.ground_truth), None
+
+    def validation_forward(self, model: nn.Module, batch: tuple[list, list], device: torch.device,
+                           autocast: Autocast) -> list[dict[str, torch.Tensor]]:
+        """The detections :meth:`evaluate` scores for one collated batch (what ``--time`` times)."""
+        return detector_forward(model, batch[0], device, self.resize, autocast)
 
     def ground_truth(self) -> dict:
         """The validation split as a COCO dict (built once)."""

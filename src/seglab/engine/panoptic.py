@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seglab.engine.instance import ModelLosses, detector_batch, detector_loss
+from seglab.engine.instance import ModelLosses, detector_batch, detector_forward, detector_loss
 from seglab.engine.task import Augment, Autocast
 from seglab.errors import ConfigError
 from seglab.inference.panoptic import PANOPTIC_KEYS
@@ -135,6 +135,11 @@ class PanopticTask:
 
         scorer = PanopticScorer(self.classes, self.thing_classes, self.cat_ids)
         return score_batches(model, loader, scorer, device, autocast, resize=self.resize), None
+
+    def validation_forward(self, model: nn.Module, batch: tuple[list, list], device: torch.device,
+                           autocast: Autocast) -> list[dict[str, torch.Tensor]]:
+        """The panoptic outputs :meth:`evaluate` scores for one collated batch (what ``--time`` times)."""
+        return detector_forward(model, batch[0], device, self.resize, autocast)
 
     @torch.no_grad()
     def save_samples(self, model: nn.Module, indices: list[int], path: Path, device: torch.device,

@@ -230,23 +230,28 @@ class SemanticTask:
         metrics = SegMetrics(self.num_classes, ignore_index=self.ignore_index, device=device)
         total, batches = 0.0, 0
         for batch in loader:
-            images, masks = batch[0].to(device), batch[1].to(device)
-            if self.resize is None:
-                with autocast():
-                    logits = model(images)
-                pairs = [(logits.float(), masks)]
-            elif len(batch) == 2:  # images of one size: the batch at the training scale, scored at its size
-                pairs = [(resized_logits(model, images, self.resize, autocast), masks)]
-            else:  # padded: each image alone (without its padding) at the training scale, scored at its own size
-                pairs = [(resized_logits(model, images[i:i + 1, :, :h, :w], self.resize, autocast),
-                          masks[i:i + 1, :h, :w]) for i, (h, w) in enumerate(batch[2].tolist())]
-            for logits, truth in pairs:
+            for logits, truth in self.validation_forward(model, batch, device, autocast):
                 if (truth != self.ignore_index).any():
                     total += float(criterion(logits, truth))
                     batches += 1
                 metrics.update(logits.argmax(1), truth)
         metrics.reduce()
         return metrics.compute(), all_reduce_mean(total / max(1, batches), device)
+
+    def validation_forward(self, model: nn.Module, batch: tuple[torch.Tensor, ...], device: torch.device,
+                           autocast: Autocast) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(float logits, truth)`` pairs :meth:`evaluate` scores for one collated batch (what ``--time`` times):
+        with ``data.resize`` each image runs at the training scale and its logits return to the label's size."""
+        images, masks = batch[0].to(device), batch[1].to(device)
+        if self.resize is None:
+            with autocast():
+                logits = model(images)
+            return [(logits.float(), masks)]
+        if len(batch) == 2:  # images of one size: the batch at the training scale, scored at its size
+            return [(resized_logits(model, images, self.resize, autocast), masks)]
+        # padded: each image alone (without its padding) at the training scale, scored at its own size
+        return [(resized_logits(model, images[i:i + 1, :, :h, :w], self.resize, autocast), masks[i:i + 1, :h, :w])
+                for i, (h, w) in enumerate(batch[2].tolist())]
 
     @torch.no_grad()
     def save_samples(self, model: nn.Module, indices: list[int], path: Path, device: torch.device,

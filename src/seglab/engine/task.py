@@ -112,6 +112,11 @@ class Task(Protocol):
         has none)."""
         ...
 
+    def validation_forward(self, model: nn.Module, batch: Any, device: torch.device, autocast: Autocast) -> Any:
+        """The forward pass :meth:`evaluate` runs on one collated validation batch (at the training scale, unscored):
+        what ``--time`` measures to size the epochs, so it times what validation will really do."""
+        ...
+
     def save_samples(self, model: nn.Module, indices: list[int], path: Path, device: torch.device,
                      autocast: Autocast) -> None:
         """A picture of predictions on the validation images ``indices`` (rank 0 only)."""
