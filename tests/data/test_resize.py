@@ -17,6 +17,7 @@ from seglab.data.resize import LongSide, resize_long_side, resized_size
 from seglab.data.transforms import build_train_transforms
 from seglab.errors import CheckpointError
 from seglab.inference.semantic import evaluate, predict, predict_many
+from seglab.models import build_model, list_models
 
 K = 3
 
@@ -289,3 +290,27 @@ def test_time_budget_times_validation_at_the_training_scale(tmp_path, monkeypatc
     plan = fit_to_budget(cfg, torch.device("cpu"), 600.0)
     assert plan.epochs >= 1
     assert seen and set(seen) == {(32, 48)}  # the two timed runs, at the training scale
+
+
+SEMANTIC_FAMILIES = [e.name for e in list_models() if e.task == "semantic"]
+
+
+@pytest.mark.parametrize("name", SEMANTIC_FAMILIES)
+def test_every_semantic_family_round_trips_at_the_training_scale(name: str, tiny_semantic: dict) -> None:
+    """Each model family under ``resize``: the class map has the input's size and equals the textbook path
+    (torch's antialiased bilinear down to 32x64, the forward pass, bilinear logits back to 48x96, argmax);
+    an odd 45x70 image (padding to the stride at 40 px) comes back at 45x70, whole, tiled and with TTA."""
+    torch.manual_seed(0)
+    model = build_model(name, K, **tiny_semantic.get(name, {})).eval()
+    image = torch.rand(K, 48, 96)
+    with torch.no_grad():
+        small = nn.functional.interpolate(image[None], size=(32, 64), mode="bilinear", antialias=True,
+                                          align_corners=False)
+        out = model(small)
+        logits = out["out"] if isinstance(out, dict) else out
+        want = nn.functional.interpolate(logits, size=(48, 96), mode="bilinear", align_corners=False).argmax(1)[0]
+    got = predict(model, image, resize=64)
+    assert got.shape == (48, 96) and torch.equal(got, want)
+    odd = torch.rand(K, 45, 70)
+    for options in ({}, {"tile": 32}, {"tta": "flip"}):
+        assert predict(model, odd, resize=40, **options).shape == (45, 70), options
