@@ -69,9 +69,9 @@ def main() -> None:
         for n in threads:
             for name, options in TARGETS:
                 rows += rows_for(name, options, 512, n, args.iters, args.seconds, with_threads=True)
-        where = f"CPU {cpu_model()}, {' and '.join(map(str, threads))} thread(s), batch 1, random weights"
+        at = f"CPU {cpu_model()}, {' and '.join(map(str, threads))} thread(s), batch 1, random weights"
         write_result("cpu_latency_targets", "CPU latency targets at 512: INT8 vs FP32 vs torch eager", rows,
-                     notes=f"Written by `python benchmarks/cpu_latency.py --only-targets`. {where}. Targets: "
+                     notes=f"Written by `python benchmarks/cpu_latency.py --only-targets`. {at}. Targets: "
                            "onnx-int8 / onnx-fp32 >= 1.5x; onnx-fp32 / torch-fp32 >= 1.0x. "
                            "Measured one backend after another in one run with nothing else running; the ratios "
                            "are the claim (absolute CPU times depend on the machine).")

@@ -308,9 +308,12 @@ def test_every_semantic_family_round_trips_at_the_training_scale(name: str, tiny
                                           align_corners=False)
         out = model(small)
         logits = out["out"] if isinstance(out, dict) else out
-        want = nn.functional.interpolate(logits, size=(48, 96), mode="bilinear", align_corners=False).argmax(1)[0]
+        scores = nn.functional.interpolate(logits, size=(48, 96), mode="bilinear", align_corners=False)[0]
     got = predict(model, image, resize=64)
-    assert got.shape == (48, 96) and torch.equal(got, want)
+    assert got.shape == (48, 96)
+    top2 = scores.topk(2, dim=0).values
+    tie = (top2[0] - top2[1]) < 1e-4  # predict blends log-probabilities: equal argmax, up to rounding at near-ties
+    assert torch.equal(got[~tie], scores.argmax(0)[~tie]) and int(tie.sum()) <= 0.01 * tie.numel()
     odd = torch.rand(K, 45, 70)
     for options in ({}, {"tile": 32}, {"tta": "flip"}):
         assert predict(model, odd, resize=40, **options).shape == (45, 70), options

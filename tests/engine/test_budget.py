@@ -39,6 +39,7 @@ def warm_imports() -> None:
     import torchvision.models  # noqa: F401
 
 
+@pytest.mark.timing
 def test_the_budget_is_met_and_the_schedule_fits_the_planned_epochs(tiny_data: Path, tmp_path: Path, tiny_config,
                                                                     capsys) -> None:
     budget = 20.0
@@ -61,6 +62,7 @@ def test_the_budget_is_met_and_the_schedule_fits_the_planned_epochs(tiny_data: P
     assert summary["epochs"] <= final
 
 
+@pytest.mark.timing
 def test_a_short_plan_is_refitted_to_the_measured_epochs(tiny_data: Path, tmp_path: Path, tiny_config,
                                                         monkeypatch, capsys) -> None:
     # A pre-run estimate far too cautious (3 epochs) would leave most of the budget unused: after two timed

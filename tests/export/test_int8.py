@@ -130,37 +130,68 @@ def test_cli_export_int8_prints_both_scores(semantic_run: dict, tmp_path: Path, 
     assert not (tmp_path / "x.onnx").exists()
 
 
-def _mean_graph(path: Path, axes: list[int], keepdims: int) -> None:
-    """x (1, 3, H, W) -> ReduceMean(axes, keepdims) -> Mul by x: a squeeze-excite average, opset 18 (axes input)."""
+def _mean_graph(path: Path, axes: list[int], keepdims: int, form: str = "initializer") -> None:
+    """x (1, 3, H, W) -> ReduceMean(axes, keepdims) -> Mul by x: a squeeze-excite average. ``form``: the axes as an
+    initializer or a Constant node (opset 18, shapes inferred and not), or as an attribute (opset 13)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=keepdims),
-             helper.make_node("Mul", ["x", "m"] if keepdims else ["m", "m"], ["y"])]
+    if form == "attribute":
+        nodes, inits, opset = [helper.make_node("ReduceMean", ["x"], ["m"], axes=axes, keepdims=keepdims)], [], 13
+    else:
+        nodes, opset = [helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=keepdims)], 18
+        inits = [numpy_helper.from_array(np.array(axes, np.int64), "axes")] if form == "initializer" else []
+        if form.startswith("constant"):
+            nodes.insert(0, helper.make_node("Constant", [], ["axes"], value_ints=axes))
+    nodes.append(helper.make_node("Mul", ["x", "m"] if keepdims else ["m", "m"], ["y"]))
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(np.array(axes, np.int64), "axes")])
-    proto = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
-    onnx.save(proto, str(path))
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.save(proto if form == "constant-raw" else onnx.shape_inference.infer_shapes(proto), str(path))
 
 
-@pytest.mark.parametrize(("axes", "keepdims", "rewritten"), [([2, 3], 1, 1), ([-1, -2], 1, 1), ([1], 1, 0),
-                                                              ([2, 3], 0, 0)])
-def test_spatial_means_become_global_pools_with_equal_outputs(tmp_path: Path, axes, keepdims, rewritten) -> None:
-    """Only a kept-dims mean over H and W is a GlobalAveragePool (onnxruntime quantizes that one, not ReduceMean);
-    the rewritten graph computes the same numbers, and other means are left alone."""
+@pytest.mark.parametrize(("axes", "keepdims", "form", "rewritten"), [
+    ([2, 3], 1, "initializer", 1), ([-1, -2], 1, "initializer", 1), ([1], 1, "initializer", 0),
+    ([2, 3], 0, "initializer", 0), ([2, 3], 1, "attribute", 1), ([1, 2], 1, "attribute", 0),
+    ([2, 3], 1, "constant", 1), ([2, 3], 1, "constant-raw", 1)])
+def test_spatial_means_become_global_pools_with_equal_outputs(tmp_path: Path, axes, keepdims, form,
+                                                              rewritten) -> None:
+    """Only a kept-dims mean over H and W is a GlobalAveragePool (onnxruntime quantizes that one, not ReduceMean),
+    whichever way the exporter wrote the axes; the rewritten graph computes the same numbers, and other means are
+    left alone."""
     import onnx
     import onnxruntime as ort
 
     from seglab.export.int8 import spatial_means_as_global_pools
 
     src, dst = tmp_path / "a.onnx", tmp_path / "b.onnx"
-    _mean_graph(src, axes, keepdims)
+    _mean_graph(src, axes, keepdims, form)
     assert spatial_means_as_global_pools(src, dst) == rewritten
     assert dst.is_file() == bool(rewritten)
     if rewritten:
-        assert [n.op_type for n in onnx.load(str(dst)).graph.node] == ["GlobalAveragePool", "Mul"]
+        ops = [n.op_type for n in onnx.load(str(dst)).graph.node]
+        assert ops[-2:] == ["GlobalAveragePool", "Mul"] and "ReduceMean" not in ops
         x = np.random.default_rng(0).standard_normal((1, 3, 5, 7)).astype(np.float32)
         want = x * x.mean(axis=(2, 3), keepdims=True)  # the textbook squeeze-excite product
         got = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_quantize_applies_the_rewrite(tmp_path: Path) -> None:
+    """The INT8 file holds a (quantized) GlobalAveragePool where the FP32 export had a spatial ReduceMean."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader
+
+    from seglab.export.int8 import quantize
+
+    rng = np.random.default_rng(0)
+    feeds = iter([{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(2)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(feeds, None)
+
+    _mean_graph(tmp_path / "fp32.onnx", [2, 3], 1)
+    quantize(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", Reader())
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node]
+    assert "ReduceMean" not in ops and "GlobalAveragePool" in ops and "QuantizeLinear" in ops

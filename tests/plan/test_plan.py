@@ -300,7 +300,7 @@ def test_plan_prints_the_object_scale_and_mixed_channels(tmp_path: Path, capsys,
     fp = fingerprint(data)
     assert (fp.channels, fp.gray_images, fp.long_sides) == (3, 1, (60, 60, 60))
     assert "mixed: 1 gray and 2 colour images; planned as colour" in fp.mixed
-    monkeypatch.setattr(console, "_width", 200)  # rich reads COLUMNS once, when the console is made
+    monkeypatch.setattr(console, "_width", 200)  # pinned: setenv("COLUMNS") alone failed under pytest-xdist
     assert main(["plan", str(data), "--out", str(tmp_path / "p.yaml")]) == 0
     out = capsys.readouterr().out
     assert "mixed: 1 gray and 2 colour images" in out and "side p90 px" in out and "longer side 60-60 px" in out

@@ -166,6 +166,7 @@ class InstanceTask:
                                               [t["image_id"] for t in batch[1]], cat_ids=self.cat_ids)
         return score_detections(detections, self.ground_truth), None
 
+    @torch.no_grad()
     def validation_forward(self, model: nn.Module, batch: tuple[list, list], device: torch.device,
                            autocast: Autocast) -> list[dict[str, torch.Tensor]]:
         """The detections :meth:`evaluate` scores for one collated batch (what ``--time`` times)."""

@@ -136,6 +136,7 @@ class PanopticTask:
         scorer = PanopticScorer(self.classes, self.thing_classes, self.cat_ids)
         return score_batches(model, loader, scorer, device, autocast, resize=self.resize), None
 
+    @torch.no_grad()
     def validation_forward(self, model: nn.Module, batch: tuple[list, list], device: torch.device,
                            autocast: Autocast) -> list[dict[str, torch.Tensor]]:
         """The panoptic outputs :meth:`evaluate` scores for one collated batch (what ``--time`` times)."""

@@ -238,6 +238,7 @@ class SemanticTask:
         metrics.reduce()
         return metrics.compute(), all_reduce_mean(total / max(1, batches), device)
 
+    @torch.no_grad()
     def validation_forward(self, model: nn.Module, batch: tuple[torch.Tensor, ...], device: torch.device,
                            autocast: Autocast) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``(float logits, truth)`` pairs :meth:`evaluate` scores for one collated batch (what ``--time`` times):

@@ -149,10 +149,16 @@ def spatial_means_as_global_pools(src: Path, dst: Path) -> int:
     from onnx import helper, numpy_helper
 
     proto = onnx.load(str(src))
+    if not proto.graph.value_info:  # onnxruntime's pre-processing did not run: the ranks come from here
+        proto = onnx.shape_inference.infer_shapes(proto)
     graph = proto.graph
-    known = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    known.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
-                  if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    wanted = {n.input[1] for n in graph.node if n.op_type == "ReduceMean" and len(n.input) > 1}
+    known = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.name in wanted}
+    for n in graph.node:  # axes from a Constant node (a tensor, or a list of ints)
+        if n.op_type == "Constant" and n.output[0] in wanted and n.attribute:
+            known[n.output[0]] = np.asarray(helper.get_attribute_value(n.attribute[0]) if
+                                            n.attribute[0].name == "value_ints" else
+                                            numpy_helper.to_array(n.attribute[0].t))
     rank = {v.name: len(v.type.tensor_type.shape.dim) for v in (*graph.input, *graph.value_info)
             if v.type.tensor_type.HasField("shape")}
     count = 0
@@ -160,7 +166,7 @@ def spatial_means_as_global_pools(src: Path, dst: Path) -> int:
         if node.op_type != "ReduceMean" or rank.get(node.input[0]) != 4:
             continue
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        axes = attrs.get("axes")
+        axes = attrs.get("axes")  # opset < 18: an attribute; from 18: the second input
         if axes is None and len(node.input) > 1 and node.input[1] in known:
             axes = np.ravel(known[node.input[1]]).tolist()
         if attrs.get("keepdims", 1) != 1 or axes is None or sorted(int(a) % 4 for a in axes) != [2, 3]:
