@@ -176,6 +176,11 @@ def spatial_means_as_global_pools(src: Path, dst: Path) -> int:
                                                   name=f"seglab_spatial_mean_{count}"))
         count += 1
     if count:
+        used = {name for n in graph.node for name in n.input}
+        for init in [t for t in graph.initializer if t.name in wanted and t.name not in used]:
+            graph.initializer.remove(init)  # the axes the rewritten means took (onnxruntime warns of unused ones)
+        for const in [n for n in graph.node if n.op_type == "Constant" and n.output[0] in wanted - used]:
+            graph.node.remove(const)
         onnx.save(proto, str(dst))
     return count
 
