@@ -30,11 +30,14 @@ def machine() -> str:
             f"torch {torch.__version__}, threads {torch.get_num_threads()}")
 
 
-def write_result(name: str, title: str, rows: list[dict], notes: str = "") -> Path:
-    """Write ``results/<name>.json`` (with machine and date) and regenerate docs/benchmarks.md."""
+def write_result(name: str, title: str, rows: list[dict], notes: str = "", command: str | None = None) -> Path:
+    """Write ``results/<name>.json`` (with machine and date) and regenerate docs/benchmarks.md. ``command``:
+    what reproduces it, when that is not ``python benchmarks/<name>.py``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"name": name, "title": title, "machine": machine(),
               "date": _dt.date.today().isoformat(), "rows": rows, "notes": notes}
+    if command:
+        record["command"] = command
     out = RESULTS / f"{name}.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -57,8 +60,8 @@ def render_doc() -> None:
              "CPU are only indicative.", ""]
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
-        parts += [f"## {r['title']}", "", f"Machine: {r['machine']}. Date: {r['date']}. "
-                  f"Command: `python benchmarks/{r['name']}.py`.", ""]
+        command = r.get("command") or f"python benchmarks/{r['name']}.py"
+        parts += [f"## {r['title']}", "", f"Machine: {r['machine']}. Date: {r['date']}. Command: `{command}`.", ""]
         rows = r.get("rows") or []
         if rows:
             cols = list(dict.fromkeys(k for row in rows for k in row))

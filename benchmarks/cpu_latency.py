@@ -74,7 +74,8 @@ def main() -> None:
                      notes=f"Written by `python benchmarks/cpu_latency.py --only-targets`. {at}. Targets: "
                            "onnx-int8 / onnx-fp32 >= 1.5x; onnx-fp32 / torch-fp32 >= 1.0x. "
                            "Measured one backend after another in one run with nothing else running; the ratios "
-                           "are the claim (absolute CPU times depend on the machine).")
+                           "are the claim (absolute CPU times depend on the machine).",
+                     command="python benchmarks/cpu_latency.py --only-targets")
     if args.only_targets:
         return
     rows = []
@@ -86,6 +87,7 @@ def main() -> None:
             continue
         rows += rows_for(name, {}, args.size, args.threads, args.iters, args.seconds)
         write_result("cpu_latency", f"CPU latency of every model at {args.size}x{args.size} (seglab bench)", rows,
+                     command=f"python benchmarks/cpu_latency.py --skip-targets --size {args.size}",
                      notes=f"{where}; default options of each model. {args.size} px, not 512: the large models' "
                            "512 run does not fit this shared 2-core machine's time.")
 
