@@ -289,6 +289,19 @@ def instance_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "classes": INSTANCE_CLASSES, "tiny": TINY_MASKRCNN, "other_categories": other}
 
 
+@pytest.fixture(scope="session")
+def instance_bundle(instance_run: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``instance_run``'s checkpoint exported as an ONNX bundle (any image size); read only. Skips without
+    onnxruntime. Used by tests/runtime (the torch-free runtime) and tests/deploy (serve)."""
+    pytest.importorskip("onnxruntime")
+    from seglab.checkpoint import load_checkpoint
+    from seglab.export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("instance_bundle") / "detector.onnx"
+    export_checkpoint(*load_checkpoint(instance_run["ckpt"]), out)
+    return out
+
+
 @pytest.fixture
 def index_labels(tmp_path: Path, rng: np.random.Generator) -> Path:
     """Three 9 x 13 class-index PNGs (values 0..3, a few ignore pixels 255) in ``tmp_path/idx``."""

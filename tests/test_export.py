@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from seglab.errors import ConfigError, ModelError
-from seglab.export import InstanceExportWrapper, check_export, check_instance_export, export_model, read_metadata
+from seglab.export import check_export, check_instance_export, export_model, read_metadata
 from seglab.models import build_model, list_models
 
 ort = pytest.importorskip("onnxruntime")
@@ -176,26 +176,31 @@ def test_refusals_are_clear(tmp_path, tiny) -> None:
 
 
 def test_instance_onnx_export_matches_pytorch(tmp_path) -> None:
-    """Mask R-CNN: fixed square input of the model's min_size, detections checked against plain PyTorch."""
+    """Mask R-CNN: the graph after the detector's resize, fed a picture of another size scaled by torch's rule,
+    returns what ``model([picture])`` returns; a file holding other weights fails the check."""
     import onnxruntime as ort
+
+    from seglab.export.instance import detector_input
 
     torch.manual_seed(0)
     model = build_model("maskrcnn_resnet18_fpn", 3, min_size=64, max_size=64, fpn_channels=16,
                         box_batch_size_per_image=16, mask_head_layers=1).eval()
     meta = {"seglab.classes": ["background", "a", "b"], "seglab.cat_ids": [0, 3, 9], "seglab.task": "instance"}
     result = export_model(model, tmp_path / "d.onnx", task="instance", metadata=meta, check=True, tolerance=1e-3)
-    assert result.max_abs_diff is not None and result.max_abs_diff < 1e-3
+    assert result.max_abs_diff is not None and result.max_abs_diff < 1e-3 and result.detections_compared > 0
     stored = read_metadata(result.path)
-    assert stored["seglab.input_size"] == [64, 64] and stored["seglab.cat_ids"] == [0, 3, 9]
+    assert stored["seglab.detector"] == {"min_size": 64, "max_size": 64} and stored["seglab.cat_ids"] == [0, 3, 9]
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(result.path), options, providers=["CPUExecutionProvider"])
-    x = torch.nn.functional.interpolate(torch.rand(1, 3, 9, 9, generator=torch.Generator().manual_seed(7)),
-                                        size=(64, 64), mode="bilinear")[0]
-    boxes, labels, scores, masks = session.run(None, {"image": x.numpy()})
+    picture = torch.nn.functional.interpolate(torch.rand(1, 3, 9, 9, generator=torch.Generator().manual_seed(7)),
+                                              size=(61, 83), mode="bilinear")[0]
+    x = detector_input(picture, model)
+    assert tuple(x.shape) == (3, 47, 64)  # long side capped at max_size 64: the scale torchvision picks
+    boxes, labels, scores, masks = session.run(None, {"image": x.numpy(), "size": np.array([61, 83])})
     with torch.no_grad():
-        ref = model([x])[0]
-    assert len(scores) == len(ref["scores"]) > 0
+        ref = model([picture])[0]
+    assert len(scores) == len(ref["scores"]) > 0 and masks.shape[-2:] == (61, 83)
     np.testing.assert_allclose(scores, ref["scores"].numpy(), atol=1e-4)
     np.testing.assert_array_equal(labels, ref["labels"].numpy())
     np.testing.assert_allclose(boxes, ref["boxes"].numpy(), atol=1e-2)
@@ -204,7 +209,7 @@ def test_instance_onnx_export_matches_pytorch(tmp_path) -> None:
     other = build_model("maskrcnn_resnet18_fpn", 3, min_size=64, max_size=64, fpn_channels=16,
                         box_batch_size_per_image=16, mask_head_layers=1).eval()
     try:
-        diff, compared = check_instance_export(result.path, InstanceExportWrapper(other), (64, 64))
+        diff, compared = check_instance_export(result.path, other)
         assert diff > 1e-2 and compared > 0
     except ModelError as e:
         assert "detections" in str(e)
@@ -275,7 +280,7 @@ def test_export_instance_checkpoint_checked_on_real_images(instance_run, one_thr
     assert result.detections_compared is not None
     meta = read_metadata(out)
     assert meta["seglab.task"] == "instance" and meta["seglab.classes"] == instance_run["classes"]
-    assert meta["seglab.input_size"] == [64, 64] and meta["seglab.cat_ids"] == [0, 1, 2, 3]
+    assert meta["seglab.detector"] == {"min_size": 64, "max_size": 64} and meta["seglab.cat_ids"] == [0, 1, 2, 3]
 
 
 def test_export_check_with_max_size_below_min_size(instance_run, one_thread, tmp_path) -> None:
@@ -283,4 +288,4 @@ def test_export_check_with_max_size_below_min_size(instance_run, one_thread, tmp
     model = build_model("maskrcnn_resnet18_fpn", 4, **{**instance_run["tiny"], "min_size": 64, "max_size": 40}).eval()
     result = export_model(model, tmp_path / "b.onnx", task="instance", check=True, tolerance=1e-3)
     assert result.max_abs_diff < 1e-3 and result.detections_compared > 0
-    assert read_metadata(result.path)["seglab.input_size"] == [40, 40]
+    assert read_metadata(result.path)["seglab.detector"] == {"min_size": 64, "max_size": 40}

@@ -28,8 +28,9 @@ def test_instance_export_checked_on_a_real_image(instance_run, tmp_path, capsys)
     out = tmp_path / "a.onnx"
     assert main(["export", str(instance_run["ckpt"]), "--out", str(out), "--check", "--check-image", str(image)]) == 0
     printed = " ".join(capsys.readouterr().out.split())
-    assert "one 64x64 RGB image per call" in printed and "check: max |onnx - pytorch|" in printed
-    assert "1 image(s) at 64x64" in printed and "detections compared" in printed
+    assert "one RGB image of any size per call, scaled to a short side of 64 px" in printed
+    assert "check: max |onnx - pytorch|" in printed
+    assert "1 image(s) at their own sizes" in printed and "detections compared" in printed
     meta = read_metadata(out)
     assert meta["seglab.task"] == "instance" and meta["seglab.classes"] == instance_run["classes"]
 

@@ -171,6 +171,23 @@ def test_run_predictors_semantic_and_instance(semantic_run: dict, instance_run: 
         assert coco_mask.decode({**rle, "counts": rle["counts"].encode()}).shape == shapes.shape[:2]
 
 
+def test_instance_bundle_answers_the_runs_detections(instance_run: dict, instance_bundle: Path) -> None:
+    """An instance bundle is served without torch and answers what its run answers (same classes, order and masks;
+    scores and boxes to float rounding)."""
+    from seglab.deploy.predictors import load_predictor
+
+    run = load_predictor(instance_run["ckpt"], score_threshold=0.0)
+    bundle = load_predictor(instance_bundle, score_threshold=0.0)
+    assert bundle.backend == "onnxruntime" and bundle.task == "instance" and bundle.info()["task"] == "instance"
+    shapes = np.asarray(Image.open(next((instance_run["data"] / "images" / "val").iterdir())).convert("RGB"))
+    picture = np.asarray(Image.fromarray(shapes).resize((83, 61), Image.BILINEAR))  # not the detector's size
+    a, b = run.predict(picture), bundle.predict(picture)
+    assert len(a["masks"]) > 0 and (a["height"], a["width"]) == (b["height"], b["width"]) == (61, 83)
+    assert a["classes"] == b["classes"] and a["masks"] == b["masks"]
+    np.testing.assert_allclose(a["scores"], b["scores"], atol=2e-4)
+    np.testing.assert_allclose(a["boxes"], b["boxes"], atol=2e-2)
+
+
 def test_a_served_run_predicts_at_its_training_scale(semantic_run: dict, monkeypatch) -> None:
     """A run trained with ``data.resize`` is served at that scale, as ``seglab predict RUN`` predicts it."""
     import dataclasses

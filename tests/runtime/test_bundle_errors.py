@@ -53,9 +53,9 @@ def test_options_and_outputs_refused(bundle_path: Path, semantic_run: dict, tmp_
     with pytest.raises(OutputError, match="--exist-ok"):
         predict_bundle_files(bundle, [images / "s0.png"], tmp_path / "b")
     assert predict_bundle_files(bundle, [images / "s0.png"], tmp_path / "b", exist_ok=True).written == 1
-    instance = Bundle(path=bundle_path, session=None, meta={}, task="instance")
-    with pytest.raises(ModelError, match="semantic bundles"):
-        predict_bundle_files(instance, [images], tmp_path / "c")
+    panoptic = Bundle(path=bundle_path, session=None, meta={}, task="panoptic")
+    with pytest.raises(ModelError, match="semantic and instance bundles"):
+        predict_bundle_files(panoptic, [images], tmp_path / "c")
 
 
 def test_unreadable_input_is_reported_and_others_written(bundle_path: Path, semantic_run: dict,

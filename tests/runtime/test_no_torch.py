@@ -54,6 +54,22 @@ def test_predict_bundle_without_torch(bundle_path: Path, semantic_run: dict, tmp
 def test_runtime_package_imports_without_torch() -> None:
     done = _run("""
         import seglab, seglab.runtime, seglab.runtime.files, seglab.runtime.semantic, seglab.runtime.bundle
+        import seglab.runtime.instance, seglab.runtime.instance_files
         assert "torch" not in sys.modules
     """)
     assert done.returncode == 0, done.stderr
+
+
+def test_predict_instance_bundle_without_torch(instance_bundle: Path, instance_run: dict, tmp_path: Path) -> None:
+    out = tmp_path / "detections"
+    done = _run(f"""
+        from seglab.cli import main
+        code = main(["predict", {str(instance_bundle)!r}, {str(instance_run["data"] / "images" / "val")!r},
+                     "--out", {str(out)!r}, "--score-threshold", "0.0", "--save", "index,color"])
+        assert "torch" not in sys.modules, sorted(m for m in sys.modules if "torch" in m)
+        sys.exit(code)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert len(list(out.glob("*_color.png"))) == 5 and (out / "predictions.json").is_file()
+    ids = np.asarray(Image.open(sorted(out.glob("*.png"))[0]))
+    assert ids.shape == (64, 64) and ids.max() > 0

@@ -44,13 +44,21 @@ def export(
                                    check_images=check_image, opset=opset, half=half)
     size_mb = result.path.stat().st_size / 1e6
     graph = f", opset {result.opset}" if result.opset else ""
-    if task_kind(info.task).detector:  # detectors (instance, panoptic) export for one fixed-size image
-        h, w = read_metadata(result.path)["seglab.input_size"]
+    meta = read_metadata(result.path) if task_kind(info.task).detector else {}
+    if info.task == "instance":  # any size: the runtime scales each picture as the detector does, then the graph
+        det = meta["seglab.detector"]
+        console.print(f"exported {info.model} -> {result.path} ({format}{graph}, one RGB image of any size per call, "
+                      f"scaled to a short side of {det['min_size']} px (long side at most {det['max_size']}) "
+                      f"before the graph, {size_mb:.1f} MB)")
+        probe = (f"{len(check_image)} image(s)" if check_image else "two noise images") + \
+            f" at their own sizes, {result.detections_compared} detections compared"
+    elif task_kind(info.task).detector:  # Panoptic FPN exports for one fixed-size image
+        h, w = meta["seglab.input_size"]
         console.print(f"exported {info.model} -> {result.path} ({format}{graph}, one {h}x{w} RGB image per call, "
                       f"{size_mb:.1f} MB)")
         probe = (f"{len(check_image)} image(s)" if check_image else "two noise images") + \
-            f" at {h}x{w}, {result.detections_compared} detections compared" + \
-            (" and the semantic maps (share of pixels differing)" if info.task == "panoptic" else "")
+            f" at {h}x{w}, {result.detections_compared} detections compared and the semantic maps (share of " \
+            "pixels differing)"
     else:
         precision = ", float16 weights" if result.half else ""
         console.print(f"exported {info.model} -> {result.path} ({format}{graph}{precision}, dynamic axes "

@@ -29,8 +29,8 @@ def predict(
     tta: str | None = typer.Option(None, "--tta", help="hflip | hflip,vflip | hflip,scales=0.75,1,1.25 (semantic)"),
     probs: bool = typer.Option(False, "--probs", help="Also save class probabilities as <stem>_probs.npy."),
     features: str | None = typer.Option(None, "--features", help="Save a feature grid of this layer."),
-    score_threshold: float | None = typer.Option(None, "--score-threshold", help="Instance checkpoints: keep "
-                                                 "detections scoring at least this (default 0.5)."),
+    score_threshold: float | None = typer.Option(None, "--score-threshold", help="Instance checkpoints and "
+                                                 "bundles: keep detections scoring at least this (default 0.5)."),
     alpha: float = typer.Option(0.5, "--alpha", help="Mask opacity for --save overlay."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images (or tiles) per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
@@ -75,15 +75,14 @@ def _predict_bundle(path: Path, inputs: list[str], out: Path, save: str, given: 
     from seglab.errors import ConfigError
     from seglab.runtime import RuntimeOptions, load_bundle, predict_bundle_files
 
-    unsupported = {"--probs": given["probs"], "--features": given["features"],
-                   "--score-threshold": given["score_threshold"], "--recursive": recursive,
+    unsupported = {"--probs": given["probs"], "--features": given["features"], "--recursive": recursive,
                    "--refine/--sam-checkpoint": refine, "--device": device not in ("auto", "cpu")}
     flags = [k for k, v in unsupported.items() if v]
     if flags:
         raise ConfigError(f"{', '.join(flags)}: not available with a .onnx bundle ({path}); predict with the run "
                           "(`seglab predict RUN ...`) for those, or drop them.")
     options = RuntimeOptions(tile=given["tile"], overlap=given["overlap"], blend=given["blend"], tta=given["tta"],
-                             batch_size=batch_size)
+                             batch_size=batch_size, score_threshold=given["score_threshold"])
     bundle = load_bundle(path)
     if given["tta"] is None and bundle.tile.get("tta"):
         err_console.print(f"TTA {bundle.tile['tta']}: the run's recorded advice, stored in the bundle; --tta none "

@@ -20,7 +20,7 @@ def serve(
                                        "runtime's choice)."),
     max_bytes: int = typer.Option(20 * 1024 * 1024, "--max-bytes", help="Largest upload accepted (413 beyond)."),
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", help="Largest image accepted, in pixels (413)."),
-    score_threshold: float = typer.Option(0.5, "--score-threshold", help="Instance runs: answer detections "
+    score_threshold: float = typer.Option(0.5, "--score-threshold", help="Instance runs and bundles: answer detections "
                                           "scoring at least this."),
 ) -> None:
     """Serve POST /predict (PNG class map, or JSON detections), GET /health and GET /info; SIGTERM drains."""

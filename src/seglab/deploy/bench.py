@@ -209,6 +209,9 @@ def _prepare(target: str, options: BenchOptions, model_options: dict[str, Any], 
         from seglab.runtime import load_bundle
 
         bundle = load_bundle(target)
+        if bundle.task != "semantic":
+            raise ConfigError(f"bench {target}: a {bundle.task} bundle; seglab bench times semantic models (batch 1 "
+                              "tensors). Time a detector with `seglab serve` and its load test instead.")
         int8 = "int8" in str(bundle.meta.get("seglab.precision", ""))
         source = {"onnx-int8" if int8 else "onnx-fp32": target}
         for b in ("torch-fp32", "torch-bf16"):

@@ -58,20 +58,28 @@ def load_predictor(path: str | os.PathLike, *, threads: int | None = None, score
     from seglab.runtime import is_bundle
 
     if is_bundle(path):
-        return _bundle_predictor(Path(path), threads)
+        return _bundle_predictor(Path(path), threads, score_threshold)
     return _torch_predictor(Path(path), threads, score_threshold)
 
 
-def _bundle_predictor(path: Path, threads: int | None) -> Predictor:
+def _bundle_predictor(path: Path, threads: int | None, score_threshold: float) -> Predictor:
     from seglab.runtime import load_bundle, predict_image
 
     bundle = load_bundle(path, threads=threads)
-    if bundle.task != "semantic":
-        raise ConfigError(f"{path}: a {bundle.task} bundle; serve its run instead (`seglab serve RUN`), the "
-                          "torch-free runtime predicts semantic bundles.")
     palette = bundle.palette if bundle.palette is not None else _gray()
-    return Predictor("semantic", bundle.model, bundle.classes, bundle.in_channels, bundle.meta.get("seglab.input_size"),
-                     "onnxruntime", palette, lambda image: predict_image(bundle, image))
+    if bundle.task == "instance":
+        from seglab.runtime.instance import detect
+
+        def run(image: np.ndarray) -> dict[str, Any]:
+            return detections_json(bundle.classes, detect(bundle, image, score_threshold), image.shape)
+    elif bundle.task == "semantic":
+        def run(image: np.ndarray) -> np.ndarray:
+            return predict_image(bundle, image)
+    else:
+        raise ConfigError(f"{path}: a {bundle.task} bundle; `seglab serve` answers semantic class maps and instance "
+                          "detections.")
+    return Predictor(bundle.task, bundle.model, bundle.classes, bundle.in_channels,
+                     bundle.meta.get("seglab.input_size"), "onnxruntime", palette, run)
 
 
 def _torch_predictor(path: Path, threads: int | None, score_threshold: float) -> Predictor:
@@ -101,19 +109,23 @@ def _torch_predictor(path: Path, threads: int | None, score_threshold: float) ->
 
 
 def _detections(model, info, image: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Instance JSON: class, score, box and COCO RLE mask of each detection scoring at least ``threshold``."""
-    from seglab.data.rle import encode_mask
+    """A run's detections of one image as the server answers them."""
     from seglab.inference import predict_instances
 
     [(_, _, inst)] = list(predict_instances(model, [(0, image)], score_threshold=threshold, batch_size=1,
                                            resize=info.resize))
-    masks = inst["masks"].numpy()
-    labels = inst["labels"].tolist()
-    return {"height": int(image.shape[0]), "width": int(image.shape[1]),
-            "classes": [info.classes[c] for c in labels],
+    return detections_json(info.classes, {k: v.numpy() for k, v in inst.items()}, image.shape)
+
+
+def detections_json(classes: list[str], inst: dict[str, np.ndarray], shape: tuple[int, ...]) -> dict[str, Any]:
+    """Instance JSON: class, score, box and COCO RLE mask (counts as text) of each detection, best first."""
+    from seglab.runtime.instance import encode_rle
+
+    labels = np.asarray(inst["labels"]).tolist()
+    return {"height": int(shape[0]), "width": int(shape[1]), "classes": [classes[c] for c in labels],
             "scores": [round(float(s), 4) for s in inst["scores"]],
             "boxes": [[round(float(v), 2) for v in b] for b in inst["boxes"]],
-            "masks": [encode_mask(m) for m in masks]}  # COCO compressed RLE, counts as text
+            "masks": [encode_rle(m) for m in inst["masks"]]}
 
 
 def _gray() -> np.ndarray:

@@ -1,8 +1,9 @@
 """Ship a trained model: ONNX (dynamic batch/height/width) or TorchScript, with seglab metadata inside.
 
 Semantic models (:mod:`seglab.export.semantic`) take a normalized ``image`` ``(N, C, H, W)`` and return
-``logits``; instance models (:mod:`seglab.export.instance`, Mask R-CNN) export to ONNX for one fixed-size
-image and return boxes, labels, scores and masks. :func:`export_checkpoint` is what ``seglab export``
+``logits``; instance models (:mod:`seglab.export.instance`, Mask R-CNN) export to ONNX for images of any size
+(scaled outside the graph as the detector scales them) and return boxes, labels, scores and masks; Panoptic FPN
+exports for one fixed-size image. :func:`export_checkpoint` is what ``seglab export``
 calls. See docs/export.md for which models export.
 """
 

@@ -38,7 +38,8 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
     The written file is always run (onnxruntime / TorchScript) on two input shapes before it replaces
     ``path``, so a graph that only works at the example's size is never shipped. ``check`` returns
     the largest difference from PyTorch; above ``tolerance`` it raises. Instance models (``task="instance"``)
-    export for one fixed-size image; ``check_images`` gives their check real pictures to detect in.
+    take any image size (scaled outside the graph, :mod:`seglab.export.instance`), panoptic ones one fixed size;
+    ``check_images`` gives their check real pictures to detect in.
     ``opset`` is the ONNX opset (default: the exporter's); ``half`` (ONNX, semantic models) stores float16
     weights behind the same float32 input and output and is always checked (``tolerance`` default 1e-2).
 

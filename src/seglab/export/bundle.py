@@ -24,6 +24,8 @@ def bundle_metadata(model: nn.Module, info: CheckpointInfo) -> dict[str, Any]:
     """The keys the runtime reads beyond ``checkpoint_metadata``: task, stride, palette, tiling, resize."""
     from seglab.inference.tiling import TileOptions
     from seglab.inference.writers import class_palette
+    from seglab.tasks import task_kind
+    from seglab.viz import default_palette
 
     tiles = TileOptions()
     resize = getattr(info, "resize", None)  # the run's data.resize, read and checked by checkpoint.py
@@ -36,4 +38,7 @@ def bundle_metadata(model: nn.Module, info: CheckpointInfo) -> dict[str, Any]:
                           "tta": ((info.config or {}).get("data") or {}).get("tta") or None},
         "seglab.resize": int(resize) if isinstance(resize, int) and resize > 0 else None,
         "seglab.resize_rule": RESIZE_NOTE,
+        # instance-id PNGs are painted with this palette (seglab.inference.writers.InstanceWriter)
+        **({"seglab.id_palette256": default_palette(256, ignore_index=None).tolist()}
+           if task_kind(info.task).detector else {}),
     }

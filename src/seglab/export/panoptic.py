@@ -16,7 +16,7 @@ from torch import nn
 
 from seglab.errors import ModelError
 from seglab.export.common import DOCS, ExportResult
-from seglab.export.instance import INSTANCE_OUTPUTS, export_instance
+from seglab.export.instance import INSTANCE_OUTPUTS, export_fixed_size
 
 PANOPTIC_OUTPUTS = (*INSTANCE_OUTPUTS, "semantic")
 
@@ -59,6 +59,6 @@ def export_panoptic(model: nn.Module, path: Path, *, format: str, metadata: dict
         raise ModelError(f"model {name!r}: panoptic models export to ONNX in float32 only (drop --half / use "
                          f"--format onnx), as the Mask R-CNN inside them. See {DOCS}.")
     meta = {**metadata, "seglab.thing_classes": list(model.thing_classes)}
-    return export_instance(model, path, format=format, metadata=meta, name=name, check=check, tolerance=tolerance,
-                           check_images=check_images, opset=opset, wrapper=PanopticExportWrapper(model),
-                           outputs=PANOPTIC_OUTPUTS)
+    return export_fixed_size(model, PanopticExportWrapper(model), path, format=format, metadata=meta, name=name,
+                             check=check, tolerance=tolerance, outputs=PANOPTIC_OUTPUTS, check_images=check_images,
+                             opset=opset)

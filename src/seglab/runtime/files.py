@@ -1,8 +1,10 @@
 """``seglab predict model.onnx IMAGES --out P``: the files ``seglab predict RUN`` writes, from a bundle.
 
 Semantic bundles write ``<stem>.png`` (index PNG with the class palette) and, with ``formats="index,color"``,
-``<stem>_color.png``, plus ``predictions.csv`` (one row per input, class pixel shares), all atomically. An
-unreadable input is reported in its row and the others are still written.
+``<stem>_color.png``, plus ``predictions.csv`` (one row per input, class pixel shares). Instance bundles write
+``<stem>.png`` of instance ids with ``<stem>.json`` (category and score of each id), ``predictions.json`` (COCO
+results) and ``predictions.csv`` (instances per class), as ``seglab.inference.writers.InstanceWriter``. Every
+file is written atomically; an unreadable input is reported in its row and the others are still written.
 """
 
 from __future__ import annotations
@@ -75,48 +77,72 @@ def predict_bundle_files(bundle: Bundle, inputs: Sequence[str | Path], out: str 
     """Predict every image named by ``inputs`` with ``bundle`` and write the results under ``out``.
 
     Raises:
-        ModelError: an instance or panoptic bundle (the runtime predicts semantic bundles).
-        ConfigError: a format other than index / color.
+        ModelError: a panoptic bundle (the runtime predicts semantic and instance bundles).
+        ConfigError: a format other than index / color; tiling or TTA for an instance bundle, a score threshold
+            for a semantic one.
         DataError: no input names any image.
         OutputError: ``out`` is a file, an output would replace an input, or (without ``exist_ok``) a file of
             an earlier run; nothing is written then.
     """
     from seglab.fileio import check_output_path
+    from seglab.runtime.instance_files import InstanceFiles
 
-    if bundle.task != "semantic":
-        raise ModelError(f"{bundle.path}: a {bundle.task} bundle; the torch-free runtime predicts semantic "
-                         f"bundles. Predict with the run instead (`seglab predict RUN ...`); see {DOCS}.")
+    if bundle.task not in ("semantic", "instance"):
+        raise ModelError(f"{bundle.path}: a {bundle.task} bundle; the torch-free runtime predicts semantic and "
+                         f"instance bundles. Predict with the run instead (`seglab predict RUN ...`); see {DOCS}.")
     formats = tuple(s.strip() for s in format.split(","))
     bad = [f for f in formats if f not in FORMATS]
     if bad or len(set(formats)) != len(formats):
         raise ConfigError(f"--save {format!r}: a .onnx bundle writes {' and '.join(FORMATS)} (each once); "
                           "overlay and panel pictures need the run: `seglab predict RUN`.")
     options = options or RuntimeOptions()
-    options.resolved(bundle.tile)  # bad tiling or TTA: refused before anything is written
-    parse_tta(effective_tta(options.tta, bundle.tile))
+    _check_options(bundle, options)
     out = check_output_path(out, directory=True)
     paths, failures = find_inputs(inputs)
     if not paths and not failures:
         raise DataError(f"no images found in {', '.join(map(str, inputs))}.")
-    stems = _stems(paths, formats)
-    planned = [out / name for s in stems.values() for name in _names(s, formats)] + [out / "predictions.csv"]
+    names = _names if bundle.task == "semantic" else InstanceFiles.names
+    summaries = ["predictions.csv"] + ([] if bundle.task == "semantic" else ["predictions.json"])
+    stems = _stems(paths, formats, names, summaries)
+    planned = [out / name for s in stems.values() for name in names(s, formats)] + [out / f for f in summaries]
     _refuse(planned, paths, exist_ok)
     out.mkdir(parents=True, exist_ok=True)
+    if bundle.task == "instance":
+        return InstanceFiles(bundle, out, formats, options.score_threshold).write_all(paths, failures, stems, callback)
     return _write_all(bundle, paths, failures, stems, formats, out, options, callback)
+
+
+def _check_options(bundle: Bundle, options: RuntimeOptions) -> None:
+    """Refuse options that do not apply to the bundle's task, naming them as the CLI flags."""
+    if bundle.task == "semantic":
+        if options.score_threshold is not None:
+            raise ConfigError(f"--score-threshold: {bundle.path} is a semantic bundle; the threshold applies to "
+                              "instance detections. Drop it.")
+        options.resolved(bundle.tile)  # bad tiling or TTA: refused before anything is written
+        parse_tta(effective_tta(options.tta, bundle.tile))
+        return
+    if options.score_threshold is not None and not 0.0 <= options.score_threshold <= 1.0:
+        raise ConfigError(f"Expected --score-threshold (score_threshold) in [0, 1], but got {options.score_threshold}.")
+    flags = [f"--{k}" for k in ("tile", "overlap", "blend", "tta") if getattr(options, k) is not None]
+    if flags:
+        raise ConfigError(f"{', '.join(flags)}: {bundle.path} is an {bundle.task} bundle; tiling, overlap, "
+                          f"blending and TTA apply to semantic models. Drop {' and '.join(flags)}.")
 
 
 def _names(stem: str, formats: tuple[str, ...]) -> list[str]:
     return [f"{stem}.png" if f == "index" else f"{stem}_{f}.png" for f in formats]
 
 
-def _stems(paths: list[Path], formats: tuple[str, ...]) -> dict[Path, str]:
-    used = {"predictions.csv"}
+def _stems(paths: list[Path], formats: tuple[str, ...], names: Callable[[str, tuple[str, ...]], list[str]],
+           summaries: list[str]) -> dict[Path, str]:
+    """An output stem per input: its own, or ``<stem>-2``, ``-3`` ... where two inputs (or a summary) clash."""
+    used = set(summaries)
     stems: dict[Path, str] = {}
     for p in paths:
         stem, n = p.stem, 2
-        while any(name in used for name in _names(stem, formats)):
+        while any(name in used for name in names(stem, formats)):
             stem, n = f"{p.stem}-{n}", n + 1
-        used.update(_names(stem, formats))
+        used.update(names(stem, formats))
         stems[p] = stem
     return stems
 

@@ -22,13 +22,15 @@ BLENDS = ("gaussian", "linear", "none")
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """Tiling and TTA of one prediction; ``None`` fields take the bundle's stored defaults."""
+    """Tiling and TTA (semantic) or the score threshold (instance) of one prediction; ``None`` fields take the
+    bundle's stored defaults."""
 
     tile: int | None = None
     overlap: float | None = None
     blend: str | None = None
     tta: str | None = None
     batch_size: int = 4
+    score_threshold: float | None = None  # instance bundles: keep detections scoring at least this (default 0.5)
 
     def resolved(self, stored: dict) -> tuple[int | None, float, str]:
         """``(tile, overlap, blend)``: given values first, then the bundle's, then seglab's defaults."""

@@ -120,19 +120,12 @@ def instance_ids(masks: ArrayLike, scores: ArrayLike | None = None) -> tuple[np.
     Returns:
         ``(ids (H, W) int64, kept)``: ``kept[k - 1]`` is the input index of instance id ``k``.
     """
+    from seglab.runtime.instance import instance_ids as paint  # the numpy rule the torch-free runtime shares
+
     m = torch.as_tensor(masks).bool().cpu().numpy()
     if m.ndim != 3:
         raise DataError(f"Expected instance masks of shape (N, H, W), but got shape {m.shape}.")
-    order = np.arange(len(m)) if scores is None else \
-        np.argsort(-torch.as_tensor(scores).float().cpu().numpy(), kind="stable")
-    owner = np.full(m.shape[1:], -1, np.int64)
-    for k in order[::-1]:  # lowest score first: higher scores paint over it
-        owner[m[k]] = k
-    kept = np.array([k for k in order if (owner == k).any()], dtype=np.int64)
-    ids = np.zeros(m.shape[1:], np.int64)
-    for new, k in enumerate(kept, 1):
-        ids[owner == k] = new
-    return ids, kept
+    return paint(m, None if scores is None else torch.as_tensor(scores).float().cpu().numpy())
 
 
 def save_instance_overlay(path: str | os.PathLike, image: ArrayLike, instances: dict[str, Any],
