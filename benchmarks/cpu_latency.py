@@ -22,12 +22,12 @@ TARGETS = [("unet", {"base_channels": 16}), ("lraspp_mobilenet_v3", {})]
 
 
 def rows_for(name: str, options: dict, size: int, threads: int, iters: int, seconds: float,
-             with_threads: bool = False) -> list[dict]:
+             with_threads: bool = False, rounds: int = 1) -> list[dict]:
     from seglab.deploy.bench import BenchOptions, bench
 
     label = name + "".join(f" {k}={v}" for k, v in options.items()) + (f", {threads} thread(s)" if with_threads else "")
     report = bench(name, BenchOptions(input=(3, size, size), threads=threads, warmup=2, iters=iters, min_iters=3,
-                                      seconds=seconds), model_options=options)
+                                      seconds=seconds, rounds=rounds), model_options=options)
     out = []
     for r in report.rows:
         row = {"model": label, "input": f"3x{size}x{size}", "backend": r["backend"]}
@@ -58,6 +58,8 @@ def main() -> None:
                         help="thread counts the 512 targets are measured at (INT8 gains more on one thread)")
     parser.add_argument("--iters", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--target-rounds", type=int, default=3,
+                        help="the targets' backends measured in turn this many times (seglab bench --rounds)")
     parser.add_argument("--only-targets", action="store_true")
     parser.add_argument("--skip-targets", action="store_true")
     parser.add_argument("--models", nargs="*")
@@ -68,12 +70,14 @@ def main() -> None:
         threads = sorted(set(args.target_threads))
         for n in threads:
             for name, options in TARGETS:
-                rows += rows_for(name, options, 512, n, args.iters, args.seconds, with_threads=True)
+                rows += rows_for(name, options, 512, n, args.iters, args.seconds, with_threads=True,
+                                 rounds=args.target_rounds)
         at = f"CPU {cpu_model()}, {' and '.join(map(str, threads))} thread(s), batch 1, random weights"
         write_result("cpu_latency_targets", "CPU latency targets at 512: INT8 vs FP32 vs torch eager", rows,
                      notes=f"Written by `python benchmarks/cpu_latency.py --only-targets`. {at}. Targets: "
                            "onnx-int8 / onnx-fp32 >= 1.5x; onnx-fp32 / torch-fp32 >= 1.0x. "
-                           "Measured one backend after another in one run with nothing else running; the ratios "
+                           f"The backends measured in turn {args.target_rounds} times (each time in a fresh "
+                           "process, calls pooled: seglab bench --rounds) with nothing else running; the ratios "
                            "are the claim (absolute CPU times depend on the machine).",
                      command="python benchmarks/cpu_latency.py --only-targets")
     if args.only_targets:

@@ -65,3 +65,34 @@ def test_cli_bench_prints_the_table(bundle_file, capsys) -> None:
     assert set(rows) == {"torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8"}
     assert "3 timed calls" in rows["onnx-fp32"] and "n/a" in rows["torch-fp32"]
     assert main(["bench", "unet", "--input", "3x512"]) == 2
+
+
+def test_rounds_interleave_backends_and_pool_their_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``rounds`` the backends run in turn (A B, A B, A B), each in its own process; a backend's row pools
+    every timed call (p50 of the pooled list, img/s from its mean) and keeps the largest peak RSS."""
+    import seglab.deploy.bench as b
+
+    order = []
+    times = {"onnx-fp32": [[10.0, 12.0], [20.0, 22.0], [30.0, 32.0]], "onnx-int8": [[5.0, 5.0], [6.0, 6.0], [7.0, 9.0]]}
+
+    def fake_run(backend, source, options):
+        order.append(backend)
+        ms = times[backend][sum(1 for o in order if o == backend) - 1]
+        return {"backend": backend, **b.summary(ms), "peak_rss_mib": 100.0 + len(order)}
+
+    monkeypatch.setattr(b, "run_isolated", fake_run)
+    monkeypatch.setattr(b, "_prepare", lambda *a: ({}, "semantic", {}))
+    report = bench("x.onnx", BenchOptions(backends=("onnx-fp32", "onnx-int8"), rounds=3))
+    assert order == ["onnx-fp32", "onnx-int8"] * 3
+    fp32, int8 = report.rows
+    assert fp32["calls"] == 6 and fp32["rounds"] == 3 and "times" not in fp32
+    assert fp32["p50_ms"] == pytest.approx(21.0) and fp32["img_s"] == pytest.approx(1000 / 21.0)
+    assert int8["img_s"] == pytest.approx(1000 / 6.333333) and int8["peak_rss_mib"] == 106.0
+    assert report.speedup("onnx-int8", "onnx-fp32") == pytest.approx(21.0 / 6.333333)
+    with pytest.raises(ConfigError, match="--rounds"):
+        bench("x.onnx", BenchOptions(rounds=0))
+
+
+def test_an_instance_bundle_is_refused(instance_bundle) -> None:
+    with pytest.raises(ConfigError, match="times semantic models"):
+        bench(str(instance_bundle), BenchOptions(input=(3, 32, 32), backends=("onnx-fp32",)))

@@ -196,3 +196,109 @@ def test_quantize_applies_the_rewrite(tmp_path: Path) -> None:
     quantize(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", Reader())
     ops = [n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node]
     assert "ReduceMean" not in ops and "GlobalAveragePool" in ops and "QuantizeLinear" in ops
+
+
+def _hard_graph(path: Path) -> None:
+    """x -> HardSwish -> a; x -> HardSigmoid(alpha 0.2, beta 0.4) -> b; y = a + b: both hard activations, one with
+    non-default constants, feeding one output."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("HardSwish", ["x"], ["a"]),
+             helper.make_node("HardSigmoid", ["x"], ["b"], alpha=0.2, beta=0.4),
+             helper.make_node("Add", ["a", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
+
+
+def test_hard_activations_become_clips_with_equal_outputs(tmp_path: Path) -> None:
+    """HardSwish and HardSigmoid become Mul/Add/Clip (which onnxruntime keeps in 8 bits) computing the textbook
+    formulas: hardsigmoid(x) = clip(alpha x + beta, 0, 1), hardswish(x) = x relu6(x + 3) / 6."""
+    import onnx
+    import onnxruntime as ort
+
+    from seglab.export.int8 import hard_activations_as_clips
+
+    src, dst = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    _hard_graph(src)
+    assert hard_activations_as_clips(src, dst) == 2
+    ops = [n.op_type for n in onnx.load(str(dst)).graph.node]
+    assert "HardSwish" not in ops and "HardSigmoid" not in ops and ops.count("Clip") == 2
+    x = np.linspace(-8, 8, 3 * 4 * 9, dtype=np.float32).reshape(1, 3, 4, 9)
+    want = x * np.clip(x + 3, 0, 6) / 6 + np.clip(0.2 * x + 0.4, 0, 1)
+    got = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    plain = tmp_path / "c.onnx"
+    _mean_graph(plain, [2, 3], 1)
+    assert hard_activations_as_clips(plain, tmp_path / "d.onnx") == 0 and not (tmp_path / "d.onnx").exists()
+
+
+def _swish_conv_graph(path: Path, rng: np.random.Generator, shared: bool) -> None:
+    """x -> HardSigmoid -> Mul by x (a hard-swish, as onnxruntime's pre-processing writes it) -> Conv(W, b) -> y;
+    with ``shared`` the weight also feeds a second Conv on x, so it may not be rescaled."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("HardSigmoid", ["x"], ["g"], alpha=1 / 6, beta=0.5),
+             helper.make_node("Mul", ["x", "g"], ["s"]),
+             helper.make_node("Conv", ["s", "w", "b"], ["c"], pads=[1, 1, 1, 1])]
+    nodes += [helper.make_node("Conv", ["x", "w", "b"], ["d"], pads=[1, 1, 1, 1]),
+              helper.make_node("Add", ["c", "d"], ["y"])] if shared else [helper.make_node("Identity", ["c"], ["y"])]
+    inits = [numpy_helper.from_array(rng.standard_normal((3, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own-weights", "shared-weights"])
+def test_hard_swish_scale_moves_into_the_next_convolution(tmp_path: Path, shared: bool) -> None:
+    """A hard-swish feeding only a convolution that owns its weights loses its Mul by 1/6 (the weights take it:
+    x * clip(x + 3, 0, 6) convolved with W / 6); with a weight shared by another node the plain Mul/Add/Clip form
+    stays. Either way the graph computes what it computed."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from seglab.export.int8 import hard_activations_as_clips
+
+    rng = np.random.default_rng(3)
+    src, dst = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    _swish_conv_graph(src, rng, shared)
+    assert hard_activations_as_clips(src, dst) == 1
+    graph = onnx.load(str(dst)).graph
+    ops = [n.op_type for n in graph.node]
+    assert "HardSigmoid" not in ops and ops.count("Mul") == (2 if shared else 1)
+    w_before = numpy_helper.to_array(next(t for t in onnx.load(str(src)).graph.initializer if t.name == "w"))
+    w_after = numpy_helper.to_array(next(t for t in graph.initializer if t.name == "w"))
+    np.testing.assert_allclose(w_after, w_before if shared else w_before / 6, rtol=1e-6)
+    x = rng.uniform(-6, 6, (1, 3, 9, 11)).astype(np.float32)
+    want, got = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+                 for p in (src, dst))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_quantize_keeps_hard_activations_in_int8(tmp_path: Path) -> None:
+    """The INT8 file has no float HardSwish / HardSigmoid left, and still computes them (within 8-bit steps)."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader
+
+    from seglab.export.int8 import quantize
+
+    rng = np.random.default_rng(0)
+    feeds = iter([{"x": (4 * rng.standard_normal((1, 3, 8, 8))).astype(np.float32)} for _ in range(4)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(feeds, None)
+
+    _hard_graph(tmp_path / "fp32.onnx")
+    quantize(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", Reader())
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node]
+    assert "HardSwish" not in ops and "HardSigmoid" not in ops and "QuantizeLinear" in ops
+    x = (4 * rng.standard_normal((1, 3, 8, 8))).astype(np.float32).clip(-8, 8)
+    want = x * np.clip(x + 3, 0, 6) / 6 + np.clip(0.2 * x + 0.4, 0, 1)
+    got = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(got - want).max() < 0.25  # a few 8-bit steps of a range about 10 wide

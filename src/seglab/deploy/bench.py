@@ -28,7 +28,10 @@ BACKENDS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
 @dataclass(frozen=True)
 class BenchOptions:
     """Input shape ``(C, H, W)``, threads, warm-up calls, and the timed calls (at least ``iters``, or
-    until ``seconds`` have passed once ``min_iters`` are done)."""
+    until ``seconds`` have passed once ``min_iters`` are done) per backend and round. ``rounds`` > 1 measures the
+    backends in turn that many times (A B C, A B C, ...), each time in a fresh process, and pools each backend's
+    calls: a machine that speeds up or slows down during the run then weighs on every backend alike, so the
+    ratios are side by side."""
 
     input: tuple[int, int, int] = (3, 512, 512)
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -37,6 +40,7 @@ class BenchOptions:
     min_iters: int = 5
     seconds: float = 20.0
     backends: tuple[str, ...] = BACKENDS
+    rounds: int = 1
 
 
 def parse_input(text: str) -> tuple[int, int, int]:
@@ -80,9 +84,13 @@ def timings(call, options: BenchOptions) -> dict[str, float]:
         t0 = time.perf_counter()
         call()
         times.append((time.perf_counter() - t0) * 1000)
-    mean = statistics.fmean(times)
+    return summary(times)
+
+
+def summary(times: list[float]) -> dict[str, Any]:
+    """p50 / p95 (ms), img/s (from the mean call) and the count of timed calls (``times`` in ms, kept too)."""
     return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
-            "img_s": 1000.0 / mean, "calls": len(times)}
+            "img_s": 1000.0 / statistics.fmean(times), "calls": len(times), "times": list(times)}
 
 
 def _peak_rss_mib() -> float | None:
@@ -181,19 +189,31 @@ def bench(target: str, options: BenchOptions | None = None, *, model_options: di
     """
     options = options or BenchOptions()
     unknown = [b for b in options.backends if b not in BACKENDS]
-    if unknown or options.threads < 1:
-        raise ConfigError(f"bench: unknown backend(s) {unknown} (known: {', '.join(BACKENDS)}) or --threads < 1.")
+    if unknown or options.threads < 1 or options.rounds < 1:
+        raise ConfigError(f"bench: unknown backend(s) {unknown} (known: {', '.join(BACKENDS)}), --threads < 1 or "
+                          "--rounds < 1.")
     say = callback or (lambda text: None)
     with tempfile.TemporaryDirectory(prefix="seglab-bench-") as tmp:
         source, task, skipped = _prepare(target, options, model_options or {}, Path(tmp), say)
-        rows = []
-        for backend in options.backends:
-            if backend in skipped:
-                rows.append({"backend": backend, "note": skipped[backend]})
-                continue
-            say(f"measuring {backend}")
-            rows.append(run_isolated(backend, source, options))
+        measured: dict[str, list[dict[str, Any]]] = {b: [] for b in options.backends if b not in skipped}
+        for r in range(options.rounds):
+            for backend in measured:
+                say(f"measuring {backend}" + (f" (round {r + 1} of {options.rounds})" if options.rounds > 1 else ""))
+                measured[backend].append(run_isolated(backend, source, options))
+        rows = [{"backend": b, "note": skipped[b]} if b in skipped else _pooled(b, measured[b])
+                for b in options.backends]
     return BenchReport(target, cpu_model(), options.threads, options.input, rows, task)
+
+
+def _pooled(backend: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from a backend's rounds: every timed call pooled, the largest peak RSS; a failed round's note wins."""
+    failed = [r for r in runs if "times" not in r]
+    if failed:
+        return failed[0]
+    rss = [r["peak_rss_mib"] for r in runs if r.get("peak_rss_mib") is not None]
+    row = summary([t for r in runs for t in r["times"]])
+    del row["times"]
+    return {"backend": backend, **row, "peak_rss_mib": max(rss) if rss else None, "rounds": len(runs)}
 
 
 def _prepare(target: str, options: BenchOptions, model_options: dict[str, Any], tmp: Path, say

@@ -127,6 +127,9 @@ def quantize(fp32: Path, out: Path, reader) -> None:
     pooled = fp32.with_name(fp32.stem + "-pooled.onnx")
     if spatial_means_as_global_pools(source, pooled):
         source = pooled
+    clipped = fp32.with_name(fp32.stem + "-clipped.onnx")
+    if hard_activations_as_clips(source, clipped):
+        source = clipped
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # its "consider pre-processing" notice is printed regardless
     try:
@@ -183,6 +186,82 @@ def spatial_means_as_global_pools(src: Path, dst: Path) -> int:
             graph.node.remove(const)
         onnx.save(proto, str(dst))
     return count
+
+
+def hard_activations_as_clips(src: Path, dst: Path) -> int:
+    """Rewrite each ``HardSigmoid`` as ``Clip(alpha x + beta, 0, 1)`` (Mul, Add, Clip) and each ``HardSwish`` as
+    ``x`` times that, so onnxruntime keeps them in 8 bits.
+
+    onnxruntime quantizes neither op: each one dequantizes a feature map, computes in float and quantizes again,
+    while Mul and Add run as QLinearMul / QLinearAdd and a Clip folds into the quantization range. Where a
+    hard-swish (``HardSwish``, or ``HardSigmoid(x)`` times ``x``) feeds only convolutions that own their weights,
+    the scale ``alpha`` moves into those weights instead (``x * Clip(x + beta / alpha, 0, 1 / alpha)``, weights
+    times ``alpha``), which saves one element-wise op per activation. MobileNetV3 and LR-ASPP use 28 of them.
+    Returns how many nodes were rewritten; ``dst`` is written only when that is above zero.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load(str(src))
+    graph = proto.graph
+    users: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for name in n.input:
+            users.setdefault(name, []).append(n)
+    weights = {t.name: t for t in graph.initializer}
+    nodes, count = [], 0
+    for node in graph.node:
+        if node.op_type not in ("HardSigmoid", "HardSwish"):
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        swish = node.op_type == "HardSwish"  # HardSwish(x) = x * HardSigmoid(x) with alpha 1/6, beta 0.5
+        alpha, beta = (1 / 6, 0.5) if swish else (float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5)))
+        x, k = node.input[0], f"seglab_hard{count}"
+        product = node if swish else _times_input(node, users)
+        convs = _conv_users(product.output[0], users, weights) if product is not None and alpha > 0 else None
+        if convs is not None:  # x * Clip(x + beta / alpha, 0, 1 / alpha) = hardswish / alpha; weights * alpha
+            low, high, shift = 0.0, 1 / alpha, beta / alpha
+            for conv in convs:
+                w = weights[conv.input[1]]
+                w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * np.float32(alpha), w.name))
+        else:
+            low, high, shift = 0.0, 1.0, beta
+        constants = (("beta", shift), ("lo", low), ("hi", high)) + ((("alpha", alpha),) if convs is None else ())
+        for name, value in constants:
+            graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), f"{k}_{name}"))
+        shifted = [x, f"{k}_beta"] if convs is not None else [f"{k}_scaled", f"{k}_beta"]
+        if convs is None:
+            nodes.append(helper.make_node("Mul", [x, f"{k}_alpha"], [f"{k}_scaled"], name=f"{k}_mul"))
+        gate = f"{k}_gate" if swish else node.output[0]
+        nodes += [helper.make_node("Add", shifted, [f"{k}_shifted"], name=f"{k}_add"),
+                  helper.make_node("Clip", [f"{k}_shifted", f"{k}_lo", f"{k}_hi"], [gate], name=f"{k}_clip")]
+        if swish:
+            nodes.append(helper.make_node("Mul", [x, gate], list(node.output), name=f"{k}_swish"))
+        count += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    if count:
+        onnx.save(proto, str(dst))
+    return count
+
+
+def _times_input(node: Any, users: dict[str, list[Any]]) -> Any:
+    """The Mul computing ``x * HardSigmoid(x)`` when that is the gate's only use (a hard-swish), else None."""
+    uses = users.get(node.output[0], [])
+    if len(uses) == 1 and uses[0].op_type == "Mul" and sorted(uses[0].input) == sorted([node.input[0], node.output[0]]):
+        return uses[0]
+    return None
+
+
+def _conv_users(name: str, users: dict[str, list[Any]], weights: dict[str, Any]) -> list[Any] | None:
+    """The convolutions reading ``name`` as their input, when those are all its uses and each owns its weight
+    initializer (a scale folded into the weights then reaches nothing else), else None."""
+    uses = users.get(name, [])
+    if not uses or any(n.op_type != "Conv" or n.input[0] != name or len(n.input) < 2 or n.input[1] not in weights
+                       or len(users.get(n.input[1], [])) != 1 for n in uses):
+        return None
+    return uses
 
 
 def export_int8(model: nn.Module, info: CheckpointInfo, out: str | os.PathLike, options: Int8Options | None = None,
