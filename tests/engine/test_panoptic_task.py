@@ -119,3 +119,28 @@ def test_a_panoptic_ablation_report_leads_with_pq(panoptic_run: dict, tmp_path: 
     report = write_report(results, tmp_path / "abl", "panoptic").read_text()
     assert "| variant | PQ | PQ_th | PQ_st |" in report and "| lr=0.002 | PQ | +0.0500 |" in report
     assert (tmp_path / "abl" / "curves.png").is_file()
+
+
+def test_a_served_panoptic_run_answers_its_segments(panoptic_run: dict) -> None:
+    """`seglab serve RUN` on a panoptic run: one RLE mask per segment, disjoint, equal to the segment-id map that
+    ``predict_panoptic`` (what `seglab predict RUN` writes) gives, with the segment's class and thing flag."""
+    from pycocotools import mask as coco_mask
+
+    from seglab.checkpoint import load_checkpoint
+    from seglab.deploy.predictors import load_predictor
+    from seglab.inference.panoptic import predict_panoptic
+
+    image = np.asarray(Image.open(sorted((panoptic_run["data"] / "images" / "val").iterdir())[0]).convert("RGB"))
+    predictor = load_predictor(panoptic_run["run"])
+    assert predictor.task == "panoptic" and predictor.backend == "torch"
+    out = json.loads(json.dumps(predictor.predict(image)))
+    model, info = load_checkpoint(panoptic_run["run"])
+    [(_, _, ref)] = list(predict_panoptic(model, [(0, image)], batch_size=1))
+    ids = ref["ids"].numpy()
+    segments = [s for s in ref["segments"] if (ids == int(s["id"])).any()]
+    assert len(out["masks"]) == len(segments) > 0 and (out["height"], out["width"]) == image.shape[:2]
+    masks = [coco_mask.decode({**m, "counts": m["counts"].encode()}).astype(bool) for m in out["masks"]]
+    assert sum(m.astype(int) for m in masks).max() == 1  # disjoint
+    for m, s, name, thing in zip(masks, segments, out["classes"], out["isthing"], strict=True):
+        assert np.array_equal(m, ids == int(s["id"])) and name == info.classes[int(s["category"])]
+        assert thing == bool(s.get("isthing", False))

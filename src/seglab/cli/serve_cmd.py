@@ -23,7 +23,7 @@ def serve(
     score_threshold: float = typer.Option(0.5, "--score-threshold", help="Instance runs and bundles: answer detections "
                                           "scoring at least this."),
 ) -> None:
-    """Serve POST /predict (PNG class map, or JSON detections), GET /health and GET /info; SIGTERM drains."""
+    """Serve POST /predict (PNG class map, or JSON detections / segments), GET /health and GET /info; SIGTERM drains."""
     from seglab.deploy.server import Limits, check_limits
     from seglab.deploy.server import serve as run_server
 

@@ -1,7 +1,8 @@
 """One interface over a bundle (onnxruntime) and a run (torch) for ``seglab serve`` and ``seglab bench``.
 
 A predictor takes a decoded image (``(H, W, C)`` uint8, C = its ``image_channels``) and returns the
-prediction as the server sends it: a class map (semantic) or detections with RLE masks (instance).
+prediction as the server sends it: a class map (semantic), detections with RLE masks (instance) or segments with
+RLE masks (panoptic runs).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def load_predictor(path: str | os.PathLike, *, threads: int | None = None, score
 
     Raises:
         ModelError / CheckpointError: the file cannot be loaded.
-        ConfigError: a panoptic model (the server answers semantic class maps and instance detections).
+        ConfigError: a panoptic bundle (serve its run: the torch-free runtime predicts semantic and instance bundles).
     """
     from seglab.runtime import is_bundle
 
@@ -76,8 +77,8 @@ def _bundle_predictor(path: Path, threads: int | None, score_threshold: float) -
         def run(image: np.ndarray) -> np.ndarray:
             return predict_image(bundle, image)
     else:
-        raise ConfigError(f"{path}: a {bundle.task} bundle; `seglab serve` answers semantic class maps and instance "
-                          "detections.")
+        raise ConfigError(f"{path}: a {bundle.task} bundle; the torch-free runtime predicts semantic and instance "
+                          "bundles. Serve the run instead (`seglab serve RUN`).")
     return Predictor(bundle.task, bundle.model, bundle.classes, bundle.in_channels,
                      bundle.meta.get("seglab.input_size"), "onnxruntime", palette, run)
 
@@ -102,8 +103,8 @@ def _torch_predictor(path: Path, threads: int | None, score_threshold: float) ->
         def run(image: np.ndarray) -> dict[str, Any]:
             return _detections(model, info, image, score_threshold)
     else:
-        raise ConfigError(f"{path}: a {info.task} checkpoint; `seglab serve` answers semantic class maps and "
-                          "instance detections.")
+        def run(image: np.ndarray) -> dict[str, Any]:
+            return _segments(model, info, image)
     return Predictor(info.task, info.model, list(info.classes), info.in_channels, input_size(info), "torch",
                      class_palette(info), run)
 
@@ -115,6 +116,22 @@ def _detections(model, info, image: np.ndarray, threshold: float) -> dict[str, A
     [(_, _, inst)] = list(predict_instances(model, [(0, image)], score_threshold=threshold, batch_size=1,
                                            resize=info.resize))
     return detections_json(info.classes, {k: v.numpy() for k, v in inst.items()}, image.shape)
+
+
+def _segments(model, info, image: np.ndarray) -> dict[str, Any]:
+    """Panoptic JSON: class, thing or stuff, score (1 for stuff) and COCO RLE mask of each segment (disjoint masks,
+    as ``seglab predict RUN`` paints them into its segment-id PNG)."""
+    from seglab.inference.panoptic import predict_panoptic
+    from seglab.runtime.instance import encode_rle
+
+    [(_, _, out)] = list(predict_panoptic(model, [(0, image)], batch_size=1, resize=info.resize))
+    ids = out["ids"].numpy()
+    segments = [s for s in out["segments"] if (ids == int(s["id"])).any()]
+    return {"height": int(ids.shape[0]), "width": int(ids.shape[1]),
+            "classes": [info.classes[int(s["category"])] for s in segments],
+            "isthing": [bool(s.get("isthing", False)) for s in segments],
+            "scores": [round(float(s.get("score", 1.0)), 4) for s in segments],
+            "masks": [encode_rle(ids == int(s["id"])) for s in segments]}
 
 
 def detections_json(classes: list[str], inst: dict[str, np.ndarray], shape: tuple[int, ...]) -> dict[str, Any]:
