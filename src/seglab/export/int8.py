@@ -200,7 +200,6 @@ def hard_activations_as_clips(src: Path, dst: Path) -> int:
     Returns how many nodes were rewritten; ``dst`` is written only when that is above zero.
     """
     import onnx
-    from onnx import helper, numpy_helper
 
     proto = onnx.load(str(src))
     graph = proto.graph
@@ -211,39 +210,46 @@ def hard_activations_as_clips(src: Path, dst: Path) -> int:
     weights = {t.name: t for t in graph.initializer}
     nodes, count = [], 0
     for node in graph.node:
-        if node.op_type not in ("HardSigmoid", "HardSwish"):
-            nodes.append(node)
-            continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        swish = node.op_type == "HardSwish"  # HardSwish(x) = x * HardSigmoid(x) with alpha 1/6, beta 0.5
-        alpha, beta = (1 / 6, 0.5) if swish else (float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5)))
-        x, k = node.input[0], f"seglab_hard{count}"
-        product = node if swish else _times_input(node, users)
-        convs = _conv_users(product.output[0], users, weights) if product is not None and alpha > 0 else None
-        if convs is not None:  # x * Clip(x + beta / alpha, 0, 1 / alpha) = hardswish / alpha; weights * alpha
-            low, high, shift = 0.0, 1 / alpha, beta / alpha
-            for conv in convs:
-                w = weights[conv.input[1]]
-                w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * np.float32(alpha), w.name))
+        if node.op_type in ("HardSigmoid", "HardSwish"):
+            nodes += _as_clips(node, f"seglab_hard{count}", graph, users, weights)
+            count += 1
         else:
-            low, high, shift = 0.0, 1.0, beta
-        constants = (("beta", shift), ("lo", low), ("hi", high)) + ((("alpha", alpha),) if convs is None else ())
-        for name, value in constants:
-            graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), f"{k}_{name}"))
-        shifted = [x, f"{k}_beta"] if convs is not None else [f"{k}_scaled", f"{k}_beta"]
-        if convs is None:
-            nodes.append(helper.make_node("Mul", [x, f"{k}_alpha"], [f"{k}_scaled"], name=f"{k}_mul"))
-        gate = f"{k}_gate" if swish else node.output[0]
-        nodes += [helper.make_node("Add", shifted, [f"{k}_shifted"], name=f"{k}_add"),
-                  helper.make_node("Clip", [f"{k}_shifted", f"{k}_lo", f"{k}_hi"], [gate], name=f"{k}_clip")]
-        if swish:
-            nodes.append(helper.make_node("Mul", [x, gate], list(node.output), name=f"{k}_swish"))
-        count += 1
+            nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
     if count:
         onnx.save(proto, str(dst))
     return count
+
+
+def _as_clips(node: Any, k: str, graph: Any, users: dict[str, list[Any]], weights: dict[str, Any]) -> list[Any]:
+    """The nodes replacing one hard activation (named ``k_*``); their constants go into ``graph``, and a folded
+    ``alpha`` into the weights of the convolutions that follow."""
+    from onnx import helper, numpy_helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    swish = node.op_type == "HardSwish"  # HardSwish(x) = x * HardSigmoid(x) with alpha 1/6, beta 0.5
+    alpha, beta = (1 / 6, 0.5) if swish else (float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5)))
+    x = node.input[0]
+    product = node if swish else _times_input(node, users)
+    convs = _conv_users(product.output[0], users, weights) if product is not None and alpha > 0 else None
+    if convs is not None:  # x * Clip(x + beta / alpha, 0, 1 / alpha) = hardswish / alpha; weights * alpha
+        for conv in convs:
+            w = weights[conv.input[1]]
+            w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * np.float32(alpha), w.name))
+        constants = {"beta": beta / alpha, "lo": 0.0, "hi": 1 / alpha}
+    else:
+        constants = {"alpha": alpha, "beta": beta, "lo": 0.0, "hi": 1.0}
+    for name, value in constants.items():
+        graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), f"{k}_{name}"))
+    out = [] if convs is not None else [helper.make_node("Mul", [x, f"{k}_alpha"], [f"{k}_scaled"], name=f"{k}_mul")]
+    gate = f"{k}_gate" if swish else node.output[0]
+    out += [helper.make_node("Add", [x if convs is not None else f"{k}_scaled", f"{k}_beta"], [f"{k}_shifted"],
+                             name=f"{k}_add"),
+            helper.make_node("Clip", [f"{k}_shifted", f"{k}_lo", f"{k}_hi"], [gate], name=f"{k}_clip")]
+    if swish:
+        out.append(helper.make_node("Mul", [x, gate], list(node.output), name=f"{k}_swish"))
+    return out
 
 
 def _times_input(node: Any, users: dict[str, list[Any]]) -> Any:

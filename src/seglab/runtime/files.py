@@ -12,31 +12,17 @@ from __future__ import annotations
 import csv
 import glob
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from seglab.errors import ConfigError, DataError, ModelError, OutputError, SeglabError
 from seglab.runtime.bundle import DOCS, Bundle
+from seglab.runtime.instance_files import InstanceFiles
+from seglab.runtime.outputs import BundleResult, colorize, gray_palette, save_rgb
 from seglab.runtime.semantic import RuntimeOptions, effective_tta, parse_tta, predict_image
 
 FORMATS = ("index", "color")
-IGNORE_COLOR = (255, 0, 255)  # seglab.viz.IGNORE_COLOR (magenta)
-OUT_OF_RANGE = (255, 255, 255)
-
-
-@dataclass
-class BundleResult:
-    """What :func:`predict_bundle_files` wrote: count, failures (input, reason), the summary file."""
-
-    out: Path
-    written: int
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    summary: Path | None = None
-    detections: Path | None = None  # the shape of inference.outputs.PredictResult, so one report renders both
-    replaced: int = 0
-    kept: int = 0
 
 
 def find_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -59,18 +45,6 @@ def find_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[st
     return list(dict.fromkeys(paths)), failures
 
 
-def colorize(labels: np.ndarray, palette: np.ndarray, ignore_index: int | None) -> np.ndarray:
-    """``(H, W, 3)`` uint8 picture of a class map, painted as ``seglab.viz.colorize`` paints it."""
-    size = max(int(labels.max(initial=0)) + 1, len(palette))
-    lut = np.empty((size, 3), dtype=np.uint8)
-    lut[:] = OUT_OF_RANGE
-    lut[: len(palette)] = palette
-    out = lut[np.clip(labels, 0, size - 1)]
-    if ignore_index is not None:
-        out[labels == ignore_index] = IGNORE_COLOR
-    return out
-
-
 def predict_bundle_files(bundle: Bundle, inputs: Sequence[str | Path], out: str | Path, *, format: str = "index",
                          options: RuntimeOptions | None = None, exist_ok: bool = False,
                          callback: Callable[[int, int], None] | None = None) -> BundleResult:
@@ -85,7 +59,6 @@ def predict_bundle_files(bundle: Bundle, inputs: Sequence[str | Path], out: str 
             an earlier run; nothing is written then.
     """
     from seglab.fileio import check_output_path
-    from seglab.runtime.instance_files import InstanceFiles
 
     if bundle.task not in ("semantic", "instance"):
         raise ModelError(f"{bundle.path}: a {bundle.task} bundle; the torch-free runtime predicts semantic and "
@@ -164,7 +137,7 @@ def _write_all(bundle: Bundle, paths: list[Path], failures: list[tuple[str, str]
     from seglab.data.io import read_image, write_label
     from seglab.fileio import atomic_path
 
-    palette = bundle.palette if bundle.palette is not None else _gray_palette()
+    palette = bundle.palette if bundle.palette is not None else gray_palette()
     columns = ["file", "output", "height", "width", "status"] + [f"share_{c}" for c in bundle.classes]
     written = 0
     with atomic_path(out / "predictions.csv") as tmp, open(tmp, "w", newline="") as fh:
@@ -180,7 +153,7 @@ def _write_all(bundle: Bundle, paths: list[Path], failures: list[tuple[str, str]
                     if fmt == "index":
                         write_label(out / name, labels, palette=palette)
                     else:
-                        _save_rgb(out / name, colorize(labels, palette, bundle.ignore_index))
+                        save_rgb(out / name, colorize(labels, palette, bundle.ignore_index))
                 table.writerow(_row(path, names, labels, bundle.classes))
                 written += 1
             except OutputError:
@@ -198,16 +171,3 @@ def _row(path: Path, names: list[str], labels: np.ndarray, classes: list[str]) -
     shares = {f"share_{c}": f"{v / labels.size:.6f}" for c, v in zip(classes, counts, strict=True)}
     return {"file": str(path), "output": ";".join(names), "height": labels.shape[0], "width": labels.shape[1],
             "status": "ok", **shares}
-
-
-def _gray_palette() -> np.ndarray:
-    return np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
-
-
-def _save_rgb(target: Path, rgb: np.ndarray) -> None:
-    from PIL import Image
-
-    from seglab.fileio import atomic_path
-
-    with atomic_path(target) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")

@@ -18,6 +18,7 @@ import numpy as np
 from seglab.errors import OutputError, SeglabError
 from seglab.runtime.bundle import Bundle
 from seglab.runtime.instance import detect, instance_ids, to_coco
+from seglab.runtime.outputs import BundleResult, colorize, gray_palette, save_rgb
 
 
 class InstanceFiles:
@@ -29,7 +30,7 @@ class InstanceFiles:
         self.classes = bundle.classes
         self.cat_ids = [int(c) for c in bundle.meta.get("seglab.cat_ids") or range(len(bundle.classes))]
         palette = bundle.meta.get("seglab.id_palette256")
-        self.palette = np.asarray(palette if palette is not None else _ids_palette(), dtype=np.uint8).reshape(-1, 3)
+        self.palette = np.asarray(palette if palette is not None else gray_palette(), dtype=np.uint8).reshape(-1, 3)
         self.columns = ["file", "output", "image_id", "height", "width", "status", "detections", "instances"] + \
             [f"count_{c}" for c in self.classes[1:]]
 
@@ -39,11 +40,10 @@ class InstanceFiles:
         return [f"{stem}.png", f"{stem}.json"] + [f"{stem}_{f}.png" for f in formats if f != "index"]
 
     def write_all(self, paths: list[Path], failures: list[tuple[str, str]], stems: dict[Path, str],
-                  callback: Callable[[int, int], None] | None):
+                  callback: Callable[[int, int], None] | None) -> BundleResult:
         """Predict and write every path; rows for ``failures`` (inputs naming no image) come first."""
         from seglab.data.io import read_image
         from seglab.fileio import atomic_path, atomic_write_text
-        from seglab.runtime.files import BundleResult
 
         detections: list[dict] = []
         written, image_id = 0, 0
@@ -73,7 +73,6 @@ class InstanceFiles:
     def _write(self, path: Path, stem: str, inst: dict, image_id: int) -> dict:
         from seglab.data.io import write_label
         from seglab.fileio import atomic_write_text
-        from seglab.runtime.files import _save_rgb, colorize
 
         ids, kept = instance_ids(inst["masks"], inst["scores"])
         write_label(self.out / f"{stem}.png", ids, palette=self.palette)
@@ -82,13 +81,9 @@ class InstanceFiles:
                   "scores": [round(float(v), 4) for v in inst["scores"][kept]]}
         atomic_write_text(self.out / f"{stem}.json", json.dumps(record) + "\n")
         if "color" in self.formats:
-            _save_rgb(self.out / f"{stem}_color.png", colorize(ids, self.palette, None))
+            save_rgb(self.out / f"{stem}_color.png", colorize(ids, self.palette, None))
         counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(self.classes))
         return {"file": str(path), "output": f"{stem}.png", "image_id": image_id, "height": ids.shape[0],
                 "width": ids.shape[1], "status": "ok", "detections": len(inst["labels"]), "instances": len(labels),
                 **{f"count_{c}": int(counts[i]) for i, c in enumerate(self.classes) if i > 0}}
 
-
-def _ids_palette() -> np.ndarray:
-    """A bundle from before ``seglab.id_palette256``: gray levels (ids stay readable as data)."""
-    return np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
