@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seglab.errors import ConfigError
+
 pytest.importorskip("onnxruntime")
 
 
@@ -186,6 +188,8 @@ def test_instance_bundle_answers_the_runs_detections(instance_run: dict, instanc
     assert a["classes"] == b["classes"] and a["masks"] == b["masks"]
     np.testing.assert_allclose(a["scores"], b["scores"], atol=2e-4)
     np.testing.assert_allclose(a["boxes"], b["boxes"], atol=2e-2)
+    with pytest.raises(ConfigError, match="--score-threshold"):
+        load_predictor(instance_bundle, score_threshold=1.5)  # at start-up, not as a 500 on every request
 
 
 def test_a_served_run_predicts_at_its_training_scale(semantic_run: dict, monkeypatch) -> None:

@@ -279,6 +279,35 @@ def test_hard_swish_scale_moves_into_the_next_convolution(tmp_path: Path, shared
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_no_fold_into_weights_a_graph_output_or_an_old_opset_could_see(tmp_path: Path) -> None:
+    """A hard-swish whose product is also a graph output keeps its scale (the output must stay hard-swish); below
+    opset 11 (Clip without bound inputs) nothing is rewritten."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from seglab.export.int8 import hard_activations_as_clips
+
+    rng = np.random.default_rng(4)
+    src = tmp_path / "a.onnx"
+    _swish_conv_graph(src, rng, shared=False)
+    proto = onnx.load(str(src))
+    proto.graph.output.append(helper.make_tensor_value_info("s", TensorProto.FLOAT, None))  # the swish itself
+    onnx.save(proto, str(src))
+    assert hard_activations_as_clips(src, tmp_path / "b.onnx") == 1
+    rewritten = onnx.load(str(tmp_path / "b.onnx")).graph
+    w = numpy_helper.to_array(next(t for t in rewritten.initializer if t.name == "w"))
+    np.testing.assert_array_equal(w, numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == "w")))
+    x = rng.uniform(-6, 6, (1, 3, 7, 5)).astype(np.float32)
+    want, got = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+                 for p in (src, tmp_path / "b.onnx"))
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    proto.opset_import[0].version = 10
+    onnx.save(proto, str(src))
+    assert hard_activations_as_clips(src, tmp_path / "c.onnx") == 0 and not (tmp_path / "c.onnx").exists()
+
+
 def test_quantize_keeps_hard_activations_in_int8(tmp_path: Path) -> None:
     """The INT8 file has no float HardSwish / HardSigmoid left, and still computes them (within 8-bit steps)."""
     import onnx

@@ -124,9 +124,9 @@ def test_instance_bundle_refuses_semantic_options(instance_bundle: Path, semanti
     with pytest.raises(ConfigError, match="score_threshold"):
         predict_bundle_files(detector, [pictures], tmp_path / "a", options=RuntimeOptions(score_threshold=1.5))
     old = Bundle(path=instance_bundle, session=detector.session, meta={}, task="instance")  # no seglab.detector
-    result = predict_bundle_files(old, [pictures], tmp_path / "b")
-    assert result.written == 0 and "re-export" in result.failures[0][1]
+    with pytest.raises(ModelError, match="re-export"):
+        predict_bundle_files(old, [pictures], tmp_path / "b")
     panoptic = Bundle(path=instance_bundle, session=None, meta={}, task="panoptic")
     with pytest.raises(ModelError, match="semantic and instance bundles"):
         predict_bundle_files(panoptic, [pictures], tmp_path / "c")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+    assert not any((tmp_path / d).exists() for d in "abc")

@@ -54,10 +54,13 @@ def load_predictor(path: str | os.PathLike, *, threads: int | None = None, score
 
     Raises:
         ModelError / CheckpointError: the file cannot be loaded.
-        ConfigError: a panoptic bundle (serve its run: the torch-free runtime predicts semantic and instance bundles).
+        ConfigError: a panoptic bundle (serve its run: the torch-free runtime predicts semantic and instance
+            bundles), a score threshold outside [0, 1].
     """
     from seglab.runtime import is_bundle
 
+    if not 0.0 <= score_threshold <= 1.0:  # refused at start-up, not as a 500 on every request
+        raise ConfigError(f"Expected --score-threshold in [0, 1], but got {score_threshold}.")
     if is_bundle(path):
         return _bundle_predictor(Path(path), threads, score_threshold)
     return _torch_predictor(Path(path), threads, score_threshold)
@@ -69,7 +72,9 @@ def _bundle_predictor(path: Path, threads: int | None, score_threshold: float) -
     bundle = load_bundle(path, threads=threads)
     palette = bundle.palette if bundle.palette is not None else _gray()
     if bundle.task == "instance":
-        from seglab.runtime.instance import detect
+        from seglab.runtime.instance import detect, detector_spec
+
+        detector_spec(bundle)  # an older fixed-size file is refused at start-up
 
         def run(image: np.ndarray) -> dict[str, Any]:
             return detections_json(bundle.classes, detect(bundle, image, score_threshold), image.shape)

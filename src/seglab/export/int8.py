@@ -197,17 +197,24 @@ def hard_activations_as_clips(src: Path, dst: Path) -> int:
     hard-swish (``HardSwish``, or ``HardSigmoid(x)`` times ``x``) feeds only convolutions that own their weights,
     the scale ``alpha`` moves into those weights instead (``x * Clip(x + beta / alpha, 0, 1 / alpha)``, weights
     times ``alpha``), which saves one element-wise op per activation. MobileNetV3 and LR-ASPP use 28 of them.
-    Returns how many nodes were rewritten; ``dst`` is written only when that is above zero.
+    Returns how many nodes were rewritten (0 below opset 11, whose Clip has no bound inputs); ``dst`` is written
+    only when that is above zero.
     """
     import onnx
 
     proto = onnx.load(str(src))
     graph = proto.graph
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 11:  # Clip takes its bounds as inputs from opset 11
+        return 0
     users: dict[str, list[Any]] = {}
     for n in graph.node:
         for name in n.input:
             users.setdefault(name, []).append(n)
-    weights = {t.name: t for t in graph.initializer}
+    for value in graph.output:  # a graph output is a use no weight can absorb
+        users.setdefault(value.name, []).append(value)
+    fed = {value.name for value in graph.input}  # an initializer the caller may override is not ours to scale
+    weights = {t.name: t for t in graph.initializer if t.name not in fed and t.data_type == onnx.TensorProto.FLOAT}
     nodes, count = [], 0
     for node in graph.node:
         if node.op_type in ("HardSigmoid", "HardSwish"):
@@ -255,17 +262,19 @@ def _as_clips(node: Any, k: str, graph: Any, users: dict[str, list[Any]], weight
 def _times_input(node: Any, users: dict[str, list[Any]]) -> Any:
     """The Mul computing ``x * HardSigmoid(x)`` when that is the gate's only use (a hard-swish), else None."""
     uses = users.get(node.output[0], [])
-    if len(uses) == 1 and uses[0].op_type == "Mul" and sorted(uses[0].input) == sorted([node.input[0], node.output[0]]):
+    if len(uses) == 1 and getattr(uses[0], "op_type", "") == "Mul" and \
+            sorted(uses[0].input) == sorted([node.input[0], node.output[0]]):
         return uses[0]
     return None
 
 
 def _conv_users(name: str, users: dict[str, list[Any]], weights: dict[str, Any]) -> list[Any] | None:
-    """The convolutions reading ``name`` as their input, when those are all its uses and each owns its weight
-    initializer (a scale folded into the weights then reaches nothing else), else None."""
+    """The convolutions reading ``name`` as their input, when those are all its uses (no graph output either) and
+    each owns its float32 weight initializer (a scale folded into the weights then reaches nothing else), else
+    None."""
     uses = users.get(name, [])
-    if not uses or any(n.op_type != "Conv" or n.input[0] != name or len(n.input) < 2 or n.input[1] not in weights
-                       or len(users.get(n.input[1], [])) != 1 for n in uses):
+    if not uses or any(getattr(n, "op_type", "") != "Conv" or n.input[0] != name or len(n.input) < 2
+                       or n.input[1] not in weights or len(users.get(n.input[1], [])) != 1 for n in uses):
         return None
     return uses
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from seglab.errors import ConfigError, DataError, ModelError, OutputError, SeglabError
 from seglab.runtime.bundle import DOCS, Bundle
+from seglab.runtime.instance import detector_spec
 from seglab.runtime.instance_files import InstanceFiles
 from seglab.runtime.outputs import BundleResult, colorize, gray_palette, save_rgb
 from seglab.runtime.semantic import RuntimeOptions, effective_tta, parse_tta, predict_image
@@ -54,6 +55,7 @@ def predict_bundle_files(bundle: Bundle, inputs: Sequence[str | Path], out: str 
         ModelError: a panoptic bundle (the runtime predicts semantic and instance bundles).
         ConfigError: a format other than index / color; tiling or TTA for an instance bundle, a score threshold
             for a semantic one.
+        ModelError: an instance bundle of an older seglab (one fixed image size, no ``seglab.detector``).
         DataError: no input names any image.
         OutputError: ``out`` is a file, an output would replace an input, or (without ``exist_ok``) a file of
             an earlier run; nothing is written then.
@@ -94,6 +96,7 @@ def _check_options(bundle: Bundle, options: RuntimeOptions) -> None:
         options.resolved(bundle.tile)  # bad tiling or TTA: refused before anything is written
         parse_tta(effective_tta(options.tta, bundle.tile))
         return
+    detector_spec(bundle)  # an older fixed-size file is refused before anything is written
     if options.score_threshold is not None and not 0.0 <= options.score_threshold <= 1.0:
         raise ConfigError(f"Expected --score-threshold (score_threshold) in [0, 1], but got {options.score_threshold}.")
     flags = [f"--{k}" for k in ("tile", "overlap", "blend", "tta") if getattr(options, k) is not None]

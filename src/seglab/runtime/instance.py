@@ -6,7 +6,7 @@ torchvision does: scale = min(min_size / short side, max_size / long side), each
 bilinear without antialiasing. The graph takes that image and the size to answer in, and returns boxes in,
 and masks pasted at, that size. With the run's ``data.resize`` the image is first scaled to its long side (as
 in training) and the detections are mapped back as ``seglab.inference.scaled`` maps them. Detections are then
-kept and ordered as ``predict_instances`` keeps them; tests/runtime/test_instance_parity.py holds the files
+kept and ordered as ``predict_instances`` keeps them; tests/runtime/test_instance_bundle.py holds the files
 equal to ``seglab predict RUN``'s.
 """
 
@@ -29,6 +29,16 @@ def detector_size(height: int, width: int, min_size: int, max_size: int) -> tupl
     return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
 
 
+def detector_spec(bundle) -> dict:
+    """The bundle's ``seglab.detector`` sizes; a file without them (an older seglab's fixed-size export) is refused
+    with what to do."""
+    spec = bundle.meta.get("seglab.detector")
+    if not isinstance(spec, dict) or "min_size" not in spec or "max_size" not in spec:
+        raise ModelError(f"{bundle.path}: an instance bundle without seglab.detector metadata (written by an "
+                         f"older seglab, for one fixed image size); re-export it with `seglab export RUN`. See {DOCS}.")
+    return spec
+
+
 def detect(bundle, image: np.ndarray, score_threshold: float = 0.5, mask_threshold: float = 0.5) -> dict:
     """Detections of one image (``(H, W[, C])`` uint8) with an instance bundle, best first.
 
@@ -39,10 +49,7 @@ def detect(bundle, image: np.ndarray, score_threshold: float = 0.5, mask_thresho
     for name, v in (("score_threshold", score_threshold), ("mask_threshold", mask_threshold)):
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"Expected `{name}` in [0, 1], but got {v}.")
-    spec = bundle.meta.get("seglab.detector")
-    if not isinstance(spec, dict) or "min_size" not in spec:
-        raise ModelError(f"{bundle.path}: an instance bundle without seglab.detector metadata (written by an "
-                         f"older seglab, for one fixed image size); re-export it with `seglab export RUN`. See {DOCS}.")
+    spec = detector_spec(bundle)
     x = normalize(image, 3, None, None)  # RGB in [0, 1]: the graph normalizes, as the detector does
     height, width = x.shape[-2:]
     seen = resized_size(height, width, bundle.resize)
@@ -51,13 +58,13 @@ def detect(bundle, image: np.ndarray, score_threshold: float = 0.5, mask_thresho
     x = bilinear(x, detector_size(*seen, int(spec["min_size"]), int(spec["max_size"])))
     boxes, labels, scores, probs = bundle.session.run(None, {"image": np.ascontiguousarray(x, dtype=np.float32),
                                                              "size": np.asarray(seen, dtype=np.int64)})
+    keep = np.flatnonzero(scores >= score_threshold)
+    keep = keep[np.argsort(-scores[keep], kind="stable")]
+    probs = probs[keep, 0].astype(np.float32)  # kept ones only: full-size masks of every detection cost memory
     if seen != (height, width):  # seglab.inference.scaled.instances_to_size
         sy, sx = height / seen[0], width / seen[1]
         boxes = boxes * np.asarray([sx, sy, sx, sy], dtype=np.float32)
-        probs = bilinear(probs, (height, width)) if len(probs) else np.zeros((0, 1, height, width), np.float32)
-    keep = np.flatnonzero(scores >= score_threshold)
-    keep = keep[np.argsort(-scores[keep], kind="stable")]
-    probs = probs[keep, 0].astype(np.float32)
+        probs = bilinear(probs, (height, width)) if len(probs) else np.zeros((0, height, width), np.float32)
     return {"boxes": boxes[keep].astype(np.float32), "labels": labels[keep].astype(np.int64),
             "scores": scores[keep].astype(np.float32), "masks": probs > mask_threshold, "mask_probs": probs}
 
