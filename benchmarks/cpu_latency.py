@@ -8,7 +8,7 @@ own process (``seglab.deploy.bench``). Instance and panoptic models are listed w
 times semantic models.
 
 Usage: python benchmarks/cpu_latency.py [--size 256] [--threads 2] [--target-threads 1 2] [--only-targets]
-       [--models a b]
+       [--models a b] [--rounds 3] [--target-rounds 3]
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--target-rounds", type=int, default=3,
                         help="the targets' backends measured in turn this many times (seglab bench --rounds)")
+    parser.add_argument("--rounds", type=int, default=3, help="the same for every model's row")
     parser.add_argument("--only-targets", action="store_true")
     parser.add_argument("--skip-targets", action="store_true")
     parser.add_argument("--models", nargs="*")
@@ -89,11 +90,13 @@ def main() -> None:
             rows.append({"model": name, "input": "-", "backend": "-",
                          "note": f"{entry.task}: not measured (seglab bench times semantic models)"})
             continue
-        rows += rows_for(name, {}, args.size, args.threads, args.iters, args.seconds)
+        rows += rows_for(name, {}, args.size, args.threads, args.iters, args.seconds, rounds=args.rounds)
         write_result("cpu_latency", f"CPU latency of every model at {args.size}x{args.size} (seglab bench)", rows,
                      command=f"python benchmarks/cpu_latency.py --skip-targets --size {args.size}",
-                     notes=f"{where}; default options of each model. {args.size} px, not 512: the large models' "
-                           "512 run does not fit this shared 2-core machine's time.")
+                     notes=f"{where}; default options of each model; the backends measured in turn {args.rounds} "
+                           "time(s), each in a fresh process, calls pooled. "
+                           f"{args.size} px, not 512: the large models' 512 run does not fit this shared 2-core "
+                           "machine's time.")
 
 
 if __name__ == "__main__":
