@@ -96,15 +96,9 @@ def export_instance(model: nn.Module, path: Path, *, format: str, metadata: dict
                                  {"image": {1: "height", 2: "width"}, "masks": {0: "detections", 2: "H", 3: "W"}})
         onnx_metadata(proto, meta, DYNAMIC_INPUT, wrapper.output_note)
         require_onnx().save(proto, str(tmp))
-        diff, compared = None, None
-        if check or can_run("onnx"):  # always enforced where onnxruntime is installed
-            diff, compared = check_instance_export(tmp, model, images=check_images)
-            tolerance = 1e-3 if tolerance is None else tolerance
-        if diff is not None and tolerance is not None and not diff <= tolerance:
-            raise ModelError(f"{path}: exported {name!r} differs from PyTorch by up to {diff:.3g} (tolerance "
-                             f"{tolerance:g}); the file was not written. See {DOCS} for known issues.")
-    return ExportResult(path, format, diff if check else None, compared if check else None,
-                        tolerance=tolerance if check else None, opset=opset_of(proto))
+        result = _checked(path, format, name, check, tolerance, opset_of(proto),
+                          lambda: check_instance_export(tmp, model, images=check_images))
+    return result
 
 
 def export_fixed_size(model: nn.Module, wrapper: nn.Module, path: Path, *, format: str, metadata: dict[str, Any],
@@ -124,15 +118,25 @@ def export_fixed_size(model: nn.Module, wrapper: nn.Module, path: Path, *, forma
         onnx_metadata(proto, meta, f"image (3, {h}, {w}) float32: RGB pixels / 255 (resize images to {h}x{w} first)",
                       wrapper.output_note)
         require_onnx().save(proto, str(tmp))
-        diff, compared = None, None
-        if check or can_run("onnx"):  # always enforced: a fixed-size detector graph is easy to get subtly wrong
-            diff, compared = check_fixed_size_export(tmp, wrapper, (h, w), images=check_images)
-            tolerance = 1e-3 if tolerance is None else tolerance
-        if diff is not None and tolerance is not None and not diff <= tolerance:
-            raise ModelError(f"{path}: exported {name!r} differs from PyTorch by up to {diff:.3g} (tolerance "
-                             f"{tolerance:g}); the file was not written. See {DOCS} for known issues.")
+        result = _checked(path, format, name, check, tolerance, opset_of(proto),
+                          lambda: check_fixed_size_export(tmp, wrapper, (h, w), images=check_images))
+    return result
+
+
+def _checked(path: Path, format: str, name: str, check: bool, tolerance: float | None, opset: int | None,
+             compare) -> ExportResult:
+    """Run ``compare`` (-> ``(difference, detections compared)``) wherever onnxruntime is installed, not only with
+    ``check``: a detector graph is easy to get subtly wrong. Above the tolerance (default 1e-3) the export is
+    refused, inside ``atomic_path``, so nothing is written."""
+    diff, compared = None, None
+    if check or can_run("onnx"):
+        diff, compared = compare()
+        tolerance = 1e-3 if tolerance is None else tolerance
+    if diff is not None and tolerance is not None and not diff <= tolerance:
+        raise ModelError(f"{path}: exported {name!r} differs from PyTorch by up to {diff:.3g} (tolerance "
+                         f"{tolerance:g}); the file was not written. See {DOCS} for known issues.")
     return ExportResult(path, format, diff if check else None, compared if check else None,
-                        tolerance=tolerance if check else None, opset=opset_of(proto))
+                        tolerance=tolerance if check else None, opset=opset)
 
 
 def _refuse(model: nn.Module, format: str, name: str, half: bool) -> None:

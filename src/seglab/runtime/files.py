@@ -9,18 +9,17 @@ file is written atomically; an unreadable input is reported in its row and the o
 
 from __future__ import annotations
 
-import csv
 import glob
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from seglab.errors import ConfigError, DataError, ModelError, OutputError, SeglabError
+from seglab.errors import ConfigError, DataError, ModelError, OutputError
 from seglab.runtime.bundle import DOCS, Bundle
 from seglab.runtime.instance import detector_spec
 from seglab.runtime.instance_files import InstanceFiles
-from seglab.runtime.outputs import BundleResult, colorize, gray_palette, save_rgb
+from seglab.runtime.outputs import BundleResult, colorize, gray_palette, save_rgb, write_table
 from seglab.runtime.semantic import RuntimeOptions, effective_tta, parse_tta, predict_image
 
 FORMATS = ("index", "color")
@@ -138,34 +137,21 @@ def _write_all(bundle: Bundle, paths: list[Path], failures: list[tuple[str, str]
                formats: tuple[str, ...], out: Path, options: RuntimeOptions,
                callback: Callable[[int, int], None] | None) -> BundleResult:
     from seglab.data.io import read_image, write_label
-    from seglab.fileio import atomic_path
 
     palette = bundle.palette if bundle.palette is not None else gray_palette()
     columns = ["file", "output", "height", "width", "status"] + [f"share_{c}" for c in bundle.classes]
-    written = 0
-    with atomic_path(out / "predictions.csv") as tmp, open(tmp, "w", newline="") as fh:
-        table = csv.DictWriter(fh, fieldnames=columns, restval="")
-        table.writeheader()
-        for item, reason in failures:
-            table.writerow({"file": item, "status": f"error: {reason}"})
-        for i, path in enumerate(paths):
-            try:
-                labels = predict_image(bundle, read_image(path, channels=bundle.image_channels), options)
-                names = _names(stems[path], formats)
-                for fmt, name in zip(formats, names, strict=True):
-                    if fmt == "index":
-                        write_label(out / name, labels, palette=palette)
-                    else:
-                        save_rgb(out / name, colorize(labels, palette, bundle.ignore_index))
-                table.writerow(_row(path, names, labels, bundle.classes))
-                written += 1
-            except OutputError:
-                raise
-            except (SeglabError, OSError) as e:
-                failures.append((str(path), str(e)))
-                table.writerow({"file": str(path), "status": f"error: {e}"})
-            if callback is not None:
-                callback(i + 1, len(paths))
+
+    def write_one(path: Path) -> dict:
+        labels = predict_image(bundle, read_image(path, channels=bundle.image_channels), options)
+        names = _names(stems[path], formats)
+        for fmt, name in zip(formats, names, strict=True):
+            if fmt == "index":
+                write_label(out / name, labels, palette=palette)
+            else:
+                save_rgb(out / name, colorize(labels, palette, bundle.ignore_index))
+        return _row(path, names, labels, bundle.classes)
+
+    written = write_table(out / "predictions.csv", columns, paths, failures, write_one, callback)
     return BundleResult(out, written, failures, out / "predictions.csv")
 
 

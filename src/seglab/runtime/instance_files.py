@@ -8,17 +8,15 @@ instances per class), as :class:`seglab.inference.writers.InstanceWriter` writes
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from seglab.errors import OutputError, SeglabError
 from seglab.runtime.bundle import Bundle
 from seglab.runtime.instance import detect, instance_ids, to_coco
-from seglab.runtime.outputs import BundleResult, colorize, gray_palette, save_rgb
+from seglab.runtime.outputs import BundleResult, colorize, gray_palette, save_rgb, write_table
 
 
 class InstanceFiles:
@@ -43,29 +41,20 @@ class InstanceFiles:
                   callback: Callable[[int, int], None] | None) -> BundleResult:
         """Predict and write every path; rows for ``failures`` (inputs naming no image) come first."""
         from seglab.data.io import read_image
-        from seglab.fileio import atomic_path, atomic_write_text
+        from seglab.fileio import atomic_write_text
 
         detections: list[dict] = []
-        written, image_id = 0, 0
-        with atomic_path(self.out / "predictions.csv") as tmp, open(tmp, "w", newline="") as fh:
-            table = csv.DictWriter(fh, fieldnames=self.columns, restval="")
-            table.writeheader()
-            for item, reason in failures:
-                table.writerow({"file": item, "status": f"error: {reason}"})
-            for i, path in enumerate(paths):
-                try:
-                    inst = detect(self.bundle, read_image(path, channels=3), self.threshold)
-                    image_id += 1
-                    table.writerow(self._write(path, stems[path], inst, image_id))
-                    detections += to_coco(inst, image_id, self.cat_ids)
-                    written += 1
-                except OutputError:
-                    raise
-                except (SeglabError, OSError) as e:
-                    failures.append((str(path), str(e)))
-                    table.writerow({"file": str(path), "status": f"error: {e}"})
-                if callback is not None:
-                    callback(i + 1, len(paths))
+        image_id = 0
+
+        def write_one(path: Path) -> dict:
+            nonlocal image_id
+            inst = detect(self.bundle, read_image(path, channels=3), self.threshold)
+            image_id += 1
+            row = self._write(path, stems[path], inst, image_id)
+            detections.extend(to_coco(inst, image_id, self.cat_ids))
+            return row
+
+        written = write_table(self.out / "predictions.csv", self.columns, paths, failures, write_one, callback)
         atomic_write_text(self.out / "predictions.json", json.dumps(detections) + "\n")
         return BundleResult(self.out, written, failures, self.out / "predictions.csv",
                             detections=self.out / "predictions.json")

@@ -6,8 +6,10 @@ Kept apart from :mod:`seglab.runtime.files` (the dispatcher and the semantic wri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,3 +55,33 @@ def save_rgb(target: Path, rgb: np.ndarray) -> None:
 
     with atomic_path(target) as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG")
+
+
+def write_table(target: Path, columns: list[str], paths: list[Path], failures: list[tuple[str, str]],
+                write_one: Callable[[Path], dict[str, Any]], callback: Callable[[int, int], None] | None) -> int:
+    """``predictions.csv`` at ``target``: a row per input naming no image (``failures``), then ``write_one(path)``'s
+    row per path. An input that fails (unreadable, bad channels) gets an error row and joins ``failures``; a write
+    the disk refuses (OutputError) ends the run. Returns how many inputs were written."""
+    import csv
+
+    from seglab.errors import OutputError, SeglabError
+    from seglab.fileio import atomic_path
+
+    written = 0
+    with atomic_path(target) as tmp, open(tmp, "w", newline="") as fh:
+        table = csv.DictWriter(fh, fieldnames=columns, restval="")
+        table.writeheader()
+        for item, reason in failures:
+            table.writerow({"file": item, "status": f"error: {reason}"})
+        for i, path in enumerate(paths):
+            try:
+                table.writerow(write_one(path))
+                written += 1
+            except OutputError:
+                raise
+            except (SeglabError, OSError) as e:
+                failures.append((str(path), str(e)))
+                table.writerow({"file": str(path), "status": f"error: {e}"})
+            if callback is not None:
+                callback(i + 1, len(paths))
+    return written
